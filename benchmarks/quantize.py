@@ -1,0 +1,57 @@
+"""Quantize throughput: Numba kernels vs a vectorized NumPy quantizer vs ``np.copyto``.
+
+d = 2^24 float32, L2 norm, 16 levels (uniform, s = 15), one norm.  All three are measured in the same
+run; the ratios are what matter.  ``--quick`` uses d = 2^20.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import best_time, parser, report  # noqa: E402
+
+from qodasim import Key, Levels, Quantizer  # noqa: E402
+
+
+def numpy_quantize(v: np.ndarray, levels: np.ndarray, rng: np.random.Generator):
+    """A straightforward vectorized NumPy quantizer (the baseline a researcher would write)."""
+    norm = np.linalg.norm(v)
+    r = np.abs(v) / norm
+    j = np.clip(np.searchsorted(levels, r, side="right") - 1, 0, levels.size - 2)
+    lo = levels[j]
+    rho = (r - lo) / (levels[j + 1] - lo)
+    idx = (j + (rng.random(v.size, dtype=np.float32) < rho)).astype(np.uint8)
+    return np.float32(norm), idx, np.signbit(v)
+
+
+def main() -> None:
+    args = parser(__doc__).parse_args()
+    d = 2**20 if args.quick else 2**24
+    repeats = args.repeats or (3 if args.quick else 7)
+    v = np.random.default_rng(0).standard_normal(d).astype(np.float32)
+    levels = Levels.uniform(15)
+    quant = Quantizer(levels)
+    key = Key(1)
+    dst = np.empty_like(v)
+    rng = np.random.default_rng(1)
+
+    t_nb = best_time(lambda: quant.quantize(v, key), repeats)
+    t_np = best_time(lambda: numpy_quantize(v, levels.values, rng), max(1, repeats // 2))
+    t_cp = best_time(lambda: np.copyto(dst, v), repeats)
+    rows = [
+        ("d", float(d), "coordinates"),
+        ("numba_coords_per_s", d / t_nb, "coord/s"),
+        ("numpy_coords_per_s", d / t_np, "coord/s"),
+        ("copyto_coords_per_s", d / t_cp, "coord/s"),
+        ("numba_over_numpy", t_np / t_nb, "x (target >= 8)"),
+        ("numba_over_copyto", t_cp / t_nb, "x (target >= 0.4)"),
+    ]
+    report("quantize", rows, {"quick": args.quick})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""Experiments that check the theory's predictions numerically (THEORY §7)."""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from .base import Progress, Result, Verdict, load_config
+
+#: Experiment name → module (each defines NAME, run(config, progress) and plot(result, outdir)).
+REGISTRY = {
+    "variance": "qodasim.experiments.variance",
+}
+
+
+def get(name: str):
+    """The module of experiment ``name``."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown experiment {name!r}; known: {', '.join(REGISTRY)}")
+    return import_module(REGISTRY[name])
+
+
+__all__ = ["REGISTRY", "Progress", "Result", "Verdict", "get", "load_config"]

@@ -1,0 +1,49 @@
+"""A consistent, publication-quality matplotlib style; figures saved as PNG and PDF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+STYLE = {
+    "figure.dpi": 110,
+    "savefig.dpi": 200,
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "legend.fontsize": 7.5,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "grid.linewidth": 0.5,
+    "lines.linewidth": 1.4,
+    "lines.markersize": 4,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "legend.frameon": False,
+}
+COLORS = ["#1b6ca8", "#d1495b", "#2e8b57", "#edae49", "#6a4c93", "#00798c", "#444444"]
+
+
+def figure(ncols: int = 1, nrows: int = 1, width: float = 3.4, height: float = 2.6):
+    """A figure of ``nrows × ncols`` panels, each ``width × height`` inches, in the qodasim style."""
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
+    return fig, axes
+
+
+def save(fig, outdir: Path, name: str, caption: str) -> list[Path]:
+    """Write ``name.png`` and ``name.pdf`` with the caption as the figure's suptitle-free footnote."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    with plt.rc_context(STYLE):
+        fig.text(0.01, 0.005, caption, fontsize=6.5, color="#555555", ha="left", va="bottom", wrap=True)
+        fig.tight_layout(rect=(0, 0.06, 1, 1))
+        paths = [outdir / f"{name}.png", outdir / f"{name}.pdf"]
+        for p in paths:
+            fig.savefig(p, metadata={"CreationDate": None} if p.suffix == ".pdf" else None)
+    plt.close(fig)
+    return paths

@@ -1,0 +1,249 @@
+"""Numba CPU kernels for quantization (private; use :mod:`qodasim.quantize`).
+
+No ``fastmath``: rounding decisions must be bit-for-bit those of the NumPy reference.  All parallel
+loops run over *tasks* (chunks of one segment, see :mod:`qodasim.quantize.plan`) whose boundaries do
+not depend on the thread count; reductions combine task partials serially in task order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ..rng import GOLDEN, MIX1, MIX2
+
+_GOLDEN = np.uint64(GOLDEN)
+_MIX1 = np.uint64(MIX1)
+_MIX2 = np.uint64(MIX2)
+_S30 = np.uint64(30)
+_S27 = np.uint64(27)
+_S31 = np.uint64(31)
+_S11 = np.uint64(11)
+_ONE = np.uint64(1)
+_TWO_M53 = 2.0**-53
+
+
+@njit(inline="always", cache=True)
+def uniform_of(z):
+    """``(mix64(z) >> 11) · 2^{-53}``: the uniform of SplitMix64 state ``z`` (uint64)."""
+    z = (z ^ (z >> _S30)) * _MIX1
+    z = (z ^ (z >> _S27)) * _MIX2
+    z = z ^ (z >> _S31)
+    return np.float64(z >> _S11) * _TWO_M53
+
+
+@njit(inline="always", cache=True)
+def first_state(base, index):
+    """SplitMix64 state of coordinate ``index`` in stream ``base``: ``base + (index + 1)·φ``."""
+    return base + (np.uint64(index) + _ONE) * _GOLDEN
+
+
+@njit(inline="always", cache=True)
+def locate(lv, lo, n_levels, r):
+    """Largest ``j ∈ [0, n_levels-2]`` with ``lv[lo + j] <= r`` (binary search; ``lv[lo] = 0 <= r``)."""
+    j = 0
+    n = n_levels - 1
+    while n > 1:
+        half = n >> 1
+        if lv[lo + j + half] <= r:
+            j += half
+        n -= half
+    return j
+
+
+@njit(inline="always", cache=True)
+def split(ax, c, su, lv, lo, nl):
+    """Interval ``j ∈ [0, α]`` and up-probability ``ρ ∈ [0, 1]`` of magnitude ``ax`` (scale ``c``).
+
+    Uniform levels (``su = s > 0``, ``c = s/n``): ``t = ax·c``, ``j = ⌊t⌋``, ``ρ = t − j``
+    (``j = s`` is folded to ``j = s−1, ρ = 1``).  Other levels (``c = 1/n``): ``r = min(ax·c, 1)``,
+    ``ℓ_j ≤ r < ℓ_{j+1}``, ``ρ = (r − ℓ_j)/(ℓ_{j+1} − ℓ_j)``.
+    """
+    if su > 0:
+        t = ax * c
+        j = np.int64(np.int32(t))
+        if j >= su:
+            return su - 1, 1.0
+        return j, t - np.float64(j)
+    r = ax * c
+    if r > 1.0:
+        r = 1.0
+    j = locate(lv, lo, nl, r)
+    l0 = lv[lo + j]
+    return j, (r - l0) / (lv[lo + j + 1] - l0)
+
+
+LANES = 32
+
+
+@njit(inline="always", cache=True)
+def fold_lanes(acc):
+    """Fixed binary tree over the 32 lane sums: ``acc[k] += acc[k + step]`` for step 16, 8, 4, 2, 1."""
+    step = LANES // 2
+    while step >= 1:
+        for k in range(step):
+            acc[k] += acc[k + step]
+        step //= 2
+    return acc[0]
+
+
+@njit(parallel=True, cache=True)
+def task_max_sumsq(v, task_start, task_end, out_max, out_sumsq):
+    """Per task: ``max |v_i|`` and ``Σ v_i²`` (a non-finite sum flags NaN/Inf or overflow).
+
+    The sum is deterministic: coordinate ``a + p`` of a task ``[a, b)`` goes to lane ``p mod 32``,
+    each lane sums sequentially in float64 from 0.0, and the lanes are folded by :func:`fold_lanes`.
+    The NumPy reference and the CUDA kernels use the same order.
+    """
+    for t in prange(task_start.size):
+        a = task_start[t]
+        b = task_end[t]
+        acc = np.zeros(LANES)
+        mx = np.zeros(LANES)
+        nfull = (b - a) // LANES
+        for blk in range(nfull):
+            base = a + blk * LANES
+            for k in range(LANES):
+                x = abs(np.float64(v[base + k]))
+                mx[k] = max(mx[k], x)
+                acc[k] += x * x
+        base = a + nfull * LANES
+        for k in range(b - base):
+            x = abs(np.float64(v[base + k]))
+            mx[k] = max(mx[k], x)
+            acc[k] += x * x
+        out_max[t] = mx.max()
+        out_sumsq[t] = fold_lanes(acc)
+
+
+@njit(parallel=True, cache=True)
+def task_scaled_powsum(v, task_start, task_end, task_group, group_scale, group_q, need, out):
+    """Per task of a group with ``need[g]``: ``Σ (|v_i| / scale_g)^{q_g}`` in the lane order above."""
+    for t in prange(task_start.size):
+        g = task_group[t]
+        out[t] = 0.0
+        if not need[g]:
+            continue
+        m = group_scale[g]
+        if m == 0.0:
+            continue
+        q = group_q[g]
+        a = task_start[t]
+        acc = np.zeros(LANES)
+        for i in range(a, task_end[t]):
+            y = abs(np.float64(v[i])) / m
+            k = (i - a) & (LANES - 1)
+            if q == 2.0:
+                acc[k] += y * y
+            else:
+                acc[k] += y**q
+        out[t] = fold_lanes(acc)
+
+
+@njit(cache=True)
+def combine_max(task_group, part, n_groups):
+    out = np.zeros(n_groups)
+    for t in range(part.size):
+        g = task_group[t]
+        if part[t] > out[g]:
+            out[g] = part[t]
+    return out
+
+
+@njit(cache=True)
+def combine_sum(task_group, part, n_groups):
+    out = np.zeros(n_groups)
+    for t in range(part.size):
+        out[task_group[t]] += part[t]
+    return out
+
+
+@njit(parallel=True, cache=True)
+def round_kernel(
+    v, seg_scale, seg_type, seg_base, seg_shift, task_start, task_end, task_seg, lv, lv_start, type_uni, out_idx,
+    out_sign,
+):  # fmt: skip
+    """Unbiased stochastic rounding (THEORY §1): index ``j + [u < ρ]`` with ``(j, ρ)`` from :func:`split`.
+
+    ``u`` is the uniform of address ``(layer, i + seg_shift[s])`` in stream ``seg_base[s]``.
+    ``seg_scale[s]`` is ``s/n`` for uniform types and ``1/n`` otherwise (0 when ``n = 0``).
+    """
+    for t in prange(task_start.size):
+        s = task_seg[t]
+        c = seg_scale[s]
+        ty = seg_type[s]
+        su = type_uni[ty]
+        a = task_start[t]
+        b = task_end[t]
+        z = first_state(seg_base[s], a + seg_shift[s])
+        if su > 0:
+            # uniform levels: branch-free and vectorizable
+            smax = np.int32(su)
+            for i in range(a, b):
+                x = np.float64(v[i])
+                tt = abs(x) * c
+                j = np.int32(tt)
+                rho = tt - np.float64(j)
+                k = j + np.int32(uniform_of(z) < rho)
+                z += _GOLDEN
+                out_idx[i] = k if k < smax else smax
+                out_sign[i] = np.int8(1 - 2 * np.int32(x < 0.0))
+        else:
+            lo = lv_start[ty]
+            nl = lv_start[ty + 1] - lo
+            for i in range(a, b):
+                x = np.float64(v[i])
+                r = abs(x) * c
+                if r > 1.0:
+                    r = 1.0
+                j = locate(lv, lo, nl, r)
+                l0 = lv[lo + j]
+                rho = (r - l0) / (lv[lo + j + 1] - l0)
+                out_idx[i] = j + np.int64(uniform_of(z) < rho)
+                z += _GOLDEN
+                out_sign[i] = np.int8(1 - 2 * np.int32(x < 0.0))
+
+
+@njit(parallel=True, cache=True)
+def dequantize_kernel(idx, sign, norms, seg_group, seg_type, task_start, task_end, task_seg, lv, lv_start, out):
+    """``out_i = n_g · sign_i · ℓ^{type}_{idx_i}`` (computed in float64, cast to ``out``'s dtype)."""
+    for t in prange(task_start.size):
+        s = task_seg[t]
+        n = norms[seg_group[s]]
+        lo = lv_start[seg_type[s]]
+        for i in range(task_start[t], task_end[t]):
+            out[i] = n * np.float64(sign[i]) * lv[lo + np.int64(idx[i])]
+
+
+@njit(parallel=True, cache=True)
+def interval_kernel(v, seg_scale, seg_type, task_start, task_end, task_seg, lv, lv_start, type_uni, out_j, out_rho):
+    """Per coordinate: the interval ``j`` and the up-probability ``ρ`` of its rounding."""
+    for t in prange(task_start.size):
+        s = task_seg[t]
+        c = seg_scale[s]
+        ty = seg_type[s]
+        su = type_uni[ty]
+        lo = lv_start[ty]
+        nl = lv_start[ty + 1] - lo
+        for i in range(task_start[t], task_end[t]):
+            j, rho = split(abs(np.float64(v[i])), c, su, lv, lo, nl)
+            out_j[i] = j
+            out_rho[i] = rho
+
+
+@njit(parallel=True, cache=True)
+def task_phi_sum(v, seg_scale, seg_type, task_start, task_end, task_seg, lv, lv_start, type_uni, out):
+    """Per task: ``Σ_i φ_ℓ(r_i) = Σ_i ρ_i(1 − ρ_i)(ℓ_{j+1} − ℓ_j)²`` (THEORY §2)."""
+    for t in prange(task_start.size):
+        s = task_seg[t]
+        c = seg_scale[s]
+        ty = seg_type[s]
+        su = type_uni[ty]
+        lo = lv_start[ty]
+        nl = lv_start[ty + 1] - lo
+        acc = 0.0
+        for i in range(task_start[t], task_end[t]):
+            j, rho = split(abs(np.float64(v[i])), c, su, lv, lo, nl)
+            w = lv[lo + j + 1] - lv[lo + j]
+            acc += rho * (1.0 - rho) * w * w
+        out[t] = acc

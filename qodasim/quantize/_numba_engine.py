@@ -1,0 +1,74 @@
+"""Numba CPU engine (private): thin wrappers giving the kernels the engine interface."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _numba as K
+from .plan import Plan
+
+name = "numba"
+
+
+def _task_group(plan: Plan) -> np.ndarray:
+    return plan.seg_group[plan.task_seg]
+
+
+def task_stats(v: np.ndarray, plan: Plan):
+    n = plan.task_start.size
+    mx = np.empty(n)
+    ss = np.empty(n)
+    K.task_max_sumsq(v, plan.task_start, plan.task_end, mx, ss)
+    return mx, ss
+
+
+def task_powsum(v, plan, scale, q, need):
+    out = np.empty(plan.task_start.size)
+    K.task_scaled_powsum(v, plan.task_start, plan.task_end, _task_group(plan), scale, q, need, out)
+    return out
+
+
+def round(v, seg_scale, plan, seg_base, lv, lv_start, type_uni, idx_dtype):
+    idx = np.empty(plan.d, idx_dtype)
+    sign = np.empty(plan.d, np.int8)
+    shift = (plan.seg_offset - plan.seg_bounds[:-1]).astype(np.int64)
+    K.round_kernel(
+        v, seg_scale, plan.seg_type, seg_base, shift, plan.task_start, plan.task_end, plan.task_seg,
+        lv, lv_start, type_uni, idx, sign,
+    )  # fmt: skip
+    return idx, sign
+
+
+def dequantize(idx, sign, norms, plan, lv, lv_start, dtype):
+    out = np.empty(plan.d, dtype)
+    K.dequantize_kernel(
+        idx,
+        sign,
+        norms,
+        plan.seg_group,
+        plan.seg_type,
+        plan.task_start,
+        plan.task_end,
+        plan.task_seg,
+        lv,
+        lv_start,
+        out,
+    )
+    return out
+
+
+def intervals(v, seg_scale, plan, lv, lv_start, type_uni):
+    j = np.empty(plan.d, np.int64)
+    rho = np.empty(plan.d)
+    K.interval_kernel(
+        v, seg_scale, plan.seg_type, plan.task_start, plan.task_end, plan.task_seg, lv, lv_start, type_uni, j, rho
+    )
+    return j, rho
+
+
+def task_phi(v, seg_scale, plan, lv, lv_start, type_uni):
+    part = np.empty(plan.task_start.size)
+    K.task_phi_sum(
+        v, seg_scale, plan.seg_type, plan.task_start, plan.task_end, plan.task_seg, lv, lv_start, type_uni, part
+    )
+    return K.combine_sum(_task_group(plan), part, plan.n_groups)

@@ -1,0 +1,438 @@
+"""Global and layer-wise unbiased stochastic quantizers (THEORY §1–2).
+
+``Q(v)_i = n_g · sign(v_i) · ξ_i`` where ``n_g`` is the ``q``-norm of the group holding ``i`` (the
+whole vector, a layer, or a bucket), ``r_i = |v_i|/n_g`` and ``ξ_i`` is the unbiased stochastic
+rounding of ``r_i`` onto the levels of the coordinate's type.
+
+**The norm that is sent is the norm that is used.**  Norms travel as float32 (THEORY §3), so each
+``n_g`` is the float64 norm rounded *up* to the next float32.  Then ``|v_i| ≤ n_g`` still holds, every
+``r_i ∈ [0, 1]``, and ``E[Q(v)] = v`` exactly — with no bias from the float32 cast.  The exact variance
+(:func:`exact_variance`) uses the same ``n_g``.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..levels import Levels, smallest_index_dtype
+from ..rng import Key, as_key, stream_base
+from .plan import LayerLayout, Plan, build_plan
+
+__all__ = [
+    "QuantizedVector",
+    "Quantizer",
+    "LayerwiseQuantizer",
+    "dequantize",
+    "exact_variance",
+    "get_engine",
+    "ENGINES",
+]
+
+ENGINES = ("numba", "numpy", "cuda")
+_F32_MAX = float(np.finfo(np.float32).max)
+# Outside this range of max|v_i|, Σ v_i² may overflow or lose precision in float64: rescale first.
+_SAFE_LO, _SAFE_HI = 1e-150, 1e150
+
+
+def get_engine(name: str):
+    """The engine module for ``name`` (``"numba"``, ``"numpy"`` or ``"cuda"``)."""
+    if name == "numba":
+        from . import _numba_engine
+
+        return _numba_engine
+    if name == "numpy":
+        from . import _numpy
+
+        return _numpy
+    if name == "cuda":
+        raise ValueError("engine='cuda' is not available yet in this version of qodasim (see the GPU backend issue)")
+    raise ValueError(f"engine must be one of {ENGINES}, got {name!r}")
+
+
+def check_vector(v, name: str = "v") -> np.ndarray:
+    """Validate a vector to quantize: 1-D, non-empty, float32/float64 (lists become float64)."""
+    if not isinstance(v, np.ndarray):
+        try:
+            v = np.asarray(v, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be a float32 or float64 array: {exc}") from None
+    if v.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{name} must have dtype float32 or float64, got {v.dtype}")
+    if v.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {v.shape}")
+    if v.size == 0:
+        raise ValueError(f"{name} must be non-empty")
+    return np.ascontiguousarray(v)
+
+
+def _check_q(q) -> float:
+    try:
+        qf = float(q)
+    except (TypeError, ValueError):
+        raise TypeError(f"q must be a number >= 1 or inf, got {q!r}") from None
+    if not (qf >= 1.0):  # also rejects NaN
+        raise ValueError(f"q must be >= 1 (or inf), got {q!r}")
+    return qf
+
+
+def _check_bucket(b) -> int:
+    if b is None:
+        return 0
+    if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1:
+        raise ValueError(f"bucket_size must be a positive integer or None, got {b!r}")
+    return int(b)
+
+
+def round_up_to_float32(x: np.ndarray) -> np.ndarray:
+    """Smallest float32 ``≥ x`` elementwise (float64 in, float32 out)."""
+    with np.errstate(over="ignore"):
+        f = x.astype(np.float32)
+    low = f.astype(np.float64) < x
+    f[low] = np.nextafter(f[low], np.float32(np.inf))
+    return f
+
+
+def compute_norms(v: np.ndarray, plan: Plan, engine) -> np.ndarray:
+    """Float64 ``q``-norms of the plan's groups, deterministic for a given engine family.
+
+    ``q = ∞``: ``max |v_i|``.  ``q = 2`` with ``max|v_i|`` in ``[1e-150, 1e150]``: ``√Σ v_i²``.
+    Otherwise ``m·(Σ (|v_i|/m)^q)^{1/q}`` with ``m = max |v_i|`` (no overflow, no underflow).
+    Raises ``ValueError`` if ``v`` holds NaN or Inf.
+    """
+    from ._numba import combine_max, combine_sum  # serial combiners, shared by every engine
+
+    mx, ss = engine.task_stats(v, plan)
+    if not np.all(np.isfinite(ss)) and not np.all(np.isfinite(v)):
+        raise ValueError("v contains NaN or Inf")
+    tg = plan.seg_group[plan.task_seg]
+    gmax = combine_max(tg, mx, plan.n_groups)
+    gss = combine_sum(tg, ss, plan.n_groups)
+    q = plan.group_q
+    norms = np.where(np.isinf(q), gmax, np.sqrt(gss))
+    need = ~np.isinf(q) & (gmax > 0.0) & ((q != 2.0) | (gmax < _SAFE_LO) | (gmax > _SAFE_HI))
+    if need.any():
+        part = engine.task_powsum(v, plan, gmax, q, need)
+        ps = combine_sum(tg, part, plan.n_groups)
+        with np.errstate(divide="ignore"):
+            scaled = gmax * np.where(q == 2.0, np.sqrt(ps), ps ** (1.0 / np.where(need, q, 1.0)))
+        norms = np.where(need, scaled, norms)
+    return norms
+
+
+@dataclass(frozen=True, eq=False)
+class QuantizedVector:
+    """The compact result of a quantizer (what the coding layer sends).
+
+    Attributes
+    ----------
+    indices : ndarray of uint8/uint16/uint32
+        Level index ``j ∈ {0..α+1}`` of each coordinate, in the smallest dtype that holds them.
+    signs : ndarray of int8
+        ``±1`` per coordinate (``+1`` for zeros).
+    norms : ndarray of float32
+        One norm per group of ``plan`` (rounded up to float32; see the module docstring).
+    plan : Plan
+        Groups, segments and types.
+    levels : tuple of Levels
+        The level sequence of each type.
+    dtype : numpy.dtype
+        The dtype of the input vector, restored by :func:`dequantize`.
+    key : Key
+        The random key used.
+    """
+
+    indices: np.ndarray
+    signs: np.ndarray
+    norms: np.ndarray
+    plan: Plan
+    levels: tuple[Levels, ...]
+    dtype: np.dtype
+    key: Key
+
+    @property
+    def d(self) -> int:
+        return self.plan.d
+
+    def dequantize(self, dtype=None, engine: str = "numba") -> np.ndarray:
+        """The quantized vector ``Q(v)`` as floats (see :func:`dequantize`)."""
+        return dequantize(self, dtype=dtype, engine=engine)
+
+    def equals(self, other: QuantizedVector) -> bool:
+        """Bitwise equality of indices, signs, norms, plan segmentation and levels."""
+        return (
+            np.array_equal(self.indices, other.indices)
+            and self.indices.dtype == other.indices.dtype
+            and np.array_equal(self.signs, other.signs)
+            and np.array_equal(self.norms.view(np.uint32), other.norms.view(np.uint32))
+            and np.array_equal(self.plan.seg_bounds, other.plan.seg_bounds)
+            and np.array_equal(self.plan.group_bounds, other.plan.group_bounds)
+            and self.levels == other.levels
+        )
+
+
+def level_tables(levels: tuple[Levels, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Concatenated level tables, their start offsets (``lv_start[m]..lv_start[m+1]``), and per type
+    ``s`` if its levels are uniform (else 0)."""
+    lv = np.ascontiguousarray(np.concatenate([lv_.values for lv_ in levels]))
+    lv_start = np.concatenate([[0], np.cumsum([lv_.size for lv_ in levels])]).astype(np.int64)
+    type_uni = np.array([lv_.uniform_s for lv_ in levels], np.int64)
+    return lv, lv_start, type_uni
+
+
+def segment_scales(plan: Plan, norms32: np.ndarray, type_uni: np.ndarray) -> np.ndarray:
+    """Per segment ``c = s/n`` (uniform type) or ``1/n`` (other types); 0 where ``n = 0``.
+
+    Kernels compute ``r = |v_i|·c`` (or ``t = s·r`` directly), so ``r`` carries one extra rounding
+    compared with ``|v_i|/n`` (relative ``2^{-52}``), and is clamped to 1 for general levels.
+    """
+    n = norms32.astype(np.float64)[plan.seg_group]
+    su = type_uni[plan.seg_type]
+    num = np.where(su > 0, su, 1).astype(np.float64)
+    safe = np.where(n > 0.0, n, 1.0)
+    return np.where(n > 0.0, num / safe, 0.0)
+
+
+def dequantize(qv: QuantizedVector, dtype=None, engine: str = "numba") -> np.ndarray:
+    """``Q(v)_i = n_g · sign_i · ℓ^{m}_{j_i}`` in ``dtype`` (default: the input's dtype)."""
+    if not isinstance(qv, QuantizedVector):
+        raise TypeError(f"qv must be a QuantizedVector, got {type(qv).__name__}")
+    eng = get_engine(engine)
+    lv, lv_start, _ = level_tables(qv.levels)
+    out_dtype = np.dtype(qv.dtype if dtype is None else dtype)
+    return eng.dequantize(qv.indices, qv.signs, qv.norms.astype(np.float64), qv.plan, lv, lv_start, out_dtype)
+
+
+class BaseQuantizer:
+    """Shared machinery of the global and layer-wise quantizers.
+
+    Subclasses define :attr:`type_levels` and :meth:`plan`.  Every quantizer has ``engine``.
+    """
+
+    engine: str
+    type_levels: tuple[Levels, ...]
+
+    def plan(self, d: int, layout: LayerLayout | None = None) -> Plan:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def dimension(self) -> int | None:
+        """The fixed dimension this quantizer accepts, or ``None`` for any."""
+        return None
+
+    @functools.cached_property
+    def _tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return level_tables(self.type_levels)
+
+    @property
+    def index_dtype(self) -> np.dtype:
+        return smallest_index_dtype(max(lv.size for lv in self.type_levels))
+
+    def _prepare(self, v, layout):
+        v = check_vector(v)
+        plan = self.plan(v.size, layout)
+        eng = get_engine(self.engine)
+        norms = compute_norms(v, plan, eng)
+        n32 = round_up_to_float32(norms)
+        if np.any(np.isinf(n32)):
+            raise ValueError("v: a norm exceeds the float32 range (norms are sent as float32)")
+        return v, plan, eng, n32
+
+    def norms(self, v, layout: LayerLayout | None = None) -> np.ndarray:
+        """The float32 norms ``n_g`` this quantizer would use for ``v``."""
+        return self._prepare(v, layout)[3]
+
+    def quantize(self, v, key, layout: LayerLayout | None = None) -> QuantizedVector:
+        """Quantize ``v`` with the random key ``key`` (a :class:`~qodasim.rng.Key` or an int seed).
+
+        ``layout`` (global quantizer only) sets the random-stream addresses ``(layer, index)`` of the
+        coordinates; by default the vector is one layer.
+        """
+        key = as_key(key)
+        v, plan, eng, n32 = self._prepare(v, layout)
+        lv, lv_start, type_uni = self._tables
+        seg_base = segment_bases(plan, key)
+        scale = segment_scales(plan, n32, type_uni)
+        idx, sign = eng.round(v, scale, plan, seg_base, lv, lv_start, type_uni, self.index_dtype)
+        return QuantizedVector(idx, sign, n32, plan, self.type_levels, v.dtype, key)
+
+    def __call__(self, v, key, layout: LayerLayout | None = None) -> np.ndarray:
+        """``Q(v)`` as a float vector (quantize, then dequantize)."""
+        return self.quantize(v, key, layout).dequantize()
+
+    def intervals(self, v, layout: LayerLayout | None = None):
+        """``(j, ρ, norms32, plan)``: interval and up-probability of every coordinate (no randomness)."""
+        v, plan, eng, n32 = self._prepare(v, layout)
+        lv, lv_start, type_uni = self._tables
+        j, rho = eng.intervals(v, segment_scales(plan, n32, type_uni), plan, lv, lv_start, type_uni)
+        return j, rho, n32, plan
+
+    def exact_variance(self, v, layout: LayerLayout | None = None, normalized: bool = False) -> float:
+        """``E‖Q(v) − v‖² = Σ_g n_g² Σ_{i∈g} φ_ℓ(r_i)`` exactly (THEORY §2).
+
+        With ``normalized=True`` the result is divided by ``‖v‖_2²`` (the normalized variance; 0 for
+        the zero vector).
+        """
+        v, plan, eng, n32 = self._prepare(v, layout)
+        lv, lv_start, type_uni = self._tables
+        n64 = n32.astype(np.float64)
+        phi = eng.task_phi(v, segment_scales(plan, n32, type_uni), plan, lv, lv_start, type_uni)
+        var = float(np.sum(n64 * n64 * phi))
+        if normalized:
+            nv = float(np.linalg.norm(v.astype(np.float64)))
+            return 0.0 if nv == 0.0 else var / nv**2
+        return var
+
+    def coordinate_variance(self, v, layout: LayerLayout | None = None) -> np.ndarray:
+        """Per-coordinate exact variance ``n_g² φ_ℓ(r_i) = n_g² ρ_i(1 − ρ_i)(ℓ_{j+1} − ℓ_j)²``."""
+        j, rho, n32, plan = self.intervals(v, layout)
+        lv, lv_start, _ = self._tables
+        base = lv_start[plan.coord_type()]
+        width = lv[base + j + 1] - lv[base + j]
+        n = n32.astype(np.float64)[plan.coord_group()]
+        return n * n * rho * (1.0 - rho) * width * width
+
+
+def segment_bases(plan: Plan, key: Key) -> np.ndarray:
+    """Stream base of every segment: ``stream_base(key, layer)``."""
+    layers = np.unique(plan.seg_layer)
+    table = {int(lay): stream_base(key, int(lay)) for lay in layers}
+    return np.array([table[int(lay)] for lay in plan.seg_layer], dtype=np.uint64)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_plan(layout: LayerLayout, scope: str, q: tuple, bucket: tuple, global_bucket: int) -> Plan:
+    return build_plan(layout, scope, np.array(q, np.float64), np.array(bucket, np.int64), global_bucket)
+
+
+@dataclass(frozen=True)
+class Quantizer(BaseQuantizer):
+    """Global quantizer: one level sequence, one norm (or one per bucket) — QSGD, NUQSGD, ALQ, Q-GenX.
+
+    Parameters
+    ----------
+    levels : Levels
+        The level sequence ``ℓ``.
+    q : float
+        Norm order, ``q ≥ 1`` or ``np.inf`` (THEORY §1; ``q = 2`` is the theory's default).
+    bucket_size : int, optional
+        Quantize consecutive blocks of this size with their own norms (every bound then holds with
+        ``b`` for ``d``).
+    engine : {"numba", "numpy"}
+        Compiled kernels or the NumPy reference.
+    """
+
+    levels: Levels
+    q: float = 2.0
+    bucket_size: int | None = None
+    engine: str = "numba"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.levels, Levels):
+            raise TypeError(f"levels must be a qodasim.Levels, got {type(self.levels).__name__}")
+        object.__setattr__(self, "q", _check_q(self.q))
+        _check_bucket(self.bucket_size)
+        get_engine(self.engine)
+
+    @property
+    def type_levels(self) -> tuple[Levels, ...]:
+        return (self.levels,)
+
+    def plan(self, d: int, layout: LayerLayout | None = None) -> Plan:
+        if layout is None:
+            layout = LayerLayout.single(d)
+        elif not isinstance(layout, LayerLayout):
+            raise TypeError(f"layout must be a LayerLayout, got {type(layout).__name__}")
+        elif layout.d != d:
+            raise ValueError(f"v has length {d} but layout has d = {layout.d}")
+        flat = LayerLayout(layout.sizes)  # the global quantizer uses one type everywhere
+        return _cached_plan(flat, "global", (self.q,), (0,), _check_bucket(self.bucket_size))
+
+
+def _per_type(value, n_types: int, name: str) -> tuple:
+    if isinstance(value, (tuple, list)):
+        if len(value) != n_types:
+            raise ValueError(f"{name} has {len(value)} entries but there are {n_types} types")
+        return tuple(value)
+    return (value,) * n_types
+
+
+@dataclass(frozen=True)
+class LayerwiseQuantizer(BaseQuantizer):
+    """Layer-wise quantizer (QODA): layer ``l`` uses the levels of its type ``m(l)``.
+
+    Parameters
+    ----------
+    layout : LayerLayout
+        Layers (sizes) and their types ``m(l) ∈ {0..M-1}``.
+    levels : Levels or sequence of Levels
+        One level sequence per type (a single ``Levels`` is used for every type).
+    scope : {"layer", "global"}
+        Normalization scope: one norm per layer (or per bucket inside a layer), or one global norm
+        for the whole vector (THEORY §1).  ``M = 1`` with ``scope="global"`` is the global quantizer.
+    q : float or sequence of float
+        Norm order per type (with ``scope="global"`` all types must share it).
+    bucket_size : int or sequence of (int or None), optional
+        Bucket size per type (``scope="layer"`` only).
+    engine : {"numba", "numpy"}
+    """
+
+    layout: LayerLayout
+    levels: tuple[Levels, ...]
+    scope: str = "layer"
+    q: float | tuple = 2.0
+    bucket_size: int | None | tuple = None
+    engine: str = "numba"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.layout, LayerLayout):
+            raise TypeError(f"layout must be a LayerLayout, got {type(self.layout).__name__}")
+        m = self.layout.n_types
+        levels = self.levels
+        if isinstance(levels, Levels):
+            levels = (levels,) * m
+        levels = tuple(levels)
+        if len(levels) != m:
+            raise ValueError(f"levels has {len(levels)} sequences but the layout has {m} types")
+        for lv in levels:
+            if not isinstance(lv, Levels):
+                raise TypeError(f"levels must hold qodasim.Levels, got {type(lv).__name__}")
+        object.__setattr__(self, "levels", levels)
+        qs = tuple(_check_q(x) for x in _per_type(self.q, m, "q"))
+        buckets = tuple(_check_bucket(b) for b in _per_type(self.bucket_size, m, "bucket_size"))
+        if self.scope not in ("layer", "global"):
+            raise ValueError(f"scope must be 'layer' or 'global', got {self.scope!r}")
+        if self.scope == "global" and any(buckets):
+            raise ValueError("bucket_size needs scope='layer' (buckets have their own norms)")
+        if self.scope == "global" and len(set(qs)) > 1:
+            raise ValueError("q: with scope='global' every type must use the same norm order")
+        object.__setattr__(self, "_qs", qs)
+        object.__setattr__(self, "_buckets", buckets)
+        get_engine(self.engine)
+
+    @property
+    def type_levels(self) -> tuple[Levels, ...]:
+        return self.levels
+
+    @property
+    def dimension(self) -> int:
+        return self.layout.d
+
+    def plan(self, d: int, layout: LayerLayout | None = None) -> Plan:
+        if layout is not None and layout != self.layout:
+            raise ValueError("layout: a LayerwiseQuantizer uses its own layout")
+        if d != self.layout.d:
+            raise ValueError(f"v has length {d} but the layout has d = {self.layout.d}")
+        return _cached_plan(self.layout, self.scope, self._qs, self._buckets, 0)
+
+
+def exact_variance(v, quantizer: BaseQuantizer, layout: LayerLayout | None = None, normalized: bool = False) -> float:
+    """Exact ``E‖Q(v) − v‖²`` of one draw of ``quantizer`` at ``v`` (THEORY §2).
+
+    See :meth:`BaseQuantizer.exact_variance`.
+    """
+    if not isinstance(quantizer, BaseQuantizer):
+        raise TypeError(f"quantizer must be a qodasim quantizer, got {type(quantizer).__name__}")
+    return quantizer.exact_variance(v, layout=layout, normalized=normalized)

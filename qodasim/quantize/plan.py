@@ -1,0 +1,251 @@
+"""Layer layouts and quantization plans: how a vector is cut into norm groups and RNG segments.
+
+A :class:`LayerLayout` names the layers of a vector (sizes) and maps each to one of ``M`` types
+(THEORY §1, layer-wise quantizer).  A :class:`Plan` is what kernels consume: the vector is cut into
+*segments*, each lying inside one layer and one norm group, carrying
+
+* its level table (the type of its layer),
+* its norm group (a bucket, a layer, or the whole vector, by normalization scope),
+* its random-stream address ``(layer, index-in-layer of its first coordinate)``.
+
+Plans are pure functions of the layout and quantizer configuration, and are cached per quantizer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["LayerLayout", "Plan", "build_plan", "CHUNK"]
+
+#: Work unit (coordinates) of the parallel kernels.  Tasks are cut at multiples of CHUNK inside
+#: each segment, independent of the thread count, so reductions are bit-for-bit reproducible.
+CHUNK = 16384
+
+
+def _as_int_array(x, name: str) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        else:
+            raise TypeError(f"{name} must contain integers, got dtype {arr.dtype}")
+    return arr.astype(np.int64)
+
+
+@dataclass(frozen=True, eq=False)
+class LayerLayout:
+    """Named layers of a flat vector, each mapped to one of ``M`` types.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Layer sizes ``d_l ≥ 1``; the vector has ``d = Σ d_l`` coordinates, layers in order.
+    types : sequence of int, optional
+        Type ``m(l) ∈ {0..M-1}`` of each layer (default: all 0, i.e. ``M = 1``).
+    names : sequence of str, optional
+        Layer names (default ``layer0, layer1, …``).
+    n_types : int, optional
+        ``M``; default ``max(types) + 1``.  Types with no layer are allowed.
+    """
+
+    sizes: np.ndarray
+    types: np.ndarray | None = None
+    names: tuple[str, ...] | None = None
+    n_types: int | None = None
+    offsets: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        sizes = _as_int_array(self.sizes, "sizes")
+        if sizes.size == 0:
+            raise ValueError("sizes: a layout needs at least one layer")
+        if np.any(sizes < 1):
+            raise ValueError("sizes: every layer size must be >= 1")
+        types = np.zeros(sizes.size, np.int64) if self.types is None else _as_int_array(self.types, "types")
+        if types.shape != sizes.shape:
+            raise ValueError(f"types has {types.size} entries but sizes has {sizes.size}")
+        if np.any(types < 0):
+            raise ValueError("types must be >= 0")
+        n_types = int(types.max()) + 1 if self.n_types is None else int(self.n_types)
+        if n_types < int(types.max()) + 1:
+            raise ValueError(f"n_types={n_types} but a layer has type {int(types.max())}")
+        names = tuple(f"layer{i}" for i in range(sizes.size)) if self.names is None else tuple(self.names)
+        if len(names) != sizes.size:
+            raise ValueError(f"names has {len(names)} entries but sizes has {sizes.size}")
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        for arr in (sizes, types, offsets):
+            arr.setflags(write=False)
+        object.__setattr__(self, "sizes", sizes)
+        object.__setattr__(self, "types", types)
+        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "n_types", n_types)
+        object.__setattr__(self, "offsets", offsets)
+
+    @classmethod
+    def single(cls, d: int) -> LayerLayout:
+        """One layer of size ``d`` and type 0 (the global quantizer's layout)."""
+        return cls(np.array([d], np.int64))
+
+    @property
+    def d(self) -> int:
+        """Total dimension."""
+        return int(self.offsets[-1])
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.sizes.size)
+
+    def layer_slice(self, layer: int) -> slice:
+        return slice(int(self.offsets[layer]), int(self.offsets[layer + 1]))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LayerLayout):
+            return NotImplemented
+        return (
+            np.array_equal(self.sizes, other.sizes)
+            and np.array_equal(self.types, other.types)
+            and self.n_types == other.n_types
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.sizes.tobytes(), self.types.tobytes(), self.n_types))
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """Segmentation of a vector for the quantization kernels (all arrays int64 unless noted).
+
+    Attributes
+    ----------
+    d : int
+        Dimension.
+    group_bounds : (G+1,) array
+        Norm group ``g`` covers coordinates ``[group_bounds[g], group_bounds[g+1])``.
+    group_q : (G,) float64
+        Norm order ``q`` of each group (``np.inf`` allowed).
+    seg_bounds : (S+1,) array
+        Segment ``s`` covers ``[seg_bounds[s], seg_bounds[s+1])``; segments refine groups and layers.
+    seg_group, seg_type, seg_layer, seg_offset : (S,) arrays
+        Norm group, level type, layer id and index-in-layer of the first coordinate of each segment.
+    task_start, task_end, task_seg : arrays
+        Parallel work units: chunks of at most :data:`CHUNK` coordinates inside one segment.
+    layout : LayerLayout
+        The layout the plan was built from.
+    scope : str
+        ``"global"``, ``"layer"`` or ``"bucket"``: what one norm covers.
+    """
+
+    d: int
+    group_bounds: np.ndarray
+    group_q: np.ndarray
+    seg_bounds: np.ndarray
+    seg_group: np.ndarray
+    seg_type: np.ndarray
+    seg_layer: np.ndarray
+    seg_offset: np.ndarray
+    task_start: np.ndarray
+    task_end: np.ndarray
+    task_seg: np.ndarray
+    layout: LayerLayout
+    scope: str
+
+    @property
+    def n_groups(self) -> int:
+        return int(self.group_bounds.size - 1)
+
+    @property
+    def n_segments(self) -> int:
+        return int(self.seg_bounds.size - 1)
+
+    def coord_group(self) -> np.ndarray:
+        """Norm group of every coordinate (length ``d``)."""
+        return np.repeat(np.arange(self.n_groups), np.diff(self.group_bounds))
+
+    def coord_type(self) -> np.ndarray:
+        """Level type of every coordinate."""
+        return np.repeat(self.seg_type, np.diff(self.seg_bounds))
+
+    def coord_address(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(layer, index-in-layer)`` of every coordinate: its random-stream address."""
+        lens = np.diff(self.seg_bounds)
+        layer = np.repeat(self.seg_layer, lens)
+        idx = np.arange(self.d, dtype=np.int64) - np.repeat(self.seg_bounds[:-1] - self.seg_offset, lens)
+        return layer, idx
+
+
+def _chunk_tasks(bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cut each range ``[bounds[s], bounds[s+1])`` into chunks of at most CHUNK coordinates."""
+    lens = np.diff(bounds)
+    counts = np.maximum(1, -(-lens // CHUNK))
+    owner = np.repeat(np.arange(lens.size, dtype=np.int64), counts)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    k = np.arange(owner.size, dtype=np.int64) - np.repeat(first, counts)
+    start = bounds[:-1][owner] + k * CHUNK
+    end = np.minimum(start + CHUNK, bounds[1:][owner])
+    return start.astype(np.int64), end.astype(np.int64), owner
+
+
+def build_plan(
+    layout: LayerLayout,
+    scope: str,
+    type_q: np.ndarray,
+    type_bucket: np.ndarray,
+    global_bucket: int | None = None,
+) -> Plan:
+    """Build the :class:`Plan` for ``layout``.
+
+    Parameters
+    ----------
+    scope : {"global", "layer"}
+        ``"global"``: one norm for the vector, or one per ``global_bucket`` consecutive coordinates
+        across layer boundaries.  ``"layer"``: one norm per layer, or per bucket of the layer's type's
+        bucket size inside each layer (``type_bucket[m] = 0`` means no buckets).
+    type_q : (M,) float64
+        Norm order per type.
+    type_bucket : (M,) int64
+        Bucket size per type (0 for none); only for ``scope="layer"``.
+    """
+    d = layout.d
+    lb = layout.offsets
+    if scope == "global":
+        if global_bucket:
+            gb = np.unique(np.concatenate([np.arange(0, d, global_bucket, dtype=np.int64), [d]]))
+        else:
+            gb = np.array([0, d], np.int64)
+        label = "bucket" if global_bucket and global_bucket < d else "global"
+    elif scope == "layer":
+        parts = [np.array([0], np.int64)]
+        any_bucket = False
+        for l in range(layout.n_layers):
+            b = int(type_bucket[layout.types[l]])
+            start, stop = int(lb[l]), int(lb[l + 1])
+            if b > 0:
+                any_bucket |= b < stop - start
+                cuts = np.arange(start + b, stop, b, dtype=np.int64)
+                parts.append(cuts)
+            parts.append(np.array([stop], np.int64))
+        gb = np.concatenate(parts)
+        label = "bucket" if any_bucket else "layer"
+    else:
+        raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
+    sb = np.union1d(gb, lb).astype(np.int64)
+    seg_start = sb[:-1]
+    seg_layer = (np.searchsorted(lb, seg_start, side="right") - 1).astype(np.int64)
+    seg_group = (np.searchsorted(gb, seg_start, side="right") - 1).astype(np.int64)
+    seg_type = layout.types[seg_layer].astype(np.int64)
+    seg_offset = (seg_start - lb[seg_layer]).astype(np.int64)
+    # q of a group: the q of the type of its first segment; a group may not mix orders
+    group_q = np.empty(gb.size - 1, np.float64)
+    seg_q = np.asarray(type_q, np.float64)[seg_type]
+    first_seg = np.searchsorted(sb, gb[:-1])
+    group_q[:] = seg_q[first_seg]
+    if np.any(seg_q != group_q[seg_group]):
+        raise ValueError("q: all types sharing one norm (scope='global') must use the same norm order q")
+    ts, te, tseg = _chunk_tasks(sb)
+    arrays = (gb, group_q, sb, seg_group, seg_type, seg_layer, seg_offset, ts, te, tseg)
+    for a in arrays:
+        a.setflags(write=False)
+    return Plan(d, gb, group_q, sb, seg_group, seg_type, seg_layer, seg_offset, ts, te, tseg, layout, label)
