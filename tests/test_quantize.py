@@ -123,7 +123,7 @@ def test_rounding_invariant_to_chunking(monkeypatch):
     a = quant.quantize(v, Key(2))
     for chunk in (1, 7, 1000):
         monkeypatch.setattr(plan_mod, "CHUNK", chunk)
-        p = plan_mod.build_plan(LayerLayout.single(v.size), "global", np.array([2.0]), np.array([0]), 5000)
+        p = plan_mod.build_plan(plan_mod.PlanSpec(LayerLayout.single(v.size), "global", (2.0,), (0,), 5000))
         assert p.task_start.size > a.plan.task_start.size
         lv, lv_start, type_uni = quant._tables
         idx, sign = get_engine("numba").round(

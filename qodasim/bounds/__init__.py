@@ -1,5 +1,26 @@
 """Variance and code-length bounds (THEORY §2–3)."""
 
 from .closed_form import natural_dithering_bound, qsgd_bound, simple_bound
+from .envelope import Arcs, envelope
+from .tight import (
+    TightBound,
+    adversarial_vector,
+    layerwise_tight_bound,
+    layerwise_tight_bound_lp,
+    tight_variance_bound,
+    variance_arcs,
+)
 
-__all__ = ["natural_dithering_bound", "qsgd_bound", "simple_bound"]
+__all__ = [
+    "Arcs",
+    "TightBound",
+    "adversarial_vector",
+    "envelope",
+    "layerwise_tight_bound",
+    "layerwise_tight_bound_lp",
+    "natural_dithering_bound",
+    "qsgd_bound",
+    "simple_bound",
+    "tight_variance_bound",
+    "variance_arcs",
+]

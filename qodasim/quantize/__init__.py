@@ -12,13 +12,14 @@ from .core import (
     exact_variance,
     get_engine,
 )
-from .plan import LayerLayout, Plan
+from .plan import LayerLayout, Plan, PlanSpec
 
 __all__ = [
     "ENGINES",
     "LayerLayout",
     "LayerwiseQuantizer",
     "Plan",
+    "PlanSpec",
     "QuantizedVector",
     "Quantizer",
     "dequantize",

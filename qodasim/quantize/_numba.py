@@ -166,6 +166,7 @@ def round_kernel(
     """Unbiased stochastic rounding (THEORY §1): index ``j + [u < ρ]`` with ``(j, ρ)`` from :func:`split`.
 
     ``u`` is the uniform of address ``(layer, i + seg_shift[s])`` in stream ``seg_base[s]``.
+    Signs are canonical: ``−1`` only where ``v_i < 0`` and the index is positive.
     ``seg_scale[s]`` is ``s/n`` for uniform types and ``1/n`` otherwise (0 when ``n = 0``).
     """
     for t in prange(task_start.size):
@@ -186,8 +187,9 @@ def round_kernel(
                 rho = tt - np.float64(j)
                 k = j + np.int32(uniform_of(z) < rho)
                 z += _GOLDEN
-                out_idx[i] = k if k < smax else smax
-                out_sign[i] = np.int8(1 - 2 * np.int32(x < 0.0))
+                k = k if k < smax else smax
+                out_idx[i] = k
+                out_sign[i] = np.int8(1 - 2 * np.int32((x < 0.0) & (k > 0)))
         else:
             lo = lv_start[ty]
             nl = lv_start[ty + 1] - lo
@@ -199,9 +201,10 @@ def round_kernel(
                 j = locate(lv, lo, nl, r)
                 l0 = lv[lo + j]
                 rho = (r - l0) / (lv[lo + j + 1] - l0)
-                out_idx[i] = j + np.int64(uniform_of(z) < rho)
+                k = j + np.int64(uniform_of(z) < rho)
                 z += _GOLDEN
-                out_sign[i] = np.int8(1 - 2 * np.int32(x < 0.0))
+                out_idx[i] = k
+                out_sign[i] = np.int8(1 - 2 * np.int32((x < 0.0) & (k > 0)))
 
 
 @njit(parallel=True, cache=True)

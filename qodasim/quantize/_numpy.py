@@ -108,7 +108,7 @@ def round_given_uniforms(v, seg_scale, plan, lv, lv_start, type_uni, u, idx_dtyp
     k = j + (u < rho)
     su = type_uni[plan.coord_type()]
     k = np.where(su > 0, np.minimum(k, su), k)
-    sign = np.where(v < 0, -1, 1).astype(np.int8)
+    sign = np.where((v < 0) & (k > 0), -1, 1).astype(np.int8)
     return k.astype(idx_dtype), sign
 
 

@@ -68,6 +68,7 @@ def check_output_format(quantizer: BaseQuantizer, d: int = 97, seed: int = 0) ->
         out = qv.dequantize()
         assert out.dtype == dtype, f"dequantize must return the input dtype {dtype}, got {out.dtype}"
         assert np.all(np.sign(out) * np.sign(v) >= 0), "Q(v) must keep the signs of v"
+        assert np.all(qv.signs[qv.indices == 0] == 1), "signs must be canonical (+1 where the index is 0)"
 
 
 def rounding_test(quantizer: BaseQuantizer, v: np.ndarray, n: int, seed: int) -> dict:

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..levels import Levels, smallest_index_dtype
 from ..rng import Key, as_key, stream_base
-from .plan import LayerLayout, Plan, build_plan
+from .plan import LayerLayout, Plan, PlanSpec, build_plan
 
 __all__ = [
     "QuantizedVector",
@@ -131,7 +131,7 @@ class QuantizedVector:
     indices : ndarray of uint8/uint16/uint32
         Level index ``j ∈ {0..α+1}`` of each coordinate, in the smallest dtype that holds them.
     signs : ndarray of int8
-        ``±1`` per coordinate (``+1`` for zeros).
+        ``±1`` per coordinate, canonical: ``+1`` wherever the level index is 0.
     norms : ndarray of float32
         One norm per group of ``plan`` (rounded up to float32; see the module docstring).
     plan : Plan
@@ -303,8 +303,9 @@ def segment_bases(plan: Plan, key: Key) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=256)
-def _cached_plan(layout: LayerLayout, scope: str, q: tuple, bucket: tuple, global_bucket: int) -> Plan:
-    return build_plan(layout, scope, np.array(q, np.float64), np.array(bucket, np.int64), global_bucket)
+def cached_plan(spec: PlanSpec) -> Plan:
+    """The plan of ``spec`` (built once per distinct spec)."""
+    return build_plan(spec)
 
 
 @dataclass(frozen=True)
@@ -348,7 +349,7 @@ class Quantizer(BaseQuantizer):
         elif layout.d != d:
             raise ValueError(f"v has length {d} but layout has d = {layout.d}")
         flat = LayerLayout(layout.sizes)  # the global quantizer uses one type everywhere
-        return _cached_plan(flat, "global", (self.q,), (0,), _check_bucket(self.bucket_size))
+        return cached_plan(PlanSpec(flat, "global", (self.q,), (0,), _check_bucket(self.bucket_size)))
 
 
 def _per_type(value, n_types: int, name: str) -> tuple:
@@ -425,7 +426,7 @@ class LayerwiseQuantizer(BaseQuantizer):
             raise ValueError("layout: a LayerwiseQuantizer uses its own layout")
         if d != self.layout.d:
             raise ValueError(f"v has length {d} but the layout has d = {self.layout.d}")
-        return _cached_plan(self.layout, self.scope, self._qs, self._buckets, 0)
+        return cached_plan(PlanSpec(self.layout, self.scope, self._qs, self._buckets, 0))
 
 
 def exact_variance(v, quantizer: BaseQuantizer, layout: LayerLayout | None = None, normalized: bool = False) -> float:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["LayerLayout", "Plan", "build_plan", "CHUNK"]
+__all__ = ["LayerLayout", "Plan", "PlanSpec", "build_plan", "CHUNK"]
 
 #: Work unit (coordinates) of the parallel kernels.  Tasks are cut at multiples of CHUNK inside
 #: each segment, independent of the thread count, so reductions are bit-for-bit reproducible.
@@ -114,6 +114,29 @@ class LayerLayout:
         return hash((self.sizes.tobytes(), self.types.tobytes(), self.n_types))
 
 
+@dataclass(frozen=True)
+class PlanSpec:
+    """Everything a plan is built from (what a message header carries to rebuild it).
+
+    Attributes
+    ----------
+    layout : LayerLayout
+    scope : {"global", "layer"}
+    type_q : tuple of float
+        Norm order per type.
+    type_bucket : tuple of int
+        Bucket size per type (0 for none; ``scope="layer"`` only).
+    global_bucket : int
+        Bucket size across the whole vector (0 for none; ``scope="global"`` only).
+    """
+
+    layout: LayerLayout
+    scope: str
+    type_q: tuple
+    type_bucket: tuple
+    global_bucket: int = 0
+
+
 @dataclass(frozen=True, eq=False)
 class Plan:
     """Segmentation of a vector for the quantization kernels (all arrays int64 unless noted).
@@ -136,6 +159,8 @@ class Plan:
         The layout the plan was built from.
     scope : str
         ``"global"``, ``"layer"`` or ``"bucket"``: what one norm covers.
+    spec : PlanSpec
+        The parameters the plan was built from.
     """
 
     d: int
@@ -151,6 +176,7 @@ class Plan:
     task_seg: np.ndarray
     layout: LayerLayout
     scope: str
+    spec: PlanSpec
 
     @property
     def n_groups(self) -> int:
@@ -188,17 +214,11 @@ def _chunk_tasks(bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return start.astype(np.int64), end.astype(np.int64), owner
 
 
-def build_plan(
-    layout: LayerLayout,
-    scope: str,
-    type_q: np.ndarray,
-    type_bucket: np.ndarray,
-    global_bucket: int | None = None,
-) -> Plan:
-    """Build the :class:`Plan` for ``layout``.
+def build_plan(spec: PlanSpec) -> Plan:
+    """Build the :class:`Plan` of ``spec``.
 
-    Parameters
-    ----------
+    Parameters (fields of ``spec``)
+    -------------------------------
     scope : {"global", "layer"}
         ``"global"``: one norm for the vector, or one per ``global_bucket`` consecutive coordinates
         across layer boundaries.  ``"layer"``: one norm per layer, or per bucket of the layer's type's
@@ -208,6 +228,11 @@ def build_plan(
     type_bucket : (M,) int64
         Bucket size per type (0 for none); only for ``scope="layer"``.
     """
+    layout, scope, global_bucket = spec.layout, spec.scope, spec.global_bucket
+    type_q = np.asarray(spec.type_q, np.float64)
+    type_bucket = np.asarray(spec.type_bucket, np.int64)
+    if type_q.size != layout.n_types or type_bucket.size != layout.n_types:
+        raise ValueError(f"type_q and type_bucket need {layout.n_types} entries (one per type)")
     d = layout.d
     lb = layout.offsets
     if scope == "global":
@@ -248,4 +273,4 @@ def build_plan(
     arrays = (gb, group_q, sb, seg_group, seg_type, seg_layer, seg_offset, ts, te, tseg)
     for a in arrays:
         a.setflags(write=False)
-    return Plan(d, gb, group_q, sb, seg_group, seg_type, seg_layer, seg_offset, ts, te, tseg, layout, label)
+    return Plan(d, gb, group_q, sb, seg_group, seg_type, seg_layer, seg_offset, ts, te, tseg, layout, label, spec)

@@ -1,0 +1,350 @@
+"""Messages: a :class:`~qodasim.quantize.QuantizedVector` as a real bit stream, and back (THEORY §3).
+
+Format (version 1), MSB first::
+
+    header   magic 0xD7 (8) · version (4) · protocol (2: dense 0, sparse 1) · code (2: γ 0, δ 1, ω 2)
+             · dtype (1: float32 0, float64 1) · spec-present (1)
+             [spec]  scope (1: global 0, layer 1) · ω(global_bucket+1) · ω(n_layers)
+                     · per layer ω(size) ω(type+1) · ω(M) · per type: q-code (2: 2, ∞, 1, explicit)
+                       [float64 q] · ω(bucket+1)
+             table flags: M bits (1 = this type's levels follow)
+    tables   per flagged type: ω(number of levels) · the interior levels as float64
+    norms    one float32 per norm group
+    payload  dense or sparse (see :mod:`qodasim.coding._payload`), zero-padded to a byte
+
+Layer-wise messages are the same with per-type tables.  An :class:`Encoder` / :class:`Decoder` pair
+keeps channel state: the spec and each type's levels are sent only when they change (and counted
+then).  :func:`encode` / :func:`decode` are the stateless, fully self-describing forms.
+Bits are counted from the stream itself and split into header / level_tables / norms / payload.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..levels import Levels
+from ..quantize.core import QuantizedVector, cached_plan
+from ..quantize.plan import LayerLayout, PlanSpec
+from ..rng import Key
+from . import _bits, _payload
+from .elias import SLACK, code_id, omega_bits, slack_buffer
+from .errors import DecodeError
+
+__all__ = ["Message", "Encoder", "Decoder", "encode", "decode", "fixed_bits", "PROTOCOLS", "MAGIC", "VERSION"]
+
+MAGIC, VERSION = 0xD7, 1
+PROTOCOLS = ("dense", "sparse")
+_QCODES = {2.0: 0, np.inf: 1, 1.0: 2}
+#: Decoders refuse messages claiming more coordinates than this (a corrupt length must not allocate).
+MAX_D = 2**34
+
+
+@dataclass(frozen=True)
+class Message:
+    """An encoded message: ``data`` (bytes, zero-padded) and its exact bit counts.
+
+    Attributes
+    ----------
+    data : bytes
+    nbits : int
+        Bits written (before the padding to a whole byte).
+    bits : dict
+        ``{"header", "level_tables", "norms", "payload"}`` → bits; they sum to ``nbits``.
+    """
+
+    data: bytes
+    nbits: int
+    bits: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+# ------------------------------------------------------------------------------------ header bits
+class _Bits:
+    """A small MSB-first bit builder for headers (Python; headers are short)."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def uint(self, value: int, n: int) -> None:
+        self.parts.append(format(value, f"0{n}b") if n else "")
+
+    def omega(self, k: int) -> None:
+        self.parts.append(omega_bits(k))
+
+    def f64(self, x: float) -> None:
+        self.uint(struct.unpack(">Q", struct.pack(">d", x))[0], 64)
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.parts)
+
+    def string(self) -> str:
+        return "".join(self.parts)
+
+
+def _write_spec(w: _Bits, spec: PlanSpec) -> None:
+    lay = spec.layout
+    w.uint(0 if spec.scope == "global" else 1, 1)
+    w.omega(spec.global_bucket + 1)
+    w.omega(lay.n_layers)
+    for size, typ in zip(lay.sizes.tolist(), lay.types.tolist()):
+        w.omega(size)
+        w.omega(typ + 1)
+    w.omega(lay.n_types)
+    for q, b in zip(spec.type_q, spec.type_bucket):
+        qc = _QCODES.get(float(q), 3)
+        w.uint(qc, 2)
+        if qc == 3:
+            w.f64(float(q))
+        w.omega(int(b) + 1)
+
+
+class _Reader:
+    """Header reader over a slack buffer, using the same checked kernels as the payload."""
+
+    def __init__(self, buf: np.ndarray, total: int):
+        self.buf, self.total, self.pos = buf, total, 0
+
+    def _check(self, err: int) -> None:
+        if err:
+            raise DecodeError(f"header: {_bits.ERROR_TEXT[err]}")
+
+    def uint(self, n: int) -> int:
+        val, self.pos, err = _bits.get(self.buf, self.pos, self.total, n)
+        self._check(err)
+        return int(val)
+
+    def omega(self) -> int:
+        val, self.pos, err = _bits.get_code(self.buf, self.pos, self.total, 2)
+        self._check(err)
+        return int(val)
+
+    def f64(self) -> float:
+        hi, lo = self.uint(32), self.uint(32)
+        return struct.unpack(">d", struct.pack(">Q", (hi << 32) | lo))[0]
+
+    def remaining(self) -> int:
+        return self.total - self.pos
+
+
+def _read_spec(r: _Reader) -> PlanSpec:
+    scope = "layer" if r.uint(1) else "global"
+    gb = r.omega() - 1
+    n_layers = r.omega()
+    if n_layers > r.remaining() // 2:  # every layer costs at least 2 bits
+        raise DecodeError(f"header: {n_layers} layers cannot fit in the message")
+    sizes, types = [], []
+    for _ in range(n_layers):
+        sizes.append(r.omega())
+        types.append(r.omega() - 1)
+    if sum(sizes) > MAX_D:
+        raise DecodeError(f"header: d = {sum(sizes)} exceeds the decoder's limit {MAX_D}")
+    m = r.omega()
+    if m > r.remaining() // 3 or (types and max(types) >= m):
+        raise DecodeError(f"header: inconsistent number of types ({m})")
+    qs, buckets = [], []
+    for _ in range(m):
+        qc = r.uint(2)
+        q = {0: 2.0, 1: np.inf, 2: 1.0}.get(qc)
+        if q is None:
+            q = r.f64()
+            if not q >= 1.0:
+                raise DecodeError(f"header: invalid norm order q = {q}")
+        qs.append(q)
+        buckets.append(r.omega() - 1)
+    if scope == "global" and (any(buckets) or len(set(qs)) > 1):
+        raise DecodeError("header: a global-scope spec cannot have per-type buckets or orders")
+    if scope == "layer" and gb:
+        raise DecodeError("header: a layer-scope spec cannot have a global bucket")
+    try:
+        layout = LayerLayout(np.array(sizes, np.int64), np.array(types, np.int64), n_types=m)
+    except (TypeError, ValueError) as exc:
+        raise DecodeError(f"header: bad layout: {exc}") from None
+    return PlanSpec(layout, scope, tuple(qs), tuple(buckets), gb)
+
+
+def _read_levels(r: _Reader) -> Levels:
+    n = r.omega()
+    if n < 2 or (n - 2) * 64 > r.remaining():
+        raise DecodeError(f"level table: {n} levels cannot fit in the message")
+    inner = [r.f64() for _ in range(n - 2)]
+    try:
+        return Levels.from_interior(inner)
+    except ValueError as exc:
+        raise DecodeError(f"level table: {exc}") from None
+
+
+# --------------------------------------------------------------------------------------- encoder
+def _header(proto: int, code: int, dtype, spec: PlanSpec | None, levels, send) -> tuple[_Bits, int, int]:
+    """Header (and level tables) bits; ``spec=None`` means "same spec as before"."""
+    w = _Bits()
+    w.uint(MAGIC, 8)
+    w.uint(VERSION, 4)
+    w.uint(proto, 2)
+    w.uint(code, 2)
+    w.uint(1 if np.dtype(dtype) == np.float64 else 0, 1)
+    w.uint(int(spec is not None), 1)
+    if spec is not None:
+        _write_spec(w, spec)
+    for flag in send:
+        w.uint(int(flag), 1)
+    header_bits = len(w)
+    for lv, flag in zip(levels, send):
+        if flag:
+            w.omega(lv.size)
+            for x in lv.values[1:-1]:
+                w.f64(float(x))
+    return w, header_bits, len(w) - header_bits
+
+
+def fixed_bits(spec: PlanSpec, levels, dtype=np.float32, protocol: str = "dense", code: str = "gamma") -> dict:
+    """Header and level-table bits of a fully self-describing message (no payload, no norms)."""
+    _, h, t = _header(PROTOCOLS.index(protocol), code_id(code), dtype, spec, levels, [True] * len(levels))
+    return {"header": h, "level_tables": t}
+
+
+class Encoder:
+    """Stateful sender: sends the spec and each type's levels only when they change.
+
+    Parameters
+    ----------
+    protocol : {"dense", "sparse"}
+    code : {"gamma", "delta", "omega"}
+    """
+
+    def __init__(self, protocol: str = "dense", code: str = "gamma"):
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        self.protocol, self.code = protocol, code
+        self._code = code_id(code)
+        self._spec: PlanSpec | None = None
+        self._levels: dict[int, Levels] = {}
+
+    def reset(self) -> None:
+        """Forget the channel state (the next message is fully self-describing)."""
+        self._spec, self._levels = None, {}
+
+    def encode(self, qv: QuantizedVector) -> Message:
+        if not isinstance(qv, QuantizedVector):
+            raise TypeError(f"qv must be a QuantizedVector, got {type(qv).__name__}")
+        spec = qv.plan.spec
+        send_spec = spec != self._spec
+        known = {} if send_spec else self._levels
+        send = [known.get(m) != lv for m, lv in enumerate(qv.levels)]
+        w, header_bits, table_bits = _header(self._proto_id, self._code, qv.dtype, spec if send_spec else None,
+                                             qv.levels, send)  # fmt: skip
+        head = w.string()
+        nfull = len(head) // 8
+        tail = head[nfull * 8 :]
+        max_index = max(lv.size - 1 for lv in qv.levels)
+        cap = (len(head) + _payload.max_body_bits(qv.d, qv.norms.size, max_index, self._proto_id, self._code)) // 8
+        buf = np.zeros(cap + 16, np.uint8)
+        if nfull:
+            buf[:nfull] = np.frombuffer(int(head[: nfull * 8], 2).to_bytes(nfull, "big"), np.uint8)
+        acc = np.uint64(int(tail, 2) if tail else 0)
+        norm_bits = np.ascontiguousarray(qv.norms, np.float32).view(np.uint32).astype(np.int64)
+        acc, nacc, pos, norm_end = _payload.encode_body(
+            buf, acc, len(tail), nfull, norm_bits, qv.indices, qv.signs, self._proto_id, self._code, max_index
+        )
+        nbits = int(pos) * 8 + int(nacc)
+        nbytes = _bits.flush(buf, np.uint64(acc), nacc, pos)
+        self._spec = spec
+        self._levels = dict(enumerate(qv.levels))
+        bits = {
+            "header": header_bits,
+            "level_tables": table_bits,
+            "norms": int(norm_end) - len(head),
+            "payload": nbits - int(norm_end),
+        }
+        return Message(buf[:nbytes].tobytes(), nbits, bits)
+
+    @property
+    def _proto_id(self) -> int:
+        return PROTOCOLS.index(self.protocol)
+
+
+class Decoder:
+    """Stateful receiver matching :class:`Encoder`: remembers the last spec and level tables."""
+
+    def __init__(self, max_d: int = MAX_D):
+        self.max_d = int(max_d)
+        self._spec: PlanSpec | None = None
+        self._levels: dict[int, Levels] = {}
+
+    def decode(self, message, key: Key | None = None) -> QuantizedVector:
+        """Decode a :class:`Message` (or its bytes) into the exact :class:`QuantizedVector`.
+
+        Raises :class:`DecodeError` for anything that is not a valid message (truncated, flipped
+        bits that break the structure, wrong magic or version, absurd lengths, trailing data).
+        """
+        data = message.data if isinstance(message, Message) else message
+        buf = slack_buffer(data)
+        total = (buf.size - SLACK) * 8
+        r = _Reader(buf, total)
+        if total < 19:
+            raise DecodeError("message too short for a header")
+        if r.uint(8) != MAGIC:
+            raise DecodeError("not a qodasim message (bad magic byte)")
+        version = r.uint(4)
+        if version != VERSION:
+            raise DecodeError(f"unsupported message version {version}")
+        proto = r.uint(2)
+        code = r.uint(2)
+        if proto > 1 or code > 2:
+            raise DecodeError(f"header: unknown protocol {proto} or code {code}")
+        dtype = np.float64 if r.uint(1) else np.float32
+        if r.uint(1):
+            spec = _read_spec(r)
+            if spec.layout.d > self.max_d:
+                raise DecodeError(f"header: d = {spec.layout.d} exceeds the decoder's limit {self.max_d}")
+            levels: dict[int, Levels] = {}
+        else:
+            if self._spec is None:
+                raise DecodeError("message refers to a layout, but none was received on this channel")
+            spec, levels = self._spec, dict(self._levels)
+        m = spec.layout.n_types
+        flags = [r.uint(1) for _ in range(m)]
+        for t in range(m):
+            if flags[t]:
+                levels[t] = _read_levels(r)
+            elif t not in levels:
+                raise DecodeError(f"message refers to the levels of type {t}, but none were received")
+        type_levels = tuple(levels[t] for t in range(m))
+        try:
+            plan = cached_plan(spec)
+        except ValueError as exc:
+            raise DecodeError(f"header: {exc}") from None
+        if plan.n_groups * 32 > r.remaining():
+            raise DecodeError("stream is truncated (norms)")
+        type_max = np.array([lv.size - 1 for lv in type_levels], np.int64)
+        idx = np.zeros(plan.d, np.int64)
+        sign = np.ones(plan.d, np.int8)
+        norm_bits = np.zeros(plan.n_groups, np.uint32)
+        pos, err = _payload.decode_body(
+            buf, r.pos, total, plan.n_groups, proto, code, plan.seg_bounds, plan.seg_type, type_max,
+            norm_bits, idx, sign,
+        )  # fmt: skip
+        if err:
+            raise DecodeError(_bits.ERROR_TEXT[err])
+        if total - pos >= 8 or (total > pos and _bits.peek(buf, pos, total - pos) != 0):
+            raise DecodeError("trailing data after the payload")
+        norms = norm_bits.view(np.float32)
+        if not np.all(np.isfinite(norms)) or np.any(norms < 0):
+            raise DecodeError("norms must be finite and non-negative")
+        self._spec, self._levels = spec, levels
+        index_dtype = max((lv.index_dtype for lv in type_levels), key=lambda dt: dt.itemsize)
+        return QuantizedVector(idx.astype(index_dtype), sign, norms.copy(), plan, type_levels, np.dtype(dtype), key)
+
+
+def encode(qv: QuantizedVector, protocol: str = "dense", code: str = "gamma") -> Message:
+    """Encode one self-describing message (spec and level tables included)."""
+    return Encoder(protocol, code).encode(qv)
+
+
+def decode(message, key: Key | None = None) -> QuantizedVector:
+    """Decode one self-describing message."""
+    return Decoder().decode(message, key)

@@ -1,0 +1,393 @@
+"""Coding tests: Elias test vectors, round trips (hypothesis), exact expected lengths vs Monte Carlo,
+bounds, ledger, and corrupt input (fuzzed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import LAYOUT, LEVELS, QUANTIZERS
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from qodasim import Key, LayerwiseQuantizer, Levels, Quantizer
+from qodasim.coding import (
+    BitLedger,
+    DecodeError,
+    Decoder,
+    Encoder,
+    code_length,
+    decode,
+    decode_ints,
+    encode,
+    encode_ints,
+    entropy_floor,
+    expected_bits,
+    expected_gap_bits,
+    qsgd_dense_bound,
+    qsgd_sparse_bound,
+    tight_expected_dense_bits,
+)
+from qodasim.coding.elias import code_bits, delta_bits, gamma_bits, omega_bits
+from qodasim.quantize.check import test_vector
+
+CODES = ("gamma", "delta", "omega")
+
+# ------------------------------------------------------------------------------- Elias codes
+THEORY_VECTORS = {
+    "gamma": {1: "1", 2: "010", 5: "00101"},
+    "delta": {1: "1", 2: "0100", 17: "001010001"},
+    "omega": {1: "0", 2: "100", 3: "110", 4: "101000", 8: "1110000", 16: "10100100000", 100: "1011011001000"},
+}
+
+
+@pytest.mark.parametrize("code", CODES)
+def test_theory_test_vectors(code):
+    for k, bits in THEORY_VECTORS[code].items():
+        assert code_bits(k, code) == bits
+        data, nbits = encode_ints([k], code)
+        assert nbits == len(bits) and format(int.from_bytes(data, "big"), f"0{8 * len(data)}b")[:nbits] == bits
+        assert code_length([k], code)[0] == len(bits)
+        assert decode_ints(data, 1, code, nbits)[0] == k
+
+
+@pytest.mark.parametrize("code", CODES)
+def test_kernel_matches_reference_bits_and_lengths(code):
+    rng = np.random.default_rng(0)
+    ks = np.concatenate([np.arange(1, 300), rng.integers(1, 2**62, 200), 2 ** np.arange(63)[:63].clip(1, 2**62)])
+    ks = ks[(ks >= 1) & (ks <= 2**62)]
+    ref = "".join(code_bits(int(k), code) for k in ks)
+    data, nbits = encode_ints(ks, code)
+    assert nbits == len(ref)
+    assert format(int.from_bytes(data, "big"), f"0{8 * len(data)}b")[:nbits] == ref
+    assert np.array_equal(code_length(ks, code), [len(code_bits(int(k), code)) for k in ks])
+    assert np.array_equal(decode_ints(data, ks.size, code, nbits), ks)
+
+
+def test_lengths_closed_forms():
+    for k in [1, 2, 3, 7, 8, 1000, 2**40 + 3, 2**62]:
+        n = k.bit_length() - 1
+        assert len(gamma_bits(k)) == 2 * n + 1
+        assert len(delta_bits(k)) == n + 2 * ((n + 1).bit_length() - 1) + 1
+    assert len(omega_bits(2**62)) == code_length([2**62], "omega")[0]
+
+
+@pytest.mark.parametrize("bad", [[0], [-3], [2**62 + 1], [1.5]])
+def test_elias_rejects_bad_integers(bad):
+    with pytest.raises((ValueError, TypeError)):
+        encode_ints(np.array(bad), "gamma")
+
+
+@pytest.mark.parametrize("code", CODES)
+def test_truncated_and_overlong_streams(code):
+    data, nbits = encode_ints([5, 1000, 2**50], code)
+    with pytest.raises(DecodeError, match="truncated"):
+        decode_ints(data, 3, code, nbits - 1)
+    with pytest.raises(DecodeError):
+        decode_ints(data, 4, code, nbits)
+    # γ/δ: 80 zero bits; ω: a run of 1s (ever-longer groups): no integer below 2^62 starts like that
+    overlong = b"\xff" * 12 if code == "omega" else bytes(10) + b"\xff"
+    with pytest.raises(DecodeError, match="longer"):
+        decode_ints(overlong, 1, code)
+
+
+# ----------------------------------------------------------------------------- protocols
+@pytest.mark.parametrize("name", sorted(QUANTIZERS))
+@pytest.mark.parametrize("protocol", ["dense", "sparse"])
+@pytest.mark.parametrize("code", CODES)
+def test_round_trip_every_quantizer(name, protocol, code):
+    quant = QUANTIZERS[name]
+    for dtype in (np.float32, np.float64):
+        v = test_vector(quant.dimension or 500, 21, dtype)
+        qv = quant.quantize(v, Key(4))
+        msg = encode(qv, protocol, code)
+        assert sum(msg.bits.values()) == msg.nbits and len(msg.data) == (msg.nbits + 7) // 8
+        back = decode(msg)
+        assert back.equals(qv) and back.dtype == qv.dtype
+        assert np.array_equal(back.dequantize(), qv.dequantize())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    d=st.integers(1, 300),
+    s=st.integers(1, 40),
+    kind=st.sampled_from(["zero", "max", "normal", "spiky", "one-hot"]),
+    protocol=st.sampled_from(["dense", "sparse"]),
+    code=st.sampled_from(CODES),
+    seed=st.integers(0, 2**32),
+)
+def test_round_trip_property(d, s, kind, protocol, code, seed):
+    rng = np.random.default_rng(seed)
+    v = {
+        "zero": np.zeros(d),
+        "max": np.full(d, -3.0),  # every r_i = 1/√d ... and with q = inf all indices are the top level
+        "normal": rng.standard_normal(d),
+        "spiky": rng.standard_normal(d) * (rng.random(d) < 0.02) * 1e6,
+        "one-hot": np.eye(1, d, rng.integers(d)).ravel(),
+    }[kind]
+    q = np.inf if kind == "max" else 2.0
+    qv = Quantizer(Levels.uniform(s), q=q).quantize(v, Key(seed))
+    if kind == "max":
+        assert np.all(qv.indices == s)
+    back = decode(encode(qv, protocol, code))
+    assert back.equals(qv)
+
+
+def test_huge_gaps_round_trip():
+    d = 3_000_000
+    v = np.zeros(d)
+    v[[0, 1_000_000, d - 1]] = [1.0, -2.0, 3.0]
+    qv = Quantizer(Levels.uniform(2), q=np.inf).quantize(v, Key(0))
+    for code in CODES:
+        msg = encode(qv, "sparse", code)
+        assert msg.bits["payload"] < 200 and decode(msg).equals(qv)
+
+
+def test_channel_sends_levels_only_when_they_change():
+    enc, dec = Encoder("dense", "gamma"), Decoder()
+    lv = (LEVELS["uniform4"], LEVELS["exp3"], LEVELS["random5"])
+    q1 = LayerwiseQuantizer(LAYOUT, lv)
+    v = test_vector(LAYOUT.d, 3)
+    m1 = enc.encode(q1.quantize(v, Key(1)))
+    m2 = enc.encode(q1.quantize(v, Key(1, 0, 1)))
+    assert m1.bits["level_tables"] > 0 and m2.bits["level_tables"] == 0 and m2.bits["header"] < m1.bits["header"]
+    assert dec.decode(m1).equals(q1.quantize(v, Key(1)))
+    assert dec.decode(m2).equals(q1.quantize(v, Key(1, 0, 1)))
+    # change one type's levels: only that table is sent again, and counted
+    q2 = LayerwiseQuantizer(LAYOUT, (lv[0], Levels.exponential(5), lv[2]))
+    m3 = enc.encode(q2.quantize(v, Key(2)))
+    assert m3.bits["level_tables"] == 6 + 5 * 64 + 1 - 1  # ω(7) = 6 bits, 5 interior float64
+    assert dec.decode(m3).equals(q2.quantize(v, Key(2)))
+    # a fresh decoder cannot read a message that relies on channel state
+    with pytest.raises(DecodeError, match="none was received"):
+        Decoder().decode(m2)
+
+
+# ----------------------------------------------------------------------- expected lengths
+@pytest.mark.parametrize("protocol", ["dense", "sparse"])
+@pytest.mark.parametrize("code", CODES)
+@pytest.mark.parametrize("name", ["global-uniform4-L2", "global-exp3-L2-bucket16", "layer-scope-buckets-mixed-q"])
+def test_mean_measured_length_equals_exact_expectation(protocol, code, name):
+    """Mean of n = 400 real stream lengths within 6 standard errors (SE from the draws) of the exact
+    expectation: a false alarm has probability ~2e-9 (normal approximation of a sum of d bounded terms)."""
+    quant = QUANTIZERS[name]
+    v = test_vector(quant.dimension or 700, 5)
+    n = 400
+    lengths = np.array([encode(quant.quantize(v, Key(9, 0, t)), protocol, code).nbits for t in range(n)])
+    exact = expected_bits(v, quant, protocol, code)
+    se = lengths.std(ddof=1) / np.sqrt(n)
+    assert abs(lengths.mean() - exact["total"]) < 6 * se + 1e-9
+    msg = encode(quant.quantize(v, Key(9)), protocol, code)
+    for part in ("header", "level_tables", "norms"):
+        assert msg.bits[part] == exact[part]
+
+
+def test_expected_gap_bits_against_enumeration():
+    """Exact gap expectation equals the brute-force sum over all 2^d subsets (d = 10)."""
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0, 1, 10)
+    p[[2, 7]] = [0.0, 1.0]
+    for code in CODES:
+        total = 0.0
+        for mask in range(1 << p.size):
+            on = np.array([(mask >> i) & 1 for i in range(p.size)], bool)
+            prob = np.prod(np.where(on, p, 1 - p))
+            if prob == 0:
+                continue
+            pos = np.concatenate([[-1], np.flatnonzero(on), [p.size]])
+            total += prob * code_length(np.diff(pos), code).sum()
+        assert np.isclose(expected_gap_bits(p, code), total, rtol=1e-12)
+
+
+def test_expected_gap_bits_long_vector_against_direct_sum():
+    """d = 3000 with tiny and large probabilities: equals a direct O(d²) sum over (previous nonzero,
+    next nonzero) pairs computed with explicit products (no doubling)."""
+    rng = np.random.default_rng(5)
+    p = np.where(rng.random(3000) < 0.5, rng.uniform(0, 1e-4, 3000), rng.uniform(0, 0.5, 3000))
+    for code in CODES:
+        ext = np.concatenate([p, [1.0]])
+        lens = code_length(np.arange(1, ext.size + 1), code).astype(float)
+        total = 0.0
+        for i in range(ext.size):
+            # previous nonzero at k (k = -1 is the virtual start): p_k Π_{k<m<i} (1 - p_m)
+            q = np.cumprod(np.concatenate([[1.0], (1.0 - ext[:i])[::-1]]))  # q[t] = Π_{m=i-t}^{i-1}(1-p_m)
+            k = np.arange(i - 1, -2, -1)  # k = i-1 .. -1, distance t+1 where t = i-1-k
+            pk = np.where(k >= 0, ext[np.maximum(k, 0)], 1.0)
+            total += ext[i] * np.sum(pk * q[: i + 1] * lens[i - k - 1])
+        assert np.isclose(expected_gap_bits(p, code), total, rtol=1e-10)
+
+
+def test_bits_below_qsgd_bound_and_above_entropy():
+    """Uniform levels, sparse Elias-ω (QSGD's coding): measured payload + norm ≤ QSGD Thm 3.2 (without
+    its o(1)) where the asymptotics apply (d = 2^16); at s = √d below 2.8d + 32; entropy floor below
+    the expectation."""
+    d = 2**16
+    rng = np.random.default_rng(0)
+    for s in (2, 4, 16):
+        quant = Quantizer(Levels.uniform(s))
+        for v in (rng.standard_normal(d), rng.standard_normal(d) ** 3):
+            msgs = [encode(quant.quantize(v, Key(1, 0, t)), "sparse", "omega") for t in range(5)]
+            measured = max(m.bits["payload"] + m.bits["norms"] for m in msgs)
+            assert measured <= qsgd_sparse_bound(s, d)
+            e = expected_bits(v, quant, "sparse", "omega")
+            assert entropy_floor(v, quant) <= e["payload"]
+    d = 4096  # QSGD's dense regime s = √d, with its recursive Elias (ω) coding
+    quant = Quantizer(Levels.uniform(64))
+    for v in (rng.standard_normal(d), rng.standard_normal(d) ** 3):
+        m = encode(quant.quantize(v, Key(0)), "sparse", "omega")
+        assert m.bits["payload"] + m.bits["norms"] <= qsgd_dense_bound(d)
+        e = expected_bits(v, quant, "sparse", "omega")
+        assert e["payload"] + e["norms"] <= qsgd_dense_bound(d)
+    # not for every vector in our format: all-ones puts every coordinate exactly on level 1/64, costing
+    # ω(gap 1) + sign + ω(1) = 3 bits each (documented in qsgd_dense_bound)
+    m = encode(quant.quantize(np.ones(d), Key(0)), "sparse", "omega")
+    assert m.bits["payload"] == 3 * d + 1 > qsgd_dense_bound(d)
+
+
+@pytest.mark.parametrize("levels", [Levels.uniform(4), Levels.uniform(15), Levels.exponential(5)])
+def test_tight_expected_length_dominates_and_is_attained(levels):
+    """The worst-case expected dense payload over unit vectors is ≥ the exact expectation of random
+    and adversarial-looking unit vectors, and is approached (within one coordinate's cost) by the
+    two-point vector from the envelope."""
+    from qodasim.bounds.envelope import envelope
+    from qodasim.coding.expected import dense_length_arcs
+
+    d = 256
+    bound = tight_expected_dense_bits(levels, d)
+    quant = Quantizer(levels)
+    rng = np.random.default_rng(1)
+    for v in (rng.standard_normal(d), np.ones(d), np.eye(1, d).ravel(), rng.standard_normal(d) ** 5):
+        assert expected_bits(v, quant)["payload"] <= bound + 1e-9
+    pt = envelope(dense_length_arcs(levels), 1.0 / d)
+    lam = (pt.w_right - 1 / d) / (pt.w_right - pt.w_left) if pt.w_right > pt.w_left else 1.0
+    n_a = int(np.floor(lam * d))
+    w = np.concatenate([np.full(n_a, pt.w_left), np.full(d - n_a, pt.w_right)])
+    v = np.sqrt(w)
+    got = expected_bits(v / np.linalg.norm(v), quant)["payload"]
+    max_cost = code_length([levels.size], "gamma")[0] + 1
+    assert got >= bound - 2 * max_cost
+
+
+# ---------------------------------------------------------------------------- corrupt input
+def _message(protocol="dense", code="gamma"):
+    quant = LayerwiseQuantizer(
+        LAYOUT, (LEVELS["uniform4"], LEVELS["exp3"], LEVELS["random5"]), bucket_size=(None, 8, 16)
+    )
+    return encode(quant.quantize(test_vector(LAYOUT.d, 2), Key(3)), protocol, code)
+
+
+@pytest.mark.parametrize("protocol", ["dense", "sparse"])
+def test_truncated_messages_raise(protocol):
+    msg = _message(protocol)
+    for cut in range(0, len(msg.data)):
+        with pytest.raises(DecodeError):
+            decode(msg.data[:cut])
+
+
+def test_wrong_header_raises():
+    data = bytearray(_message().data)
+    bad_magic = bytes([data[0] ^ 0xFF]) + bytes(data[1:])
+    with pytest.raises(DecodeError, match="magic"):
+        decode(bad_magic)
+    bad_version = bytearray(data)
+    bad_version[1] = (bad_version[1] & 0x0F) | 0x70
+    with pytest.raises(DecodeError, match="version"):
+        decode(bytes(bad_version))
+    with pytest.raises(DecodeError, match="trailing"):
+        decode(bytes(data) + b"\x00\x01")
+    with pytest.raises(DecodeError):
+        decode(b"")
+    with pytest.raises(TypeError):
+        decode("not bytes")
+
+
+def test_absurd_lengths_raise_quickly():
+    from qodasim.coding.protocol import _Bits
+
+    w = _Bits()
+    w.uint(0xD7, 8)
+    w.uint(1, 4)
+    w.uint(0, 2)
+    w.uint(0, 2)
+    w.uint(0, 1)
+    w.uint(1, 1)
+    w.uint(0, 1)  # scope global
+    w.omega(1)  # no global bucket
+    w.omega(1)  # one layer...
+    w.omega(2**60)  # ...of 2^60 coordinates
+    bits = w.string() + "0" * (-len(w.string()) % 8)
+    data = int(bits, 2).to_bytes(len(bits) // 8, "big")
+    with pytest.raises(DecodeError):
+        decode(data)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_fuzz_bit_flips_never_crash_or_hang(data):
+    """Flipped bits give a DecodeError or a *valid* vector (a flip can land on another valid code
+    word), never a crash, a hang, non-finite norms or out-of-range indices."""
+    protocol = data.draw(st.sampled_from(["dense", "sparse"]))
+    code = data.draw(st.sampled_from(CODES))
+    raw = bytearray(_message(protocol, code).data)
+    for _ in range(data.draw(st.integers(1, 4))):
+        pos = data.draw(st.integers(0, 8 * len(raw) - 1))
+        raw[pos // 8] ^= 0x80 >> (pos % 8)
+    try:
+        qv = decode(bytes(raw))
+    except DecodeError:
+        return
+    assert np.all(np.isfinite(qv.norms)) and np.all(qv.norms >= 0)
+    top = np.array([qv.levels[t].size - 1 for t in qv.plan.coord_type()])
+    assert np.all(qv.indices.astype(np.int64) <= top)
+    assert np.all(np.isfinite(qv.dequantize(np.float64)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=0, max_size=64))
+def test_fuzz_random_bytes(raw):
+    try:
+        decode(b"\xd7\x10" + raw)
+    except DecodeError:
+        pass
+
+
+# ----------------------------------------------------------------------------------- ledger
+def test_ledger_counts_messages_and_bits(tmp_path):
+    led = BitLedger()
+    quant = Quantizer(Levels.uniform(4))
+    encs = [Encoder() for _ in range(3)]
+    total = 0
+    for r in range(4):
+        for k in range(3):
+            m = encs[k].encode(quant.quantize(test_vector(200, r), Key(0, k, r)))
+            led.record(k, r, m)
+            total += m.nbits
+    assert len(led) == 12 and led.total() == total and led.messages(worker=1) == 4 and led.messages(round=2) == 3
+    assert sum(led.per_worker().values()) == total and led.totals()["total"] == total
+    rounds, cum = led.cumulative_by_round()
+    assert list(rounds) == [0, 1, 2, 3] and cum[-1] == total
+    assert led.totals()["level_tables"] == 3 * (6 + 3 * 64)  # sent once per worker channel
+    back = BitLedger.load(led.save(tmp_path / "ledger.json"))
+    assert np.array_equal(back.table(), led.table())
+    led.record(0, 5, {"payload": 10.5})
+    with pytest.raises(ValueError):
+        led.record(0, 0, {"payload": -1})
+    with pytest.raises(ValueError):
+        led.record(0, 0, {"bogus": 1})
+    with pytest.raises(ValueError):
+        led.record(-1, 0, {"payload": 1})
+    with pytest.raises(TypeError):
+        led.record(0, 0, 17)
+
+
+def test_bad_protocol_arguments():
+    qv = Quantizer(Levels.uniform(2)).quantize(np.ones(4), 0)
+    with pytest.raises(ValueError, match="protocol"):
+        encode(qv, "zip")
+    with pytest.raises(ValueError, match="code"):
+        encode(qv, "dense", "huffman")
+    with pytest.raises(TypeError):
+        encode(np.ones(4))
+    with pytest.raises(ValueError):
+        expected_bits(np.ones(4), Quantizer(Levels.uniform(2)), "zip")
+    with pytest.raises(ValueError):
+        qsgd_sparse_bound(1, 10)
