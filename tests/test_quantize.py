@@ -203,7 +203,8 @@ def test_checker_catches_a_biased_quantizer():
             qv = super().quantize(v, key, layout)
             j, rho, _, _ = self.intervals(v, layout)
             idx = (j + (rho >= 0.5)).astype(qv.indices.dtype)
-            return type(qv)(idx, qv.signs, qv.norms, qv.plan, qv.levels, qv.dtype, qv.key)
+            signs = np.where((np.asarray(v) < 0) & (idx > 0), -1, 1).astype(np.int8)
+            return type(qv)(idx, signs, qv.norms, qv.plan, qv.levels, qv.dtype, qv.key)
 
     bad = Nearest(Levels.uniform(3))
     with pytest.raises(AssertionError, match="unbiasedness"):
