@@ -134,4 +134,7 @@ def envelope(arcs: Arcs, x: float) -> EnvelopePoint:
     wr = float(cw[right][np.argmax(cv[right])])
     gl, gr = float(arcs(wl)), float(arcs(wr))
     chord = gl if wr == wl else gl + (gr - gl) * (x - wl) / (wr - wl)
+    gx = float(arcs(x))  # all coordinates equal: also achievable
+    if gx >= chord:
+        chord, wl, wr = gx, x, x
     return EnvelopePoint(float(value), float(lam), wl, wr, float(chord))

@@ -79,7 +79,6 @@ def adversarial_vector(levels: Levels, d: int, bound: TightBound | None = None) 
     lam = 1.0 if wr == wl else (wr - x) / (wr - wl)
     n_a = int(np.floor(lam * d + 1e-9))
     n_a = min(max(n_a, 0), d)
-    f = lam * d - n_a
     n_b = min(max(int(np.floor((1.0 - lam) * d + 1e-9)), 0), d - n_a)
     parts = [np.full(n_a, wl), np.full(n_b, wr)]
     if n_a + n_b < d:
@@ -88,7 +87,7 @@ def adversarial_vector(levels: Levels, d: int, bound: TightBound | None = None) 
     w = np.concatenate(parts)
     v = np.sqrt(w)
     nv = np.linalg.norm(v)
-    if nv == 0.0 or not np.isfinite(nv) or f < 0:
+    if nv == 0.0 or not np.isfinite(nv):
         v, nv = np.full(d, 1.0), np.sqrt(d)
     return v / nv
 

@@ -1,0 +1,231 @@
+"""Distributions of normalized magnitudes ``r ∈ [0, 1]`` and the expected variance ``Ψ(ℓ)`` (THEORY §2, §4).
+
+Every distribution exposes ``cdf``, ``ppf`` and the partial moments ``moments(a, b) = (P, M1, M2)``
+of ``(a, b]``.  Then, exactly,
+
+``Ψ(ℓ) = ∫ φ_ℓ dF = Σ_j [ −ℓ_jℓ_{j+1}·P_j + (ℓ_j + ℓ_{j+1})·M1_j − M2_j ]``
+
+over the intervals ``(ℓ_j, ℓ_{j+1}]``.  For empirical data the moments come from sorted prefix sums
+(QUIVER's ``β``, ``γ``), so ``Ψ`` costs ``O(α log n)`` after an ``O(n log n)`` sort.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import optimize as sopt
+from scipy import stats
+
+from ..levels import Levels
+
+__all__ = [
+    "Distribution",
+    "Empirical",
+    "TruncatedNormal",
+    "Mixture",
+    "psi",
+    "fit_truncated_normal",
+    "fit_mixture",
+    "normalized_magnitudes",
+]
+
+
+def normalized_magnitudes(v, q: float = 2.0) -> np.ndarray:
+    """``r_i = |v_i| / ‖v‖_q`` (a sample of the distribution a quantizer sees); rejects zero/NaN input."""
+    v = np.asarray(v, np.float64).ravel()
+    if v.size == 0 or not np.all(np.isfinite(v)):
+        raise ValueError("v must be a non-empty finite vector")
+    n = np.linalg.norm(v, ord=q)
+    if n == 0.0:
+        raise ValueError("v is the zero vector: its normalized magnitudes are undefined")
+    return np.minimum(np.abs(v) / n, 1.0)
+
+
+class Distribution:
+    """Interface: a distribution on ``[0, 1]``."""
+
+    def cdf(self, x):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def ppf(self, p):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def moments(self, a, b):  # pragma: no cover - interface
+        """``(P, M1, M2)``: mass, ``∫ r dF`` and ``∫ r² dF`` over ``(a, b]`` (arrays broadcast)."""
+        raise NotImplementedError
+
+
+def psi(levels: Levels, dist: Distribution) -> float:
+    """``Ψ(ℓ) = E_F[φ_ℓ(r)]``, the expected normalized variance per coordinate (exact)."""
+    if not isinstance(levels, Levels):
+        raise TypeError(f"levels must be a qodasim.Levels, got {type(levels).__name__}")
+    lv = levels.values
+    a, b = lv[:-1], lv[1:]
+    P, M1, M2 = dist.moments(a, b)
+    # include r = 0 in the first interval (its cost is 0 anyway)
+    return float(np.sum(-a * b * P + (a + b) * M1 - M2))
+
+
+@dataclass(frozen=True, eq=False)
+class Empirical(Distribution):
+    """The empirical distribution of samples ``r_i ∈ [0, 1]`` (optionally weighted).
+
+    Stores the sorted distinct values ``x`` with prefix sums ``W`` (weight), ``β = Σ w x`` and
+    ``γ = Σ w x²`` (QUIVER's notation), all with a leading 0.
+    """
+
+    samples: np.ndarray
+    weights: np.ndarray | None = None
+    x: np.ndarray = field(init=False, repr=False)
+    W: np.ndarray = field(init=False, repr=False)
+    beta: np.ndarray = field(init=False, repr=False)
+    gamma: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        s = np.asarray(self.samples, np.float64).ravel()
+        if s.size == 0:
+            raise ValueError("samples must be non-empty")
+        if not np.all(np.isfinite(s)):
+            raise ValueError("samples contain NaN or Inf")
+        if s.min() < 0.0 or s.max() > 1.0:
+            raise ValueError("samples must lie in [0, 1] (normalized magnitudes)")
+        w = np.ones_like(s) if self.weights is None else np.asarray(self.weights, np.float64).ravel()
+        if w.shape != s.shape or np.any(~np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+            raise ValueError("weights must be finite, non-negative, not all zero, one per sample")
+        x, inv = np.unique(s, return_inverse=True)
+        wx = np.bincount(inv, weights=w, minlength=x.size)
+        total = wx.sum()
+        wx = wx / total
+        object.__setattr__(self, "x", x)
+        object.__setattr__(self, "W", np.concatenate([[0.0], np.cumsum(wx)]))
+        object.__setattr__(self, "beta", np.concatenate([[0.0], np.cumsum(wx * x)]))
+        object.__setattr__(self, "gamma", np.concatenate([[0.0], np.cumsum(wx * x * x)]))
+
+    @property
+    def n(self) -> int:
+        """Number of distinct values."""
+        return int(self.x.size)
+
+    def cdf(self, t):
+        return self.W[np.searchsorted(self.x, t, side="right")]
+
+    def ppf(self, p):
+        p = np.asarray(p, np.float64)
+        k = np.clip(np.searchsorted(self.W[1:], p, side="left"), 0, self.x.size - 1)
+        return self.x[k]
+
+    def moments(self, a, b):
+        ia = np.searchsorted(self.x, a, side="right")
+        ib = np.searchsorted(self.x, b, side="right")
+        # the first interval also takes r = 0 (mass at 0 contributes φ = 0 but belongs to the law)
+        return self.W[ib] - self.W[ia], self.beta[ib] - self.beta[ia], self.gamma[ib] - self.gamma[ia]
+
+
+@dataclass(frozen=True)
+class TruncatedNormal(Distribution):
+    """Normal ``N(μ, σ²)`` truncated to ``[0, 1]`` (ALQ's model of normalized magnitudes)."""
+
+    mu: float
+    sigma: float
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.mu) and np.isfinite(self.sigma) and self.sigma > 0):
+            raise ValueError(f"TruncatedNormal needs finite mu and sigma > 0, got {self.mu}, {self.sigma}")
+
+    @functools.cached_property
+    def _law(self):
+        a, b = (0.0 - self.mu) / self.sigma, (1.0 - self.mu) / self.sigma
+        return stats.truncnorm(a, b, loc=self.mu, scale=self.sigma)
+
+    def cdf(self, x):
+        return self._law.cdf(x)
+
+    def ppf(self, p):
+        return self._law.ppf(p)
+
+    def moments(self, a, b):
+        a = np.clip(np.asarray(a, np.float64), 0.0, 1.0)
+        b = np.clip(np.asarray(b, np.float64), 0.0, 1.0)
+        mu, s = self.mu, self.sigma
+        za, zb = (a - mu) / s, (b - mu) / s
+        Z = stats.norm.cdf((1 - mu) / s) - stats.norm.cdf(-mu / s)
+        P = (stats.norm.cdf(zb) - stats.norm.cdf(za)) / Z
+        pa, pb = stats.norm.pdf(za), stats.norm.pdf(zb)
+        E1 = (pa - pb) / Z  # ∫ z φ(z) dz over [za, zb] / Z
+        E2 = (P * Z + za * pa - zb * pb) / Z  # ∫ z² φ(z) dz / Z
+        M1 = mu * P + s * E1
+        M2 = mu * mu * P + 2 * mu * s * E1 + s * s * E2
+        return P, M1, M2
+
+
+@dataclass(frozen=True)
+class Mixture(Distribution):
+    """A finite mixture ``Σ_k π_k F_k`` of distributions on ``[0, 1]``."""
+
+    components: tuple
+    weights: tuple
+
+    def __post_init__(self) -> None:
+        w = np.asarray(self.weights, np.float64)
+        if len(self.components) != w.size or w.size == 0 or np.any(w < 0) or not np.isclose(w.sum(), 1.0):
+            raise ValueError("Mixture needs one non-negative weight per component, summing to 1")
+
+    def cdf(self, x):
+        return sum(w * c.cdf(x) for c, w in zip(self.components, self.weights))
+
+    def ppf(self, p):
+        p = np.atleast_1d(np.asarray(p, np.float64))
+        out = np.empty_like(p)
+        for i, pi in enumerate(p):
+            if pi <= 0:
+                out[i] = 0.0
+            elif pi >= 1:
+                out[i] = 1.0
+            else:
+                out[i] = sopt.brentq(lambda t, pi=pi: float(self.cdf(t)) - pi, 0.0, 1.0, xtol=1e-14)
+        return out
+
+    def moments(self, a, b):
+        parts = [c.moments(a, b) for c in self.components]
+        return tuple(sum(w * m[k] for m, w in zip(parts, self.weights)) for k in range(3))
+
+
+def fit_truncated_normal(samples) -> TruncatedNormal:
+    """Maximum-likelihood truncated normal on ``[0, 1]`` for normalized magnitudes."""
+    x = np.asarray(samples, np.float64).ravel()
+    if x.size < 2 or not np.all(np.isfinite(x)) or x.min() < 0 or x.max() > 1:
+        raise ValueError("samples must be at least two finite values in [0, 1]")
+    if np.ptp(x) == 0:
+        raise ValueError("samples have one distinct value: a truncated normal cannot be fitted")
+
+    def nll(theta):
+        mu, log_s = theta
+        s = np.exp(log_s)
+        z = stats.norm.cdf((1 - mu) / s) - stats.norm.cdf(-mu / s)
+        return -np.sum(stats.norm.logpdf(x, mu, s)) + x.size * np.log(max(z, 1e-300))
+
+    res = sopt.minimize(nll, [x.mean(), np.log(max(x.std(), 1e-6))], method="Nelder-Mead",
+                        options={"xatol": 1e-10, "fatol": 1e-10, "maxiter": 4000})  # fmt: skip
+    return TruncatedNormal(float(res.x[0]), float(np.exp(res.x[1])))
+
+
+def fit_mixture(samples, k: int = 2, iters: int = 200, seed: int = 0) -> Mixture:
+    """A ``k``-component truncated-normal mixture by EM (responsibilities from the truncated pdfs)."""
+    x = np.asarray(samples, np.float64).ravel()
+    if k < 1 or x.size < 2 * k:
+        raise ValueError("need k >= 1 and at least 2k samples")
+    rng = np.random.default_rng(seed)
+    mus = np.quantile(x, (np.arange(k) + 0.5) / k) + 1e-3 * rng.standard_normal(k)
+    sig = np.full(k, max(x.std(), 1e-3))
+    pis = np.full(k, 1.0 / k)
+    for _ in range(iters):
+        comps = [TruncatedNormal(m, s) for m, s in zip(mus, sig)]
+        dens = np.stack([p * c._law.pdf(x) for c, p in zip(comps, pis)]) + 1e-300
+        resp = dens / dens.sum(axis=0)
+        nk = resp.sum(axis=1)
+        pis = nk / x.size
+        mus = (resp @ x) / nk
+        sig = np.sqrt(np.maximum((resp * (x - mus[:, None]) ** 2).sum(axis=1) / nk, 1e-10))
+    return Mixture(tuple(TruncatedNormal(float(m), float(s)) for m, s in zip(mus, sig)), tuple(pis / pis.sum()))

@@ -1,0 +1,318 @@
+"""Bounds (closed form, tight, layer-wise) and level optimizers (exact DP, histogram, ALQ, AMQ,
+cvxpy programs, L-GreCo, DQ-SGD)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import integrate
+
+from qodasim import Key, LayerLayout, LayerwiseQuantizer, Levels, Quantizer
+from qodasim.bounds import (
+    adversarial_vector,
+    layerwise_tight_bound,
+    layerwise_tight_bound_lp,
+    natural_dithering_bound,
+    qsgd_bound,
+    simple_bound,
+    tight_variance_bound,
+)
+from qodasim.optimize import (
+    Empirical,
+    Mixture,
+    TruncatedNormal,
+    alq_levels,
+    amq_levels,
+    bound_optimal_levels,
+    brute_force_levels,
+    dq_sgd_schedule,
+    exact_levels,
+    fit_mixture,
+    fit_truncated_normal,
+    histogram_levels,
+    lgreco,
+    lgreco_brute_force,
+    normalized_magnitudes,
+    optimize_layerwise,
+    optimize_levels,
+    psi,
+    split_bit_budget,
+    split_bit_budget_kkt,
+)
+from qodasim.optimize.convex import geometric_optimum
+
+DIMS = [1, 2, 3, 7, 16, 100, 1024, 65536]
+
+
+# ----------------------------------------------------------------------------- tight bound
+@pytest.mark.parametrize("d", DIMS)
+def test_tight_bound_s1_is_sqrt_d_minus_1(d):
+    assert np.isclose(tight_variance_bound(Levels.uniform(1), d).value, np.sqrt(d) - 1, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("s", [1, 2, 3, 4, 8, 16, 64])
+def test_tight_bound_never_above_closed_forms(s):
+    lv = Levels.uniform(s)
+    for d in DIMS:
+        t = tight_variance_bound(lv, d).value
+        assert t <= qsgd_bound(s, d) * (1 + 1e-9)
+        assert t <= simple_bound(lv, d) * (1 + 1e-9)
+    nd = Levels.exponential(s - 1) if s > 1 else Levels.uniform(1)
+    for d in DIMS:
+        assert tight_variance_bound(nd, d).value <= natural_dithering_bound(s, d) * (1 + 1e-9)
+
+
+LEVEL_SETS = [Levels.uniform(2), Levels.uniform(7), Levels.exponential(5), Levels.exponential(3, 0.2),
+              Levels.from_interior([0.05, 0.1, 0.6, 0.61])]  # fmt: skip
+
+
+@pytest.mark.parametrize("levels", LEVEL_SETS, ids=lambda lv: lv.name)
+def test_adversarial_vector_attains_tight_bound(levels):
+    """Its exact variance is within one coordinate's worth (max φ = max gap²/4) of the bound, and the
+    envelope's chord equals its value (tightness of the 1-D duality)."""
+    slack = float(np.max(np.diff(levels.values)) ** 2 / 4)
+    for d in DIMS:
+        b = tight_variance_bound(levels, d)
+        assert b.attained <= b.value * (1 + 1e-9) + 1e-12 and b.value - b.attained <= 1e-9 * max(1, b.value)
+        v = adversarial_vector(levels, d, b)
+        assert np.isclose(np.linalg.norm(v), 1.0)
+        exact = Quantizer(levels).exact_variance(v, normalized=True)
+        assert exact <= b.value * (1 + 1e-6) + 1e-12
+        assert b.value - exact <= slack + 1e-9
+
+
+@pytest.mark.parametrize("levels", LEVEL_SETS, ids=lambda lv: lv.name)
+def test_random_vectors_never_exceed_tight_bound(levels):
+    rng = np.random.default_rng(0)
+    quant = Quantizer(levels)
+    for d in (4, 50, 700):
+        bound = tight_variance_bound(levels, d).value
+        for _ in range(30):
+            v = rng.standard_normal(d) * np.exp(rng.uniform(-4, 2, d)) * (rng.random(d) < rng.random())
+            if not v.any():
+                continue
+            assert quant.exact_variance(v, normalized=True) <= bound * (1 + 1e-6)
+        # and a Monte Carlo estimate on the adversarial vector: mean of 2000 draws within 6 SE of exact
+        v = adversarial_vector(levels, d)
+        err = np.array([np.sum((quant(v, Key(1, 0, t)) - v) ** 2) for t in range(2000)])
+        assert abs(err.mean() - quant.exact_variance(v)) < 6 * err.std(ddof=1) / np.sqrt(err.size) + 1e-12
+
+
+def test_layerwise_bounds():
+    sizes, types = [16, 300, 5], [0, 1, 0]
+    levels = (Levels.uniform(4), Levels.exponential(6))
+    per_layer = layerwise_tight_bound(sizes, types, levels, "layer")
+    assert np.isclose(per_layer, max(tight_variance_bound(levels[m], d).value for d, m in zip(sizes, types)))
+    glob = layerwise_tight_bound(sizes, types, levels, "global")
+    lo, hi = layerwise_tight_bound_lp(sizes, types, levels, n_knots=48)
+    assert lo <= glob * (1 + 1e-6) and glob <= hi * (1 + 1e-6)
+    assert (hi - lo) / glob < 0.05
+    # M = 1: the global-norm layer-wise bound is the global tight bound for d = Σ d_l
+    assert np.isclose(layerwise_tight_bound(sizes, [0, 0, 0], levels[0], "global"),
+                      tight_variance_bound(levels[0], sum(sizes)).value, rtol=1e-7)  # fmt: skip
+    # and random vectors quantized layer-wise never exceed their scope's bound
+    layout = LayerLayout(sizes, types)
+    rng = np.random.default_rng(2)
+    for scope, bound in (("layer", per_layer), ("global", glob)):
+        quant = LayerwiseQuantizer(layout, levels, scope=scope)
+        for _ in range(20):
+            v = rng.standard_normal(layout.d) * np.exp(rng.uniform(-3, 3, layout.d))
+            assert quant.exact_variance(v, normalized=True) <= bound * (1 + 1e-6)
+
+
+# --------------------------------------------------------------------------- distributions
+def test_truncated_normal_moments_against_quadrature():
+    dist = TruncatedNormal(0.2, 0.15)
+    law = dist._law
+    for a, b in [(0.0, 0.3), (0.1, 0.9), (0.5, 1.0)]:
+        P, M1, M2 = dist.moments(np.array([a]), np.array([b]))
+        assert np.isclose(P[0], integrate.quad(law.pdf, a, b)[0], rtol=1e-9)
+        assert np.isclose(M1[0], integrate.quad(lambda r: r * law.pdf(r), a, b)[0], rtol=1e-9)
+        assert np.isclose(M2[0], integrate.quad(lambda r: r * r * law.pdf(r), a, b)[0], rtol=1e-9)
+    lv = Levels.uniform(3)
+    phi = lambda r: (
+        np.interp(r, lv.values, np.zeros(4)) * 0
+        + min(  # noqa: E731
+            (lv.values[j + 1] - r) * (r - lv.values[j]) for j in range(3) if lv.values[j] <= r <= lv.values[j + 1]
+        )
+    )
+    assert np.isclose(psi(lv, dist), integrate.quad(lambda r: phi(r) * law.pdf(r), 0, 1, points=[1 / 3, 2 / 3])[0])
+
+
+def test_empirical_psi_equals_mean_phi():
+    rng = np.random.default_rng(1)
+    r = rng.random(1000) ** 3
+    lv = Levels.from_interior([0.01, 0.2, 0.7])
+    j = np.clip(np.searchsorted(lv.values, r, side="right") - 1, 0, lv.size - 2)
+    direct = np.mean((lv.values[j + 1] - r) * (r - lv.values[j]))
+    assert np.isclose(psi(lv, Empirical(r)), direct, rtol=1e-12)
+    # and equals the quantizer's exact normalized variance summed (per-coordinate mean) for v = r
+    assert np.isclose(psi(lv, Empirical(r)) * r.size, np.sum((lv.values[j + 1] - r) * (r - lv.values[j])))
+
+
+def test_fit_truncated_normal_recovers_parameters():
+    rng = np.random.default_rng(3)
+    true = TruncatedNormal(0.3, 0.1)
+    x = true._law.rvs(20000, random_state=rng)
+    fit = fit_truncated_normal(x)
+    # MLE standard errors ~ σ/√n ≈ 7e-4; 10 of them
+    assert abs(fit.mu - 0.3) < 7e-3 and abs(fit.sigma - 0.1) < 7e-3
+    mix = fit_mixture(np.concatenate([x[:10000], TruncatedNormal(0.8, 0.05)._law.rvs(10000, random_state=rng)]), 2)
+    mus = sorted(c.mu for c in mix.components)
+    assert abs(mus[0] - 0.3) < 0.02 and abs(mus[1] - 0.8) < 0.02
+    assert isinstance(mix, Mixture)
+    with pytest.raises(ValueError, match="one distinct"):
+        fit_truncated_normal(np.full(10, 0.5))
+
+
+# --------------------------------------------------------------------------- level optimizers
+@pytest.mark.parametrize("alpha", [0, 1, 2, 3])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_exact_dp_matches_brute_force(alpha, seed):
+    rng = np.random.default_rng(seed)
+    r = np.round(rng.random(14) ** 2, 6)
+    bf = brute_force_levels(r, alpha)
+    ex = exact_levels(r, alpha)
+    quad = exact_levels(r, alpha, quadratic=True)
+    assert np.isclose(ex.psi, bf.psi, rtol=1e-10, atol=1e-15)
+    assert np.isclose(quad.psi, bf.psi, rtol=1e-10, atol=1e-15)
+    assert np.isclose(psi(ex.levels, Empirical(r)), ex.psi, rtol=1e-9, atol=1e-15)
+
+
+def test_exact_never_beaten_by_alq_amq_histogram_or_random():
+    rng = np.random.default_rng(4)
+    r = normalized_magnitudes(rng.standard_normal(5000) * np.exp(rng.uniform(-2, 2, 5000)))
+    emp = Empirical(r)
+    for alpha in (1, 3, 6):
+        ex = exact_levels(r, alpha)
+        for other in (alq_levels(r, alpha), amq_levels(r, alpha), histogram_levels(r, alpha, 512)):
+            assert ex.psi <= other.psi * (1 + 1e-9)
+            assert np.isclose(psi(other.levels, emp), other.psi, rtol=1e-9)
+        for _ in range(50):
+            lv = Levels.from_interior(np.sort(rng.choice(np.unique(r)[1:-1], alpha, replace=False)))
+            assert ex.psi <= psi(lv, emp) * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("m", [16, 128, 1024])
+def test_histogram_within_its_error_bound(m):
+    rng = np.random.default_rng(5)
+    r = normalized_magnitudes(rng.standard_normal(20000) ** 3, q=np.inf)
+    for alpha in (2, 7):
+        ex, hi = exact_levels(r, alpha), histogram_levels(r, alpha, m)
+        assert np.isclose(psi(hi.levels, Empirical(r)), hi.psi, rtol=1e-9)  # the DP's cost is exact
+        gap = hi.psi - ex.psi
+        assert -1e-15 <= gap <= hi.info["error_bound"]
+
+
+def test_alq_closed_form_update_on_a_distribution():
+    dist = TruncatedNormal(0.15, 0.2)
+    res = alq_levels(dist, 4)
+    # coordinate-wise optimality: perturbing any level increases Ψ
+    base = psi(res.levels, dist)
+    for j in range(1, res.levels.size - 1):
+        for eps in (-1e-4, 1e-4):
+            vals = res.levels.values.copy()
+            vals[j] += eps
+            assert psi(Levels(vals), dist) >= base - 1e-12
+    amq = amq_levels(dist, 4)
+    assert res.psi <= amq.psi * (1 + 1e-6)
+
+
+def test_degenerate_inputs():
+    assert exact_levels(np.zeros(100), 3).psi == 0.0
+    one = exact_levels(np.full(50, 0.3), 3)
+    assert abs(one.psi) < 1e-15 and 0.3 in one.levels.values
+    few = exact_levels(np.array([0.1, 0.2, 0.9]), 6)
+    assert abs(few.psi) < 1e-15 and few.levels.alpha == 6  # Ψ = 0 up to cancellation in the moment formula
+    for method in ("exact", "histogram", "alq", "amq"):
+        with pytest.raises(ValueError, match="NaN"):
+            optimize_levels(np.array([0.1, np.nan]), 2, method)
+        with pytest.raises(ValueError, match="normalized"):
+            optimize_levels(np.array([0.1, 1.5]), 2, method)
+        with pytest.raises(ValueError, match="alpha"):
+            optimize_levels(np.array([0.1, 0.5]), -1, method)
+    with pytest.raises(ValueError, match="method"):
+        optimize_levels(np.array([0.1]), 1, "magic")
+    with pytest.raises(TypeError, match="needs data"):
+        exact_levels(TruncatedNormal(0.2, 0.1), 2)
+    with pytest.raises(ValueError, match="zero vector"):
+        normalized_magnitudes(np.zeros(5))
+
+
+def test_layerwise_mqv_never_worse_than_global():
+    rng = np.random.default_rng(6)
+    for trial in range(5):
+        scales = np.exp(rng.uniform(-3, 3, 4))
+        layers = [rng.standard_normal(rng.integers(50, 400)) ** rng.integers(1, 4) * s for s in scales]
+        types = [0, 1, 0, 2]
+        res = optimize_layerwise(layers, types, 3)
+        assert res.mqv <= res.global_mqv * (1 + 1e-12)
+        assert np.isclose(res.type_weights.sum(), 1.0)
+    # heterogeneous layers: the gain is large
+    layers = [rng.standard_normal(2000), rng.standard_normal(2000) ** 5]
+    res = optimize_layerwise(layers, [0, 1], 2)
+    assert res.gain > 1.5
+
+
+# ----------------------------------------------------------------------------- cvxpy programs
+@pytest.mark.parametrize("alpha, d", [(1, 16), (3, 256), (7, 4096)])
+def test_bound_optimal_levels_satisfy_optimality(alpha, d):
+    res = bound_optimal_levels(alpha, d)
+    delta, value = geometric_optimum(alpha, d)
+    assert res.status == "optimal"
+    assert np.isclose(res.value, value, rtol=1e-5)
+    u = np.log(res.levels.values[1:])
+    assert np.allclose(np.diff(u), delta, rtol=1e-3)  # geometric, with the KKT gap Δ
+    # and it really is a bound for its levels: simple_bound's value with the d ℓ1²/4 branch
+    assert simple_bound(res.levels, d) <= res.value * (1 + 1e-6)
+
+
+def test_bit_budget_split_matches_kkt():
+    rng = np.random.default_rng(7)
+    for _ in range(3):
+        w, dm = rng.uniform(0.1, 5, 4), rng.integers(10, 1000, 4).astype(float)
+        budget = float(rng.uniform(0.5, 4) * dm.sum())
+        x_cvx, x_kkt = split_bit_budget(w, dm, budget), split_bit_budget_kkt(w, dm, budget)
+        assert np.allclose(x_cvx, x_kkt, atol=1e-4)
+        assert dm @ x_kkt <= budget * (1 + 1e-9)
+        active = x_kkt > 1e-9
+        lam = 2 * w[active] * np.exp(-2 * x_kkt[active])
+        assert np.allclose(lam, lam[0], rtol=1e-8)  # equal marginal value on active types
+    with pytest.raises(ValueError):
+        split_bit_budget([1, -1], [1, 1], 3)
+
+
+# ----------------------------------------------------------------------------- allocation
+def test_lgreco_matches_brute_force():
+    rng = np.random.default_rng(8)
+    for _ in range(10):
+        L, O = 5, 4
+        bits = [np.sort(rng.uniform(1, 100, O)) for _ in range(L)]
+        errs = [np.sort(rng.uniform(0.1, 10, O))[::-1] for _ in range(L)]
+        default = rng.integers(0, O, L)
+        alpha = rng.uniform(0.8, 1.5)
+        choice = lgreco(bits, errs, default, alpha, buckets=4000)
+        bf_choice, bf_bits = lgreco_brute_force(bits, errs, default, alpha)
+        budget = alpha * sum(e[d] for e, d in zip(errs, default))
+        assert sum(e[o] for e, o in zip(errs, choice)) <= budget * (1 + 1e-12)
+        got = sum(b[o] for b, o in zip(bits, choice))
+        assert got >= bf_bits - 1e-9
+        # discretization (round-up) can cost at most what L extra error units allow: compare with
+        # the brute force at a budget shrunk by L units
+        _, bf_tight = lgreco_brute_force(bits, errs, default, alpha * (1 - L / 4000))
+        assert got <= bf_tight + 1e-9
+
+
+def test_dq_sgd_schedule_meets_budget_with_equality_and_kkt():
+    rng = np.random.default_rng(9)
+    g = rng.uniform(0.5, 3, 20)
+    rho, d, budget = 0.9, 1000, 50.0
+    s = dq_sgd_schedule(g, rho, d, budget)
+    T = g.size
+    w = rho ** (T - 1 - np.arange(T))
+    assert np.isclose(np.sum(w * d / (4 * s**2) * g**2), budget)
+    # KKT: d/(s ln 2) = λ w d g² /(2 s³) for all t ⇔ s² / (w g²) constant
+    ratio = s**2 / (w * g**2)
+    assert np.allclose(ratio, ratio[0])
+    with pytest.raises(ValueError):
+        dq_sgd_schedule([1.0, 0.0], 0.9, 10, 1.0)
