@@ -130,12 +130,10 @@ def test_truncated_normal_moments_against_quadrature():
         assert np.isclose(M1[0], integrate.quad(lambda r: r * law.pdf(r), a, b)[0], rtol=1e-9)
         assert np.isclose(M2[0], integrate.quad(lambda r: r * r * law.pdf(r), a, b)[0], rtol=1e-9)
     lv = Levels.uniform(3)
-    phi = lambda r: (
-        np.interp(r, lv.values, np.zeros(4)) * 0
-        + min(  # noqa: E731
-            (lv.values[j + 1] - r) * (r - lv.values[j]) for j in range(3) if lv.values[j] <= r <= lv.values[j + 1]
-        )
-    )
+    def phi(r):
+        j = min(int(r * 3), 2)
+        return (lv.values[j + 1] - r) * (r - lv.values[j])
+
     assert np.isclose(psi(lv, dist), integrate.quad(lambda r: phi(r) * law.pdf(r), 0, 1, points=[1 / 3, 2 / 3])[0])
 
 

@@ -58,7 +58,9 @@ def bound_optimal_levels(alpha: int, d: int, solver: str | None = None) -> Bound
 
 def geometric_optimum(alpha: int, d: int) -> tuple[float, float]:
     """The closed-form check for (a): ``Δ`` solving ``sinh(Δ)/2 = (dα/2) e^{−2αΔ}`` and the value."""
-    f = lambda D: np.sinh(D) / 2 - d * alpha / 2 * np.exp(-2 * alpha * D)  # noqa: E731
+    def f(D):
+        return np.sinh(D) / 2 - d * alpha / 2 * np.exp(-2 * alpha * D)
+
     delta = sopt.brentq(f, 1e-12, 50.0, xtol=1e-14)
     return delta, float((np.cosh(delta) - 1) / 2 + d * np.exp(-2 * alpha * delta) / 4)
 
