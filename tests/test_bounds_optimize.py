@@ -239,7 +239,7 @@ def test_degenerate_inputs():
 
 def test_layerwise_mqv_never_worse_than_global():
     rng = np.random.default_rng(6)
-    for trial in range(5):
+    for _ in range(5):
         scales = np.exp(rng.uniform(-3, 3, 4))
         layers = [rng.standard_normal(rng.integers(50, 400)) ** rng.integers(1, 4) * s for s in scales]
         types = [0, 1, 0, 2]
