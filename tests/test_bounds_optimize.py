@@ -130,6 +130,7 @@ def test_truncated_normal_moments_against_quadrature():
         assert np.isclose(M1[0], integrate.quad(lambda r: r * law.pdf(r), a, b)[0], rtol=1e-9)
         assert np.isclose(M2[0], integrate.quad(lambda r: r * r * law.pdf(r), a, b)[0], rtol=1e-9)
     lv = Levels.uniform(3)
+
     def phi(r):
         j = min(int(r * 3), 2)
         return (lv.values[j + 1] - r) * (r - lv.values[j])

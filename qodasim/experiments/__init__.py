@@ -9,6 +9,8 @@ from .base import Progress, Result, Verdict, load_config
 #: Experiment name → module (each defines NAME, run(config, progress) and plot(result, outdir)).
 REGISTRY = {
     "variance": "qodasim.experiments.variance",
+    "codelength": "qodasim.experiments.codelength",
+    "mqv": "qodasim.experiments.mqv",
 }
 
 

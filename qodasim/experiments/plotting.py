@@ -29,9 +29,11 @@ COLORS = ["#1b6ca8", "#d1495b", "#2e8b57", "#edae49", "#6a4c93", "#00798c", "#44
 
 
 def figure(ncols: int = 1, nrows: int = 1, width: float = 3.4, height: float = 2.6):
-    """A figure of ``nrows × ncols`` panels, each ``width × height`` inches, in the qodasim style."""
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
+    """A figure of ``nrows × ncols`` panels, each ``width × height`` inches, in the qodasim style.
+
+    The style is applied to matplotlib's global settings (the experiments draw right after)."""
+    matplotlib.rcParams.update(STYLE)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
     return fig, axes
 
 
@@ -39,11 +41,10 @@ def save(fig, outdir: Path, name: str, caption: str) -> list[Path]:
     """Write ``name.png`` and ``name.pdf`` with the caption as the figure's suptitle-free footnote."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    with plt.rc_context(STYLE):
-        fig.text(0.01, 0.005, caption, fontsize=6.5, color="#555555", ha="left", va="bottom", wrap=True)
-        fig.tight_layout(rect=(0, 0.06, 1, 1))
-        paths = [outdir / f"{name}.png", outdir / f"{name}.pdf"]
-        for p in paths:
-            fig.savefig(p, metadata={"CreationDate": None} if p.suffix == ".pdf" else None)
+    fig.text(0.01, 0.005, caption, fontsize=6.5, color="#555555", ha="left", va="bottom", wrap=True)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    paths = [outdir / f"{name}.png", outdir / f"{name}.pdf"]
+    for p in paths:
+        fig.savefig(p, metadata={"CreationDate": None} if p.suffix == ".pdf" else None)
     plt.close(fig)
     return paths

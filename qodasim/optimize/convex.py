@@ -58,6 +58,7 @@ def bound_optimal_levels(alpha: int, d: int, solver: str | None = None) -> Bound
 
 def geometric_optimum(alpha: int, d: int) -> tuple[float, float]:
     """The closed-form check for (a): ``Δ`` solving ``sinh(Δ)/2 = (dα/2) e^{−2αΔ}`` and the value."""
+
     def f(D):
         return np.sinh(D) / 2 - d * alpha / 2 * np.exp(-2 * alpha * D)
 

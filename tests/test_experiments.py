@@ -1,0 +1,37 @@
+"""Each experiment's verdicts on its quick settings (numerical regression of the theory's predictions)."""
+
+from __future__ import annotations
+
+import pytest
+
+from qodasim.experiments import REGISTRY, get, load_config
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_quick_experiment_verdicts_pass(name, tmp_path):
+    exp_name, config = load_config(name, "quick")
+    assert exp_name == name
+    result = get(name).run(config, progress=False)
+    failed = [v for v in result.verdicts if not v.passed]
+    assert not failed, failed
+    assert result.meta["seed"] == config.get("seed", 0) and "numpy" in result.meta
+
+
+def test_mqv_verdict_fails_when_levels_are_not_optimized(monkeypatch):
+    """The MQV verdict can fail: with a broken per-type optimizer (uniform levels) layer-wise loses."""
+    from qodasim.experiments import mqv
+    from qodasim.levels import Levels
+    from qodasim.optimize import layerwise as lw
+    from qodasim.optimize.levels import LevelResult
+
+    real = lw.optimize_levels
+
+    def broken(samples, alpha, method="exact", **kw):
+        if len(samples) < 30000:  # per-type calls get uniform levels; the global call stays exact
+            return LevelResult(Levels.uniform(alpha + 1), 0.0, "broken")
+        return real(samples, alpha, method, **kw)
+
+    monkeypatch.setattr(lw, "optimize_levels", broken)
+    _, config = load_config("mqv", "quick")
+    result = mqv.run(config, progress=False)
+    assert not result.passed
