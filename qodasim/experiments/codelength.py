@@ -111,6 +111,8 @@ def plot(result: Result, outdir: Path) -> list[Path]:
         ax.set_title(spec)
         ax.legend(fontsize=5.5, loc="upper right")
     axes[0][0].set_ylabel("bits per coordinate")
-    caption = ("Bits per coordinate of real Elias-ω streams (markers) against the exact expected length (lines), "
-               "the entropy floor, the tight worst case and QSGD's sparse bound; fixed header/norm bits included.")  # fmt: skip
+    caption = (
+        "Bits per coordinate of real Elias-ω streams (markers) against the exact expected length (lines), "
+        "the entropy floor, the tight worst case and QSGD's sparse bound; fixed header/norm bits included."
+    )
     return plotting.save(fig, outdir, "codelength", caption)

@@ -123,6 +123,8 @@ def plot(result: Result, outdir: Path) -> list[Path]:
     ax.set_xlabel("expected dense bits per coordinate (Elias-γ)")
     ax.set_ylabel("expected normalized variance")
     ax.legend()
-    caption = ("Heterogeneous layers: optimal levels per layer type (QODA) against the best single sequence. Left: "
-               "per number of levels; right: the same points against the expected bits, for comparison at equal bits.")  # fmt: skip
+    caption = (
+        "Heterogeneous layers: optimal levels per layer type (QODA) against the best single sequence. Left: "
+        "per number of levels; right: the same points against the expected bits, for comparison at equal bits."
+    )
     return plotting.save(fig, outdir, "mqv", caption)

@@ -3,8 +3,8 @@
 For each level sequence and dimension ``d``: the Monte Carlo normalized variance of a random
 Gaussian vector against the exact formula (THEORY §2), and the exact variance against the worst-case
 bounds (QSGD for uniform levels, natural dithering for base-2 exponential levels, the simple bound
-for any sequence, the tight envelope bound).  Verdicts: the rounding law holds exactly (binomial up-counts, Bonferroni-adjusted
-p ≥ 1e-6 over all coordinates and settings; see :func:`qodasim.quantize.check.rounding_test`), the
+for any sequence, the tight envelope bound).  Verdicts: the rounding law holds exactly (binomial
+up-counts, Bonferroni-adjusted p ≥ 1e-6 over all coordinates and settings; see :func:`qodasim.quantize.check.rounding_test`), the
 Monte Carlo variance is within 6 standard errors of the exact one (random and adversarial
 vectors), the exact variance is never above a bound, and the adversarial vector reaches the tight
 bound within one coordinate's worth (``max_j (ℓ_{j+1} − ℓ_j)²/4``).
@@ -79,8 +79,10 @@ def run(config: dict, progress: bool = True) -> Result:
                 adversarial_misses.append(f"{spec} d={d}: {adv_exact:.4g} vs {bnds['tight']:.4g}")
             if adv_se > 0:
                 worst_var_z = max(worst_var_z, abs(adv_mc - adv_exact) / adv_se)
-            rows.append({"levels": spec, "d": d, "exact": exact, "mc": mc, "mc_se": se, "bounds": bnds,
-                         "adversarial_exact": adv_exact, "adversarial_mc": adv_mc, "adversarial_se": adv_se})  # fmt: skip
+            rows.append(
+                {"levels": spec, "d": d, "exact": exact, "mc": mc, "mc_se": se, "bounds": bnds,
+                 "adversarial_exact": adv_exact, "adversarial_mc": adv_mc, "adversarial_se": adv_se}
+            )  # fmt: skip
             bar.step()
     verdicts = [
         Verdict("unbiased", grid_ok and min_p >= 1e-6, f"rounding law: adjusted binomial p = {min(min_p, 1):.3g}"),
