@@ -1,13 +1,15 @@
 """Experiment 1 (THEORY §7.1): unbiasedness and variance.
 
 For each level sequence and dimension ``d``: the Monte Carlo normalized variance of a random
-Gaussian vector against the exact formula (THEORY §2), and the exact variance against the worst-case
-bounds (QSGD for uniform levels, natural dithering for base-2 exponential levels, the simple bound
-for any sequence, the tight envelope bound).  Verdicts: the rounding law holds exactly (binomial
-up-counts, Bonferroni-adjusted p ≥ 1e-6 over all coordinates and settings; see :func:`qodasim.quantize.check.rounding_test`), the
-Monte Carlo variance is within 6 standard errors of the exact one (random and adversarial
-vectors), the exact variance is never above a bound, and the adversarial vector reaches the tight
-bound within one coordinate's worth (``max_j (ℓ_{j+1} − ℓ_j)²/4``).
+Gaussian vector against the exact formula (THEORY §2), and the exact variance against the
+worst-case bounds (QSGD for uniform levels, natural dithering for base-2 exponential levels, the
+simple bound for any sequence, the tight envelope bound).
+
+Verdicts: the rounding law holds exactly (binomial up-counts, Bonferroni-adjusted p ≥ 1e-6 over
+all coordinates and settings; see :func:`qodasim.quantize.check.rounding_test`); the Monte Carlo
+variance is within 6 standard errors of the exact one (random and adversarial vectors); the exact
+variance is never above a bound; the adversarial vector reaches the tight bound within one
+coordinate's worth (``max_j (ℓ_{j+1} − ℓ_j)²/4``).
 """
 
 from __future__ import annotations
