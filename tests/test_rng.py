@@ -42,3 +42,11 @@ def test_bad_keys(bad):
 
 def test_as_key_forms():
     assert as_key(5) == Key(5) and as_key((5, 1, 2)) == Key(5, 1, 2) and Key(5).with_round(3) == Key(5, 0, 3)
+
+
+def test_vectorized_stream_bases_match_scalar():
+    from qodasim.rng import stream_bases
+
+    key = Key(2**63 + 5, 3, 2**40)
+    layers = np.array([0, 1, 7, 1000, 2**40])
+    assert [int(x) for x in stream_bases(key, layers)] == [stream_base(key, int(l)) for l in layers]

@@ -231,12 +231,7 @@ class Encoder:
     def encode(self, qv: QuantizedVector) -> Message:
         if not isinstance(qv, QuantizedVector):
             raise TypeError(f"qv must be a QuantizedVector, got {type(qv).__name__}")
-        spec = qv.plan.spec
-        send_spec = spec != self._spec
-        known = {} if send_spec else self._levels
-        send = [known.get(m) != lv for m, lv in enumerate(qv.levels)]
-        w, header_bits, table_bits = _header(self._proto_id, self._code, qv.dtype, spec if send_spec else None,
-                                             qv.levels, send)  # fmt: skip
+        w, header_bits, table_bits = self._header_for(qv.plan.spec, qv.levels, qv.dtype)
         head = w.string()
         nfull = len(head) // 8
         tail = head[nfull * 8 :]
@@ -252,8 +247,7 @@ class Encoder:
         )
         nbits = int(pos) * 8 + int(nacc)
         nbytes = _bits.flush(buf, np.uint64(acc), nacc, pos)
-        self._spec = spec
-        self._levels = dict(enumerate(qv.levels))
+        self._commit(qv.plan.spec, qv.levels)
         bits = {
             "header": header_bits,
             "level_tables": table_bits,
@@ -265,6 +259,23 @@ class Encoder:
     @property
     def _proto_id(self) -> int:
         return PROTOCOLS.index(self.protocol)
+
+    def _header_for(self, spec: PlanSpec, levels, dtype):
+        send_spec = spec != self._spec
+        known = {} if send_spec else self._levels
+        send = [known.get(m) != lv for m, lv in enumerate(levels)]
+        return _header(self._proto_id, self._code, dtype, spec if send_spec else None, levels, send)
+
+    def _commit(self, spec: PlanSpec, levels) -> None:
+        self._spec = spec
+        self._levels = dict(enumerate(levels))
+
+    def account(self, spec: PlanSpec, levels, dtype=np.float64) -> dict:
+        """Header and level-table bits the next message on this channel would carry (and update the
+        channel state as if it had been sent) — for bit accounting with exact expected payloads."""
+        _, header_bits, table_bits = self._header_for(spec, tuple(levels), dtype)
+        self._commit(spec, tuple(levels))
+        return {"header": header_bits, "level_tables": table_bits}
 
 
 class Decoder:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..levels import Levels, smallest_index_dtype
-from ..rng import Key, as_key, stream_base
+from ..rng import Key, as_key, stream_bases
 from .plan import LayerLayout, Plan, PlanSpec, build_plan
 
 __all__ = [
@@ -296,10 +296,8 @@ class BaseQuantizer:
 
 
 def segment_bases(plan: Plan, key: Key) -> np.ndarray:
-    """Stream base of every segment: ``stream_base(key, layer)``."""
-    layers = np.unique(plan.seg_layer)
-    table = {int(lay): stream_base(key, int(lay)) for lay in layers}
-    return np.array([table[int(lay)] for lay in plan.seg_layer], dtype=np.uint64)
+    """Stream base of every segment: ``stream_base(key, layer)`` (vectorized over segments)."""
+    return stream_bases(key, plan.seg_layer)
 
 
 @functools.lru_cache(maxsize=256)

@@ -1,0 +1,395 @@
+"""One solver template for monotone VIs: DA, Q-GenX, QODA and baselines, with K simulated workers
+(THEORY §6).
+
+With ``V̂ = (1/K) Σ_k Q(V_k)`` at a point:
+
+1. ``X_{t+1/2} = X_t − γ_t V̂_t`` where ``V̂_t`` is ``0`` (dual averaging, ``"da"``), the quantized
+   oracle at ``X_t`` (dual extrapolation, ``"qgenx"`` — two communications per iteration), or the
+   previous half-step's ``V̂_{t−1/2}`` (optimistic dual averaging, ``"qoda"`` — one communication);
+2. ``Y_{t+1} = Y_t − V̂_{t+1/2}`` (oracle at ``X_{t+1/2}``);
+3. ``X_{t+1} = Π(X_1 + η_{t+1} Y_{t+1})`` (``Π`` the projection onto the feasible set; identity when
+   unconstrained).
+
+Adaptive steps (Q-GenX / "Sifting through the noise"): ``η_t = (1 + Σ_{s<t} ‖V̂_{s+1/2} − V̂_{s−1/2}‖²)^{−1/2}``,
+``γ_t = η_t``; or a constant step.  Output: the ergodic average of the ``X_{t+1/2}``.
+
+Baselines (Euclidean, same steps): extra-gradient ``"eg"`` (two communications), Popov / optimistic
+gradient ``"popov"`` (one), and ``"gda"`` (one); each runs uncompressed or quantized.
+
+Workers are simulated in one process: the oracle is evaluated once per point on a batch of ``R``
+replicas, the ``K`` workers' noise is one ``(R, K, d)`` draw, and each worker's vector is quantized
+by the compiled kernels and encoded into a real bit stream (channel state per worker), so every bit
+in the ledger comes from a stream that decodes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..coding import BitLedger, Encoder, expected_bits
+from ..levels import Levels
+from ..optimize import normalized_magnitudes, optimize_layerwise, optimize_levels
+from ..quantize import LayerwiseQuantizer, Quantizer
+from ..rng import MASK64, Key, mix64
+from ..vi.measures import RestrictedGap, distance_to_solution, operator_norm, restricted_gap_sampled
+from ..vi.noise import NoiseModel
+from ..vi.problems import AffineProblem, MatrixGame, Problem
+
+__all__ = ["SolverConfig", "SolverResult", "SolverError", "solve", "METHODS", "ONE_MESSAGE", "TWO_MESSAGES"]
+
+METHODS = ("da", "qgenx", "qoda", "eg", "popov", "gda")
+TWO_MESSAGES = ("qgenx", "eg")
+ONE_MESSAGE = ("da", "qoda", "popov", "gda")
+
+
+class SolverError(ValueError):
+    """A solver configuration or run that cannot proceed (bad config, non-finite oracle output)."""
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    """Configuration of one solver run (all fields plain data; saved with every result).
+
+    Parameters
+    ----------
+    method : {"da", "qgenx", "qoda", "eg", "popov", "gda"}
+    K : int
+        Number of workers.
+    T : int
+        Iterations.
+    step : "adaptive" or float
+        Adaptive steps, or a constant ``γ = η``.
+    compression : {"none", "global", "layerwise"}
+    levels : str or tuple of str
+        Level spec (``"uniform:7"``); for ``"layerwise"`` one spec per layer type.
+    scope : {"layer", "global"}
+        Normalization scope of the layer-wise quantizer.
+    q : float
+        Norm order of the quantizers.
+    protocol, code : str
+        Message protocol and Elias code.
+    bits : {"stream", "expected", "none"}
+        Count bits from real encoded streams, from the exact expected length, or not at all.
+    noise : NoiseModel
+    seed : int
+    replicas : int
+        Independent runs in one batch (the leading replica axis).
+    reoptimize_every : int
+        Re-optimize the levels every this many iterations (0: never), from worker 0's latest
+        oracle output, with ``reoptimize_method`` and the current number of interior levels.
+    record : int
+        Number of (log-spaced) iterations at which measures are recorded.
+    gap_radius : float, optional
+        Radius of the ball ``C`` of the restricted gap, centred at ``X_1`` (default
+        ``‖X_1 − x*‖ + 1`` so that ``C`` holds a solution).
+    divergence_threshold : float
+        A run whose iterate norm exceeds this (times ``1 + ‖X_1‖``) stops as diverged.
+    """
+
+    method: str = "qoda"
+    K: int = 1
+    T: int = 1000
+    step: str | float = "adaptive"
+    compression: str = "none"
+    levels: str | tuple = "uniform:7"
+    scope: str = "layer"
+    q: float = 2.0
+    protocol: str = "dense"
+    code: str = "gamma"
+    bits: str = "stream"
+    noise: NoiseModel = field(default_factory=NoiseModel)
+    seed: int = 0
+    replicas: int = 1
+    reoptimize_every: int = 0
+    reoptimize_method: str = "histogram"
+    record: int = 40
+    gap_radius: float | None = None
+    divergence_threshold: float = 1e8
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise SolverError(f"method must be one of {METHODS}, got {self.method!r}")
+        for name in ("K", "T", "replicas", "record"):
+            val = getattr(self, name)
+            if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1:
+                raise SolverError(f"{name} must be an integer >= 1, got {val!r}")
+        if self.step != "adaptive":
+            try:
+                ok = float(self.step) > 0 and np.isfinite(float(self.step))
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise SolverError(f"step must be 'adaptive' or a positive number, got {self.step!r}")
+        if self.compression not in ("none", "global", "layerwise"):
+            raise SolverError(f"compression must be 'none', 'global' or 'layerwise', got {self.compression!r}")
+        if self.bits not in ("stream", "expected", "none"):
+            raise SolverError(f"bits must be 'stream', 'expected' or 'none', got {self.bits!r}")
+        if not isinstance(self.noise, NoiseModel):
+            raise SolverError("noise must be a qodasim.vi.NoiseModel")
+        if self.reoptimize_every < 0:
+            raise SolverError("reoptimize_every must be >= 0")
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["noise"] = asdict(self.noise)
+        return out
+
+
+@dataclass
+class SolverResult:
+    """Everything a run records; saves to ``.npz`` + ``.json`` and loads back for re-plotting."""
+
+    config: dict
+    problem: str
+    iterations: np.ndarray
+    measures: dict  # name → (R, n_records) array: gap_avg, gap_last, opnorm_avg, ..., dist_last
+    bits_per_iteration: np.ndarray  # (R, T): bits sent by all workers in each iteration
+    messages_per_worker: np.ndarray  # (K,): messages sent by each worker (per replica)
+    status: str = "ok"
+    message: str = ""
+    wall_time: float = 0.0
+    ledger: BitLedger | None = None
+    x_avg: np.ndarray | None = None
+    x_last: np.ndarray | None = None
+
+    @property
+    def diverged(self) -> bool:
+        return self.status == "diverged"
+
+    def cumulative_bits(self) -> np.ndarray:
+        """Cumulative bits at each recorded iteration, ``(R, n_records)``."""
+        cum = np.cumsum(self.bits_per_iteration, axis=1)
+        return cum[:, self.iterations - 1]
+
+    def save(self, path) -> Path:
+        path = Path(path)
+        arrays = {f"m_{k}": v for k, v in self.measures.items()}
+        np.savez_compressed(path.with_suffix(".npz"), iterations=self.iterations,
+                            bits_per_iteration=self.bits_per_iteration,
+                            messages_per_worker=self.messages_per_worker, **arrays)  # fmt: skip
+        meta = {"config": self.config, "problem": self.problem, "status": self.status, "message": self.message,
+                "wall_time": self.wall_time, "ledger": self.ledger.to_dict() if self.ledger else None}  # fmt: skip
+        path.with_suffix(".json").write_text(json.dumps(meta, default=float))
+        return path.with_suffix(".json")
+
+    @classmethod
+    def load(cls, path) -> SolverResult:
+        path = Path(path)
+        meta = json.loads(path.with_suffix(".json").read_text())
+        with np.load(path.with_suffix(".npz")) as z:
+            measures = {k[2:]: z[k] for k in z.files if k.startswith("m_")}
+            res = cls(meta["config"], meta["problem"], z["iterations"], measures, z["bits_per_iteration"],
+                      z["messages_per_worker"], meta["status"], meta["message"], meta["wall_time"])  # fmt: skip
+        if meta.get("ledger"):
+            res.ledger = BitLedger.from_dict(meta["ledger"])
+        return res
+
+
+def record_points(T: int, n: int) -> np.ndarray:
+    """``n`` log-spaced iterations in ``[1, T]`` (always including ``T``)."""
+    pts = np.unique(np.round(np.geomspace(1, T, n)).astype(np.int64))
+    return np.unique(np.concatenate([pts, [T]]))
+
+
+def _make_quantizer(problem: Problem, cfg: SolverConfig, levels=None):
+    if cfg.compression == "none":
+        return None
+    if cfg.compression == "global":
+        lv = (
+            levels if levels is not None else Levels.parse(cfg.levels if isinstance(cfg.levels, str) else cfg.levels[0])
+        )
+        return Quantizer(lv, q=cfg.q)
+    layout = problem.layout
+    if levels is None:
+        specs = (cfg.levels,) * layout.n_types if isinstance(cfg.levels, str) else tuple(cfg.levels)
+        if len(specs) != layout.n_types:
+            raise SolverError(f"levels: {len(specs)} specs for a layout with {layout.n_types} types")
+        levels = tuple(Levels.parse(s) for s in specs)
+    return LayerwiseQuantizer(layout, levels, scope=cfg.scope, q=cfg.q)
+
+
+def _replica_seed(seed: int, r: int) -> int:
+    return mix64((int(seed) * 0x9E3779B97F4A7C15 + r) & MASK64)
+
+
+class _Oracle:
+    """``K`` workers' (quantized, encoded) oracle outputs, averaged; counts bits per iteration."""
+
+    def __init__(self, problem: Problem, cfg: SolverConfig):
+        self.p, self.cfg = problem, cfg
+        self.quant = _make_quantizer(problem, cfg)
+        R, K = cfg.replicas, cfg.K
+        self.encoders = [[Encoder(cfg.protocol, cfg.code) for _ in range(K)] for _ in range(R)]
+        self.ledger = BitLedger()
+        self.bits = np.zeros((R, cfg.T))
+        self.seeds = [_replica_seed(cfg.seed, r) for r in range(R)]
+        self.last_raw = None
+        self.calls = 0
+        self.messages = np.zeros(K, np.int64)
+
+    def __call__(self, X: np.ndarray, t: int, rnd: int) -> np.ndarray:
+        cfg = self.cfg
+        A = self.p.operator(X)
+        if not np.all(np.isfinite(A)):
+            raise SolverError(f"the oracle returned non-finite values at iteration {t} (round {rnd})")
+        V = cfg.noise.sample(A, cfg.K, cfg.seed, rnd)
+        self.last_raw = V[0, 0]
+        self.calls += 1
+        self.messages += 1
+        R, K, d = V.shape
+        if self.quant is None:
+            if cfg.bits != "none":
+                self.bits[:, t - 1] += 32.0 * d * K
+                for k in range(K):
+                    self.ledger.record(k, rnd, {"payload": 32.0 * d})
+            return V.mean(axis=1)
+        out = np.zeros((R, d))
+        for r in range(R):
+            for k in range(K):
+                qv = self.quant.quantize(V[r, k], Key(self.seeds[r], k, rnd))
+                out[r] += qv.dequantize(np.float64)
+                if cfg.bits == "stream":
+                    msg = self.encoders[r][k].encode(qv)
+                    self.bits[r, t - 1] += msg.nbits
+                    if r == 0:
+                        self.ledger.record(k, rnd, msg)
+                elif cfg.bits == "expected":
+                    e = expected_bits(V[r, k], self.quant, cfg.protocol, cfg.code)
+                    parts = self.encoders[r][k].account(qv.plan.spec, qv.levels, qv.dtype)
+                    parts.update(norms=e["norms"], payload=e["payload"])
+                    self.bits[r, t - 1] += sum(parts.values())
+                    if r == 0:
+                        self.ledger.record(k, rnd, parts)
+        return out / K
+
+    def reoptimize(self, method: str) -> None:
+        """New levels from worker 0's latest oracle output (same number of levels per type)."""
+        if self.quant is None or self.last_raw is None or not np.any(self.last_raw):
+            return
+        v = self.last_raw
+        if isinstance(self.quant, Quantizer):
+            alpha = self.quant.levels.alpha
+            lv = optimize_levels(normalized_magnitudes(v, self.quant.q), alpha, method).levels
+            self.quant = replace(self.quant, levels=lv)
+        else:
+            lay = self.quant.layout
+            alphas = {lv.alpha for lv in self.quant.levels}
+            if len(alphas) != 1:
+                return  # per-type level counts differ: keep the levels (documented)
+            layers = [v[lay.layer_slice(l)] for l in range(lay.n_layers)]
+            if any(not np.any(x) for x in layers):
+                return
+            res = optimize_layerwise(layers, lay.types, alphas.pop(), method, q=self.quant.q, scope=self.quant.scope)
+            self.quant = replace(self.quant, levels=res.levels)
+
+
+def _measure_fns(problem: Problem, cfg: SolverConfig, X1: np.ndarray):
+    sol = problem.solution
+    if isinstance(problem, AffineProblem):
+        radius = cfg.gap_radius or float(np.linalg.norm(X1 - sol)) + 1.0
+        gap = RestrictedGap(problem, X1, radius)
+    elif isinstance(problem, MatrixGame):
+        gap = problem.duality_gap
+    else:
+        radius = cfg.gap_radius or (float(np.linalg.norm(X1 - sol)) + 1.0 if sol is not None else 1.0)
+
+        def gap(X):
+            return restricted_gap_sampled(problem, X, X1, radius)
+
+    return {
+        "gap": gap,
+        "opnorm": lambda X: operator_norm(problem, X),
+        "dist": lambda X: distance_to_solution(problem, X),
+    }
+
+
+def solve(problem: Problem, config: SolverConfig | None = None, **overrides) -> SolverResult:
+    """Run the configured method on ``problem`` and return a :class:`SolverResult`.
+
+    Raises :class:`SolverError` for bad configurations or non-finite oracle output at a finite
+    point; a run whose iterates blow up stops early with ``status = "diverged"`` (measures after
+    that iteration are not recorded, never reported as NaN values).
+    """
+    if not isinstance(problem, Problem):
+        raise SolverError(f"problem must be a qodasim.vi.Problem, got {type(problem).__name__}")
+    cfg = replace(config or SolverConfig(), **overrides) if overrides else (config or SolverConfig())
+    R, T, method = cfg.replicas, cfg.T, cfg.method
+    X1 = np.asarray(problem.x0(), np.float64)
+    if X1.shape != (problem.d,):
+        raise SolverError(f"problem.x0() has shape {X1.shape}, expected ({problem.d},)")
+    oracle = _Oracle(problem, cfg)
+    fns = _measure_fns(problem, cfg, X1)
+    rec = record_points(T, cfg.record)
+    measures = {f"{m}_{w}": np.full((R, rec.size), np.nan) for m in fns for w in ("avg", "last")}
+    X1b = np.broadcast_to(X1, (R, problem.d)).copy()
+    X, Y = X1b.copy(), np.zeros_like(X1b)
+    Vprev = np.zeros_like(X1b)
+    sumsq = np.zeros(R)
+    xsum = np.zeros_like(X1b)
+    const = None if cfg.step == "adaptive" else float(cfg.step)
+    limit = cfg.divergence_threshold * (1.0 + float(np.linalg.norm(X1)))
+    status, message, k_rec = "ok", "", 0
+    t0 = time.perf_counter()
+    for t in range(1, T + 1):
+        eta = np.full(R, const) if const is not None else 1.0 / np.sqrt(1.0 + sumsq)
+        step = eta[:, None]
+        two = method in TWO_MESSAGES
+        rnd_a, rnd_b = (2 * t - 2, 2 * t - 1) if two else (t - 1, t - 1)
+        if method in ("da", "qgenx", "qoda"):
+            if method == "qoda":
+                lead = Vprev
+            elif method == "qgenx":
+                lead = oracle(X, t, rnd_a)
+            else:
+                lead = 0.0
+            Xh = problem.project(X - step * lead)
+            Vh = oracle(Xh, t, rnd_b)
+            Y -= Vh
+            sumsq += np.sum((Vh - Vprev) ** 2, axis=1)
+            Vprev = Vh
+            eta_next = np.full(R, const) if const is not None else 1.0 / np.sqrt(1.0 + sumsq)
+            X = problem.project(X1b + eta_next[:, None] * Y)
+        elif method == "eg":
+            V0 = oracle(X, t, rnd_a)
+            Xh = problem.project(X - step * V0)
+            Vh = oracle(Xh, t, rnd_b)
+            sumsq += np.sum((Vh - V0) ** 2, axis=1)
+            X = problem.project(X - step * Vh)
+        elif method == "popov":
+            Xh = problem.project(X - step * Vprev)
+            Vh = oracle(Xh, t, rnd_b)
+            sumsq += np.sum((Vh - Vprev) ** 2, axis=1)
+            Vprev = Vh
+            X = problem.project(X - step * Vh)
+        else:  # gda
+            Xh = X
+            Vh = oracle(X, t, rnd_b)
+            sumsq += np.sum((Vh - Vprev) ** 2, axis=1)
+            Vprev = Vh
+            X = problem.project(X - step * Vh)
+        xsum += Xh
+        if not (np.all(np.isfinite(X)) and np.max(np.abs(X)) <= limit):
+            status = "diverged"
+            message = f"{method} diverged at iteration {t}: iterate norm above {limit:.3g}"
+            break
+        if cfg.reoptimize_every and t % cfg.reoptimize_every == 0:
+            oracle.reoptimize(cfg.reoptimize_method)
+        if k_rec < rec.size and t == rec[k_rec]:
+            xavg = xsum / t
+            for m, fn in fns.items():
+                measures[f"{m}_avg"][:, k_rec] = fn(xavg)
+                measures[f"{m}_last"][:, k_rec] = fn(X)
+            k_rec += 1
+    if status == "diverged":
+        rec = rec[:k_rec]
+        measures = {k: v[:, :k_rec] for k, v in measures.items()}
+    msgs = oracle.messages.copy()
+    return SolverResult(
+        cfg.to_dict(), getattr(problem, "name", type(problem).__name__), rec, measures, oracle.bits, msgs,
+        status, message, time.perf_counter() - t0, oracle.ledger, xsum / max(t, 1), X,
+    )  # fmt: skip

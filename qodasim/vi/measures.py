@@ -1,0 +1,120 @@
+"""Gap measures (THEORY §5): restricted gap, operator norm, distance to the solution, duality gap.
+
+The restricted gap ``Gap_C(x̂) = sup_{x∈C} ⟨A(x), x̂ − x⟩`` on a ball ``C = B(c, r)``.  For an affine
+``A(x) = Mx + b`` the objective is the concave quadratic ``−xᵀSx + xᵀ(Mᵀx̂ − b) + bᵀx̂`` (``S`` the
+symmetric part of ``M``), so the sup is a trust-region subproblem: exact through the eigenvectors
+of ``S`` (per block) and a monotone secular equation for the multiplier.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import optimize as sopt
+
+from .problems import AffineProblem, Problem
+
+__all__ = ["RestrictedGap", "operator_norm", "distance_to_solution", "restricted_gap_sampled"]
+
+
+class RestrictedGap:
+    """Exact restricted gap of an :class:`AffineProblem` on the ball ``B(center, radius)``.
+
+    Eigen-decompositions of the blocks' symmetric parts are computed once; each evaluation costs a
+    few block matrix products and a 1-D root find per replica.
+    """
+
+    def __init__(self, problem: AffineProblem, center: np.ndarray, radius: float):
+        if not isinstance(problem, AffineProblem):
+            raise TypeError("RestrictedGap needs an AffineProblem (use restricted_gap_sampled otherwise)")
+        self.p = problem
+        self.c = np.asarray(center, np.float64).ravel()
+        if self.c.size != problem.d:
+            raise ValueError("center has the wrong dimension")
+        if not (np.isfinite(radius) and radius > 0):
+            raise ValueError(f"radius must be positive, got {radius!r}")
+        self.r = float(radius)
+        self.eig = [np.linalg.eigh((B + B.T) / 2) for B in problem.blocks]
+
+    def __call__(self, Xhat: np.ndarray) -> np.ndarray:
+        X = np.atleast_2d(np.asarray(Xhat, np.float64))
+        p, c = self.p, self.c
+        R = X.shape[0]
+        # f(c + z) = const + hᵀz − zᵀSz with h = Mᵀx̂ − b − 2Sc; const = −cᵀSc + cᵀ(Mᵀx̂ − b) + bᵀx̂
+        lam_all, ht_all, const = [], [], np.zeros(R)
+        for (lam, Q), B, s, e in zip(self.eig, p.blocks, p.offsets[:-1], p.offsets[1:]):
+            xb, cb, bb = X[:, s:e], c[s:e], p.b[s:e]
+            S = (B + B.T) / 2
+            g = xb @ B - bb  # (Mᵀx̂)ᵀ rows
+            Sc = S @ cb
+            const += -cb @ Sc + g @ cb + xb @ bb
+            h = g - 2 * Sc
+            lam_all.append(np.broadcast_to(np.clip(lam, 0.0, None), (R, lam.size)))
+            ht_all.append(h @ Q)
+        lam = np.concatenate(lam_all, axis=1)
+        ht = np.concatenate(ht_all, axis=1)
+        out = np.empty(R)
+        for i in range(R):
+            out[i] = const[i] + _trust_region_max(lam[i], ht[i], self.r)
+        return out
+
+
+def _trust_region_max(lam: np.ndarray, h: np.ndarray, r: float) -> float:
+    """``max_{‖z‖ ≤ r} hᵀz − Σ λ_i z_i²`` with ``λ ≥ 0`` (exact up to the root finder's precision)."""
+    hn = float(np.linalg.norm(h))
+    if hn == 0.0:
+        return 0.0
+    pos = lam > 0
+
+    def znorm(nu):
+        with np.errstate(over="ignore", divide="ignore"):
+            return float(np.sqrt(np.sum((h / (2.0 * (lam + nu))) ** 2)))
+
+    # interior optimum if every λ > 0 and it lies in the ball
+    if np.all(pos) and znorm(0.0) <= r:
+        return float(np.sum(h * h / (4.0 * lam)))
+    # otherwise on the boundary: ν > 0 with ‖z(ν)‖ = r (monotone decreasing in ν)
+    hi = hn / (2.0 * r) + 1.0
+    while znorm(hi) > r:
+        hi *= 2.0
+    lo = 0.0
+    if np.all(pos):
+        pass
+    else:
+        lo = 1e-300
+        if znorm(lo) < r:  # zero-λ directions with h_i = 0: boundary not reached; interior optimum
+            z = h / (2.0 * np.where(lam > 0, lam, np.inf))
+            return float(h @ z - np.sum(lam * z * z))
+    nu = sopt.brentq(lambda t: znorm(t) - r, lo, hi, xtol=1e-15 * hi, rtol=1e-14, maxiter=500)
+    z = h / (2.0 * (lam + nu))
+    z *= r / max(np.linalg.norm(z), 1e-300)
+    return float(h @ z - np.sum(lam * z * z))
+
+
+def restricted_gap_sampled(problem: Problem, Xhat, center, radius, n_samples: int = 2000, seed: int = 0):
+    """A lower estimate of the restricted gap for non-affine problems: max over random points of the
+    ball (projected onto the feasible set), refined by projected gradient-free local search.
+
+    Documented as approximate: the sup of a non-concave function is not computed exactly."""
+    X = np.atleast_2d(np.asarray(Xhat, np.float64))
+    rng = np.random.default_rng(seed)
+    c = np.asarray(center, np.float64)
+    pts = rng.standard_normal((n_samples, problem.d))
+    pts *= (radius * rng.random(n_samples) ** (1 / problem.d) / np.linalg.norm(pts, axis=1))[:, None]
+    pts = problem.project(pts + c)
+    Apts = problem.operator(pts)
+    vals = np.einsum("sd,rd->rs", Apts, X) - np.sum(Apts * pts, axis=1)[None, :]
+    return np.maximum(vals.max(axis=1), 0.0)
+
+
+def operator_norm(problem: Problem, X) -> np.ndarray:
+    """``‖A(x)‖`` per row."""
+    return np.linalg.norm(problem.operator(np.atleast_2d(X)), axis=1)
+
+
+def distance_to_solution(problem: Problem, X) -> np.ndarray:
+    """``‖x − x*‖`` per row (NaN if the problem has no known solution)."""
+    sol = problem.solution
+    X = np.atleast_2d(X)
+    if sol is None:
+        return np.full(X.shape[0], np.nan)
+    return np.linalg.norm(X - sol, axis=1)
