@@ -35,3 +35,21 @@ def test_mqv_verdict_fails_when_levels_are_not_optimized(monkeypatch):
     _, config = load_config("mqv", "quick")
     result = mqv.run(config, progress=False)
     assert not result.passed
+
+
+def test_slope_verdict_fails_when_the_solver_is_broken(monkeypatch):
+    """Break the oracle (a constant bias: no longer unbiased) and the convergence verdicts go red."""
+    from qodasim.experiments import convergence
+    from qodasim.vi.noise import NoiseModel
+
+    real = NoiseModel.sample
+
+    def biased(self, A, K, seed, call):
+        return real(self, A, K, seed, call) + 0.3
+
+    monkeypatch.setattr(NoiseModel, "sample", biased)
+    _, config = load_config("convergence", "quick")
+    config = dict(config, T=1000, replicas=2, K_scaling=[1, 4], T_scaling=200)
+    result = convergence.run(config, progress=False)
+    failed = {v.name for v in result.verdicts if not v.passed}
+    assert {"qoda_absolute_slope", "qoda_relative_slope"} <= failed

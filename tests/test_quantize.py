@@ -286,3 +286,25 @@ def test_bad_layout(kwargs, exc):
 def test_lists_are_accepted_as_float64():
     qv = Quantizer(Levels.uniform(2)).quantize([1.0, -2.0, 0.5], 0)
     assert qv.dtype == np.float64 and qv.signs.tolist() == [1, -1, 1]
+
+
+@pytest.mark.parametrize("name", sorted(QUANTIZERS))
+def test_batch_quantize_equals_rows(name):
+    from qodasim.quantize import dequantize_batch
+
+    quant = QUANTIZERS[name]
+    d = quant.dimension or 2500
+    V = np.stack([test_vector(d, s) for s in range(5)])
+    keys = [Key(3, k, 7) for k in range(5)]
+    batch = quant.quantize_batch(V, keys)
+    for b in range(5):
+        assert batch[b].equals(quant.quantize(V[b], keys[b]))
+    assert np.array_equal(dequantize_batch(batch), np.stack([q.dequantize(np.float64) for q in batch]))
+    with pytest.raises(ValueError, match="keys"):
+        quant.quantize_batch(V, keys[:2])
+    with pytest.raises(ValueError, match="2-D"):
+        quant.quantize_batch(V[0], keys[:1])
+    bad = V.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        quant.quantize_batch(bad, keys)

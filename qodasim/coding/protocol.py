@@ -20,6 +20,7 @@ Bits are counted from the stream itself and split into header / level_tables / n
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass, field
 
@@ -179,14 +180,19 @@ def _read_levels(r: _Reader) -> Levels:
 
 
 # --------------------------------------------------------------------------------------- encoder
-def _header(proto: int, code: int, dtype, spec: PlanSpec | None, levels, send) -> tuple[_Bits, int, int]:
-    """Header (and level tables) bits; ``spec=None`` means "same spec as before"."""
+def _header(proto: int, code: int, dtype, spec: PlanSpec | None, levels, send) -> tuple[str, int, int]:
+    """Header (and level tables) as a bit string; ``spec=None`` means "same spec as before"."""
+    return _header_cached(proto, code, np.dtype(dtype) == np.float64, spec, tuple(levels), tuple(bool(f) for f in send))
+
+
+@functools.lru_cache(maxsize=1024)
+def _header_cached(proto: int, code: int, is_f64: bool, spec, levels, send) -> tuple[str, int, int]:
     w = _Bits()
     w.uint(MAGIC, 8)
     w.uint(VERSION, 4)
     w.uint(proto, 2)
     w.uint(code, 2)
-    w.uint(1 if np.dtype(dtype) == np.float64 else 0, 1)
+    w.uint(int(is_f64), 1)
     w.uint(int(spec is not None), 1)
     if spec is not None:
         _write_spec(w, spec)
@@ -198,7 +204,7 @@ def _header(proto: int, code: int, dtype, spec: PlanSpec | None, levels, send) -
             w.omega(lv.size)
             for x in lv.values[1:-1]:
                 w.f64(float(x))
-    return w, header_bits, len(w) - header_bits
+    return w.string(), header_bits, len(w) - header_bits
 
 
 def fixed_bits(spec: PlanSpec, levels, dtype=np.float32, protocol: str = "dense", code: str = "gamma") -> dict:
@@ -231,8 +237,7 @@ class Encoder:
     def encode(self, qv: QuantizedVector) -> Message:
         if not isinstance(qv, QuantizedVector):
             raise TypeError(f"qv must be a QuantizedVector, got {type(qv).__name__}")
-        w, header_bits, table_bits = self._header_for(qv.plan.spec, qv.levels, qv.dtype)
-        head = w.string()
+        head, header_bits, table_bits = self._header_for(qv.plan.spec, qv.levels, qv.dtype)
         nfull = len(head) // 8
         tail = head[nfull * 8 :]
         max_index = max(lv.size - 1 for lv in qv.levels)

@@ -11,6 +11,8 @@ REGISTRY = {
     "variance": "qodasim.experiments.variance",
     "codelength": "qodasim.experiments.codelength",
     "mqv": "qodasim.experiments.mqv",
+    "convergence": "qodasim.experiments.convergence",
+    "communication": "qodasim.experiments.communication",
 }
 
 

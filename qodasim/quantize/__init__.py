@@ -9,6 +9,7 @@ from .core import (
     QuantizedVector,
     Quantizer,
     dequantize,
+    dequantize_batch,
     exact_variance,
     get_engine,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "QuantizedVector",
     "Quantizer",
     "dequantize",
+    "dequantize_batch",
     "exact_variance",
     "get_engine",
 ]

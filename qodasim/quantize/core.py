@@ -19,13 +19,14 @@ import numpy as np
 
 from ..levels import Levels, smallest_index_dtype
 from ..rng import Key, as_key, stream_bases
-from .plan import LayerLayout, Plan, PlanSpec, build_plan
+from .plan import LayerLayout, Plan, PlanSpec, build_plan, tile_plan
 
 __all__ = [
     "QuantizedVector",
     "Quantizer",
     "LayerwiseQuantizer",
     "dequantize",
+    "dequantize_batch",
     "exact_variance",
     "get_engine",
     "ENGINES",
@@ -258,6 +259,37 @@ class BaseQuantizer:
         idx, sign = eng.round(v, scale, plan, seg_base, lv, lv_start, type_uni, self.index_dtype)
         return QuantizedVector(idx, sign, n32, plan, self.type_levels, v.dtype, key)
 
+    def quantize_batch(self, V, keys, layout: LayerLayout | None = None) -> list[QuantizedVector]:
+        """Quantize the rows of ``V`` (shape ``(B, d)``) with one key each, in one kernel pass.
+
+        Bit-for-bit the same as ``[quantize(V[b], keys[b]) for b in range(B)]``: the batch runs on
+        the row plan tiled ``B`` times (:func:`~qodasim.quantize.plan.tile_plan`).
+        """
+        V = np.asarray(V) if not isinstance(V, np.ndarray) else V
+        if V.ndim != 2 or V.shape[0] == 0:
+            raise ValueError(f"V must be 2-D with at least one row, got shape {V.shape}")
+        keys = [as_key(k) for k in keys]
+        if len(keys) != V.shape[0]:
+            raise ValueError(f"keys has {len(keys)} entries but V has {V.shape[0]} rows")
+        B, d = V.shape
+        flat = check_vector(np.ascontiguousarray(V).reshape(-1), "V")
+        plan = self.plan(d, layout)
+        tplan = _cached_tile(plan, B)
+        eng = get_engine(self.engine)
+        n32 = round_up_to_float32(compute_norms(flat, tplan, eng))
+        if np.any(np.isinf(n32)):
+            raise ValueError("V: a norm exceeds the float32 range (norms are sent as float32)")
+        lv, lv_start, type_uni = self._tables
+        seg_base = np.concatenate([segment_bases(plan, k) for k in keys])
+        idx, sign = eng.round(flat, segment_scales(tplan, n32, type_uni), tplan, seg_base, lv, lv_start, type_uni,
+                              self.index_dtype)  # fmt: skip
+        G = plan.n_groups
+        return [
+            QuantizedVector(idx[b * d : (b + 1) * d], sign[b * d : (b + 1) * d], n32[b * G : (b + 1) * G], plan,
+                            self.type_levels, flat.dtype, keys[b])
+            for b in range(B)
+        ]  # fmt: skip
+
     def __call__(self, v, key, layout: LayerLayout | None = None) -> np.ndarray:
         """``Q(v)`` as a float vector (quantize, then dequantize)."""
         return self.quantize(v, key, layout).dequantize()
@@ -293,6 +325,28 @@ class BaseQuantizer:
         width = lv[base + j + 1] - lv[base + j]
         n = n32.astype(np.float64)[plan.coord_group()]
         return n * n * rho * (1.0 - rho) * width * width
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_tile(plan: Plan, rows: int) -> Plan:
+    return tile_plan(plan, rows)
+
+
+def dequantize_batch(qvs: list[QuantizedVector], dtype=np.float64, engine: str = "numba") -> np.ndarray:
+    """Dequantize quantized vectors that share one plan and levels into a ``(B, d)`` array (one pass)."""
+    if not qvs:
+        raise ValueError("qvs must be non-empty")
+    plan, levels = qvs[0].plan, qvs[0].levels
+    if any(q.plan is not plan or q.levels != levels for q in qvs):
+        return np.stack([q.dequantize(dtype, engine) for q in qvs])
+    B = len(qvs)
+    tplan = _cached_tile(plan, B)
+    lv, lv_start, _ = level_tables(levels)
+    idx = np.concatenate([q.indices for q in qvs])
+    sign = np.concatenate([q.signs for q in qvs])
+    norms = np.concatenate([q.norms for q in qvs]).astype(np.float64)
+    out = get_engine(engine).dequantize(idx, sign, norms, tplan, lv, lv_start, np.dtype(dtype))
+    return out.reshape(B, plan.d)
 
 
 def segment_bases(plan: Plan, key: Key) -> np.ndarray:

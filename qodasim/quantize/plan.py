@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["LayerLayout", "Plan", "PlanSpec", "build_plan", "CHUNK"]
+__all__ = ["LayerLayout", "Plan", "PlanSpec", "build_plan", "tile_plan", "CHUNK"]
 
 #: Work unit (coordinates) of the parallel kernels.  Tasks are cut at multiples of CHUNK inside
 #: each segment, independent of the thread count, so reductions are bit-for-bit reproducible.
@@ -274,3 +274,35 @@ def build_plan(spec: PlanSpec) -> Plan:
     for a in arrays:
         a.setflags(write=False)
     return Plan(d, gb, group_q, sb, seg_group, seg_type, seg_layer, seg_offset, ts, te, tseg, layout, label, spec)
+
+
+def tile_plan(plan: Plan, rows: int) -> Plan:
+    """The plan of ``rows`` stacked copies of a vector (a batch flattened row after row).
+
+    Segments, groups and tasks are the per-row ones shifted by ``row·d``, so every reduction and
+    rounding decision is the same as for each row on its own; segment ``s`` of row ``r`` is segment
+    ``r·S + s``.
+    """
+    if rows < 1:
+        raise ValueError("rows must be >= 1")
+    d, G, S = plan.d, plan.n_groups, plan.n_segments
+    r = np.arange(rows, dtype=np.int64)
+
+    def bounds(b):
+        return np.concatenate([(b[:-1][None, :] + d * r[:, None]).ravel(), [rows * d]]).astype(np.int64)
+
+    def shift(a, by):
+        return (a[None, :] + by * r[:, None]).ravel().astype(a.dtype)
+
+    def tile(a):
+        return np.tile(a, rows)
+
+    arrays = dict(
+        group_bounds=bounds(plan.group_bounds), group_q=tile(plan.group_q), seg_bounds=bounds(plan.seg_bounds),
+        seg_group=shift(plan.seg_group, G), seg_type=tile(plan.seg_type), seg_layer=tile(plan.seg_layer),
+        seg_offset=tile(plan.seg_offset), task_start=shift(plan.task_start, d), task_end=shift(plan.task_end, d),
+        task_seg=shift(plan.task_seg, S),
+    )  # fmt: skip
+    for a in arrays.values():
+        a.setflags(write=False)
+    return Plan(rows * d, layout=plan.layout, scope=plan.scope, spec=plan.spec, **arrays)

@@ -34,7 +34,7 @@ import numpy as np
 from ..coding import BitLedger, Encoder, expected_bits
 from ..levels import Levels
 from ..optimize import normalized_magnitudes, optimize_layerwise, optimize_levels
-from ..quantize import LayerwiseQuantizer, Quantizer
+from ..quantize import LayerwiseQuantizer, Quantizer, dequantize_batch
 from ..rng import MASK64, Key, mix64
 from ..vi.measures import RestrictedGap, distance_to_solution, operator_norm, restricted_gap_sampled
 from ..vi.noise import NoiseModel
@@ -248,11 +248,12 @@ class _Oracle:
                 for k in range(K):
                     self.ledger.record(k, rnd, {"payload": 32.0 * d})
             return V.mean(axis=1)
-        out = np.zeros((R, d))
+        keys = [Key(self.seeds[r], k, rnd) for r in range(R) for k in range(K)]
+        qvs = self.quant.quantize_batch(V.reshape(R * K, d), keys)
+        out = dequantize_batch(qvs).reshape(R, K, d).sum(axis=1)
         for r in range(R):
             for k in range(K):
-                qv = self.quant.quantize(V[r, k], Key(self.seeds[r], k, rnd))
-                out[r] += qv.dequantize(np.float64)
+                qv = qvs[r * K + k]
                 if cfg.bits == "stream":
                     msg = self.encoders[r][k].encode(qv)
                     self.bits[r, t - 1] += msg.nbits
