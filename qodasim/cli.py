@@ -62,9 +62,9 @@ def cmd_bounds(args) -> int:
 
     levels = Levels.parse(args.levels)
     print(f"levels: {levels}")
-    print(f"{'d':>10}  {'simple':>12}" + ("  {:>12}".format("qsgd") if levels.uniform_s else ""))
+    print(f"{'d':>10}  {'tight':>12}  {'simple':>12}" + ("  {:>12}".format("qsgd") if levels.uniform_s else ""))
     for d in args.d:
-        row = f"{d:>10}  {bounds.simple_bound(levels, d):>12.6g}"
+        row = f"{d:>10}  {bounds.tight_variance_bound(levels, d).value:>12.6g}  {bounds.simple_bound(levels, d):>12.6g}"
         if levels.uniform_s:
             row += f"  {bounds.qsgd_bound(levels.uniform_s, d):>12.6g}"
         print(row)

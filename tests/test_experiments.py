@@ -53,3 +53,11 @@ def test_slope_verdict_fails_when_the_solver_is_broken(monkeypatch):
     result = convergence.run(config, progress=False)
     failed = {v.name for v in result.verdicts if not v.passed}
     assert {"qoda_absolute_slope", "qoda_relative_slope"} <= failed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["variance", "codelength", "mqv"])
+def test_full_experiment_verdicts_pass(name):
+    _, config = load_config(name, "full")
+    result = get(name).run(config, progress=False)
+    assert result.passed, [v for v in result.verdicts if not v.passed]

@@ -241,7 +241,6 @@ def test_other_checks_run_on_each_quantizer(quantizer):
         (dict(levels=Levels.uniform(2), bucket_size=0), ValueError, "bucket_size"),
         (dict(levels=Levels.uniform(2), bucket_size=2.5), ValueError, "bucket_size"),
         (dict(levels=Levels.uniform(2), engine="torch"), ValueError, "engine"),
-        (dict(levels=Levels.uniform(2), engine="cuda"), ValueError, "cuda"),
     ],
 )
 def test_bad_quantizer_config(kwargs, exc, words):
@@ -308,3 +307,12 @@ def test_batch_quantize_equals_rows(name):
     bad[3, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         quant.quantize_batch(bad, keys)
+
+
+def test_cuda_engine_unavailable_gives_a_clear_message():
+    from qodasim.quantize.core import cuda_available
+
+    if cuda_available():
+        pytest.skip("a GPU (or the CUDA simulator) is available here")
+    with pytest.raises(ValueError, match="NUMBA_ENABLE_CUDASIM"):
+        Quantizer(Levels.uniform(2), engine="cuda")

@@ -221,3 +221,57 @@ def test_bad_runs():
         AffineProblem((-np.eye(2),), np.zeros(2))
     with pytest.raises(ValueError):
         NoiseModel("loud")
+
+
+def test_finite_sum_oracle_is_unbiased_and_solver_learns_the_covariance():
+    p = covariance_gan(3, seed=4)
+    X = p.x0()[None, :] + 0.3
+    rng = np.random.default_rng(0)
+    V = p.sample_operator(X, 4000, 8, rng)[0]
+    mean, se = V.mean(axis=0), V.std(axis=0, ddof=1) / np.sqrt(V.shape[0])
+    exact = p.operator(X)[0]
+    assert np.all(np.abs(mean - exact) < 6 * se + 1e-12)  # 6 standard errors per coordinate
+    res = solve(p, SolverConfig(method="qoda", T=3000, K=4, noise=NoiseModel("finite_sum", batch=16),
+                                compression="layerwise", levels=("uniform:15",)))  # fmt: skip
+    assert res.status == "ok"
+    assert res.measures["dist_avg"][0, -1] < 0.25 * res.measures["dist_avg"][0, 0]
+    with pytest.raises(ValueError, match="finite-sum"):
+        solve(bilinear_game(3), SolverConfig(T=2, noise=NoiseModel("finite_sum")))
+
+
+def test_convex_solve_fallback_and_inaccurate_handling(monkeypatch):
+    import warnings
+
+    import cvxpy as cp
+
+    from qodasim.optimize import SolverError as ConvexError
+    from qodasim.optimize import solve as cvx_solve
+
+    x = cp.Variable()
+    prob = cp.Problem(cp.Minimize(cp.square(x - 1)), [x >= 0])
+    assert cvx_solve(prob).status == cp.OPTIMAL and np.isclose(x.value, 1.0, atol=1e-6)
+    calls = []
+
+    def fake_solve(self, solver=None, **kw):  # Clarabel "fails", SCS returns an inaccurate answer
+        calls.append(solver)
+        if solver == cp.CLARABEL:
+            raise cp.error.SolverError("boom")
+        x.value = 1.0
+        self._status = cp.OPTIMAL_INACCURATE
+        return 0.0
+
+    monkeypatch.setattr(cp.Problem, "solve", fake_solve)
+    monkeypatch.setattr(cp.Problem, "status", property(lambda self: self._status))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cvx_solve(prob)
+    assert calls == [cp.CLARABEL, cp.SCS] and any("inaccurate" in str(w.message) for w in caught)
+    x.value = -5.0  # now the inaccurate answer violates x >= 0: rejected
+
+    def bad_solve(self, solver=None, **kw):
+        self._status = cp.OPTIMAL_INACCURATE
+        return 0.0
+
+    monkeypatch.setattr(cp.Problem, "solve", bad_solve)
+    with pytest.raises(ConvexError, match="violation"):
+        cvx_solve(prob)

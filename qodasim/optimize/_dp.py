@@ -25,6 +25,26 @@ def interval_cost(x, W, B, G, k, j):
 
 
 @njit(cache=True)
+def _finish(x, W, B, G, alpha, prev, arg):
+    """Last interval (to ``x[N] = 1``) and backtracking through the stored arg-minima."""
+    last = x.size - 1
+    chosen = np.empty(alpha, np.int64)
+    if alpha == 0:
+        return interval_cost(x, W, B, G, 0, last), chosen
+    best = np.inf
+    bk = alpha
+    for k in range(alpha, last):
+        val = prev[k] + interval_cost(x, W, B, G, k, last)
+        if val < best:
+            best = val
+            bk = k
+    chosen[alpha - 1] = bk
+    for t in range(alpha - 1, 0, -1):
+        chosen[t - 1] = arg[t, chosen[t]]
+    return best, chosen
+
+
+@njit(cache=True)
 def dp_levels(x, W, B, G, alpha):
     """Optimal ``alpha`` interior levels among ``x[1..N-1]`` (``x[0] = 0``, ``x[N] = 1`` forced).
 
@@ -69,28 +89,13 @@ def dp_levels(x, W, B, G, alpha):
                     sp += 1
         for j in range(n):
             prev[j] = cur[j]
-    # final interval to x[last] = 1
-    best = np.inf
-    bk = alpha
-    for k in range(alpha, last):
-        val = prev[k] + interval_cost(x, W, B, G, k, last)
-        if val < best:
-            best = val
-            bk = k
-    chosen = np.empty(alpha, np.int64)
-    if alpha == 0:
-        return interval_cost(x, W, B, G, 0, last), chosen
-    chosen[alpha - 1] = bk
-    for t in range(alpha - 1, 0, -1):
-        chosen[t - 1] = arg[t, chosen[t]]
-    return best, chosen
+    return _finish(x, W, B, G, alpha, prev, arg)
 
 
 @njit(cache=True)
 def dp_levels_quadratic(x, W, B, G, alpha):
     """The straightforward ``O(alpha · N²)`` DP (the baseline for the monotone-minima speed-up)."""
     n = x.size
-    last = n - 1
     prev = np.empty(n)
     cur = np.empty(n)
     for j in range(n):
@@ -106,20 +111,7 @@ def dp_levels_quadratic(x, W, B, G, alpha):
                     arg[t, j] = k
         for j in range(n):
             prev[j] = cur[j]
-    best = np.inf
-    bk = alpha
-    for k in range(alpha, last):
-        val = prev[k] + interval_cost(x, W, B, G, k, last)
-        if val < best:
-            best = val
-            bk = k
-    chosen = np.empty(alpha, np.int64)
-    if alpha == 0:
-        return interval_cost(x, W, B, G, 0, last), chosen
-    chosen[alpha - 1] = bk
-    for t in range(alpha - 1, 0, -1):
-        chosen[t - 1] = arg[t, chosen[t]]
-    return best, chosen
+    return _finish(x, W, B, G, alpha, prev, arg)
 
 
 @njit(parallel=False, cache=True)

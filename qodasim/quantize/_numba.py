@@ -10,45 +10,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ..rng import GOLDEN, MIX1, MIX2
+from . import _scalar
 
-_GOLDEN = np.uint64(GOLDEN)
-_MIX1 = np.uint64(MIX1)
-_MIX2 = np.uint64(MIX2)
-_S30 = np.uint64(30)
-_S27 = np.uint64(27)
-_S31 = np.uint64(31)
-_S11 = np.uint64(11)
-_ONE = np.uint64(1)
-_TWO_M53 = 2.0**-53
+_GOLDEN = _scalar.GOLDEN_U64  # the per-coordinate increment of the SplitMix64 state
 
 
-@njit(inline="always", cache=True)
-def uniform_of(z):
-    """``(mix64(z) >> 11) · 2^{-53}``: the uniform of SplitMix64 state ``z`` (uint64)."""
-    z = (z ^ (z >> _S30)) * _MIX1
-    z = (z ^ (z >> _S27)) * _MIX2
-    z = z ^ (z >> _S31)
-    return np.float64(z >> _S11) * _TWO_M53
-
-
-@njit(inline="always", cache=True)
-def first_state(base, index):
-    """SplitMix64 state of coordinate ``index`` in stream ``base``: ``base + (index + 1)·φ``."""
-    return base + (np.uint64(index) + _ONE) * _GOLDEN
-
-
-@njit(inline="always", cache=True)
-def locate(lv, lo, n_levels, r):
-    """Largest ``j ∈ [0, n_levels-2]`` with ``lv[lo + j] <= r`` (binary search; ``lv[lo] = 0 <= r``)."""
-    j = 0
-    n = n_levels - 1
-    while n > 1:
-        half = n >> 1
-        if lv[lo + j + half] <= r:
-            j += half
-        n -= half
-    return j
+uniform_of = njit(inline="always", cache=True)(_scalar.uniform_of)
+first_state = njit(inline="always", cache=True)(_scalar.first_state)
+locate = njit(inline="always", cache=True)(_scalar.locate)
 
 
 @njit(inline="always", cache=True)

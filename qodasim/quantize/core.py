@@ -49,8 +49,32 @@ def get_engine(name: str):
 
         return _numpy
     if name == "cuda":
-        raise ValueError("engine='cuda' is not available yet in this version of qodasim (see the GPU backend issue)")
+        return _cuda_engine()
     raise ValueError(f"engine must be one of {ENGINES}, got {name!r}")
+
+
+def cuda_available() -> bool:
+    """Whether ``engine="cuda"`` can run here (a GPU with a driver, or the CUDA simulator)."""
+    try:
+        from numba import cuda
+    except ImportError:
+        return False
+    try:
+        return bool(cuda.is_available())
+    except Exception:  # noqa: BLE001 - a broken driver install must read as "not available"
+        return False
+
+
+def _cuda_engine():
+    if not cuda_available():
+        raise ValueError(
+            "engine='cuda' needs an NVIDIA GPU with a working driver and numba-cuda "
+            "(pip install 'qodasim[cuda]'), or the CUDA simulator (set NUMBA_ENABLE_CUDASIM=1 before "
+            "importing numba); use engine='numba' on the CPU"
+        )
+    from . import _cuda_engine as eng
+
+    return eng
 
 
 def check_vector(v, name: str = "v") -> np.ndarray:

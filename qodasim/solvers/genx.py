@@ -76,6 +76,8 @@ class SolverConfig:
     bits : {"stream", "expected", "none"}
         Count bits from real encoded streams, from the exact expected length, or not at all.
     noise : NoiseModel
+    engine : {"numba", "numpy", "cuda"}
+        Quantization engine of the workers (``"cuda"`` needs a GPU or the CUDA simulator).
     seed : int
     replicas : int
         Independent runs in one batch (the leading replica axis).
@@ -107,6 +109,7 @@ class SolverConfig:
     replicas: int = 1
     reoptimize_every: int = 0
     reoptimize_method: str = "histogram"
+    engine: str = "numba"
     record: int = 40
     gap_radius: float | None = None
     divergence_threshold: float = 1e8
@@ -133,6 +136,8 @@ class SolverConfig:
             raise SolverError("noise must be a qodasim.vi.NoiseModel")
         if self.reoptimize_every < 0:
             raise SolverError("reoptimize_every must be >= 0")
+        if self.engine not in ("numba", "numpy", "cuda"):
+            raise SolverError(f"engine must be 'numba', 'numpy' or 'cuda', got {self.engine!r}")
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -203,14 +208,14 @@ def _make_quantizer(problem: Problem, cfg: SolverConfig, levels=None):
         lv = (
             levels if levels is not None else Levels.parse(cfg.levels if isinstance(cfg.levels, str) else cfg.levels[0])
         )
-        return Quantizer(lv, q=cfg.q)
+        return Quantizer(lv, q=cfg.q, engine=cfg.engine)
     layout = problem.layout
     if levels is None:
         specs = (cfg.levels,) * layout.n_types if isinstance(cfg.levels, str) else tuple(cfg.levels)
         if len(specs) != layout.n_types:
             raise SolverError(f"levels: {len(specs)} specs for a layout with {layout.n_types} types")
         levels = tuple(Levels.parse(s) for s in specs)
-    return LayerwiseQuantizer(layout, levels, scope=cfg.scope, q=cfg.q)
+    return LayerwiseQuantizer(layout, levels, scope=cfg.scope, q=cfg.q, engine=cfg.engine)
 
 
 def _replica_seed(seed: int, r: int) -> int:
@@ -234,10 +239,9 @@ class _Oracle:
 
     def __call__(self, X: np.ndarray, t: int, rnd: int) -> np.ndarray:
         cfg = self.cfg
-        A = self.p.operator(X)
-        if not np.all(np.isfinite(A)):
+        V = cfg.noise.sample_at(self.p, X, cfg.K, cfg.seed, rnd)
+        if not np.all(np.isfinite(V)):
             raise SolverError(f"the oracle returned non-finite values at iteration {t} (round {rnd})")
-        V = cfg.noise.sample(A, cfg.K, cfg.seed, rnd)
         self.last_raw = V[0, 0]
         self.calls += 1
         self.messages += 1
@@ -250,7 +254,7 @@ class _Oracle:
             return V.mean(axis=1)
         keys = [Key(self.seeds[r], k, rnd) for r in range(R) for k in range(K)]
         qvs = self.quant.quantize_batch(V.reshape(R * K, d), keys)
-        out = dequantize_batch(qvs).reshape(R, K, d).sum(axis=1)
+        out = dequantize_batch(qvs, engine=self.quant.engine).reshape(R, K, d).sum(axis=1)
         for r in range(R):
             for k in range(K):
                 qv = qvs[r * K + k]

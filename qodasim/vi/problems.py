@@ -25,6 +25,7 @@ __all__ = [
     "affine_monotone",
     "strongly_monotone_quadratic",
     "covariance_gan",
+    "CovarianceGAN",
     "layered_problem",
     "MatrixGame",
     "KellyAuction",
@@ -55,6 +56,11 @@ class Problem:
 
     def x0(self) -> np.ndarray:
         return np.zeros(self.d)
+
+    def sample_operator(self, X: np.ndarray, K: int, batch: int, rng: np.random.Generator) -> np.ndarray:
+        """``K`` workers' unbiased minibatch estimates of ``A(X)`` (``(R, K, d)``) for problems with a
+        finite-sum form; others raise ``ValueError``."""
+        raise ValueError(f"{getattr(self, 'name', type(self).__name__)} has no finite-sum form")
 
     @property
     def solution(self) -> np.ndarray | None:
@@ -199,7 +205,26 @@ def strongly_monotone_quadratic(n: int, mu: float = 0.1, seed: int = 0) -> Affin
     return AffineProblem((M,), b, LayerLayout([n, n], names=("x", "y")), name=f"quadratic(n={n}, mu={mu:g})")
 
 
-def covariance_gan(p: int, reg: float = 0.1, seed: int = 0) -> AffineProblem:
+class CovarianceGAN(AffineProblem):
+    """The covariance GAN with its finite-sum form over a dataset (see :func:`covariance_gan`)."""
+
+    def sample_operator(self, X, K, batch, rng):
+        """Each worker draws ``batch`` data points and uses their covariance ``Σ̂`` in place of the
+        dataset's ``Σ`` (an unbiased estimate: ``Σ = (1/n)Σ_i z_i z_iᵀ``, the data are centred)."""
+        data, iu, w = self.data, self.iu, self.w
+        R, d = X.shape
+        m = d // 2
+        A = self.operator(X)
+        out = np.broadcast_to(A[:, None, :], (R, K, d)).copy()
+        pick = rng.integers(0, data.shape[0], size=(R, K, batch))
+        Z = data[pick]  # (R, K, batch, p)
+        S_hat = np.einsum("rkbi,rkbj->rkij", Z, Z) / batch
+        # A's critic part is V − Σ + λΦ: replace −Σ by −Σ̂
+        out[:, :, m:] += (self.Sigma[iu] * w) - S_hat[:, :, iu[0], iu[1]] * w
+        return out
+
+
+def covariance_gan(p: int, reg: float = 0.1, seed: int = 0, n_data: int = 2000) -> AffineProblem:
     """Linear covariance-learning GAN: ``min_V max_Φ tr(Φ(Σ − V)) − (λ/2)‖Φ‖²_F``.
 
     The generator's covariance ``V`` and a quadratic critic ``D(x) = xᵀΦx`` (both symmetric,
@@ -209,15 +234,18 @@ def covariance_gan(p: int, reg: float = 0.1, seed: int = 0) -> AffineProblem:
     """
     rng = _rng(seed)
     G = rng.standard_normal((p, p))
-    Sigma = G @ G.T / p + 0.5 * np.eye(p)
+    true = G @ G.T / p + 0.5 * np.eye(p)
+    data = rng.multivariate_normal(np.zeros(p), true, size=n_data)
+    Sigma = data.T @ data / n_data  # the dataset's covariance: the finite-sum problem's target
     iu = np.triu_indices(p)
     w = np.where(iu[0] == iu[1], 1.0, np.sqrt(2.0))
     m = iu[0].size
     I = np.eye(m)
     M = np.block([[np.zeros((m, m)), -I], [I, reg * I]])
     b = np.concatenate([np.zeros(m), -(Sigma[iu] * w)])
-    prob = AffineProblem((M,), b, LayerLayout([m, m], names=("generator", "critic")), name=f"covariance-gan(p={p})")
-    object.__setattr__(prob, "Sigma", Sigma)
+    prob = CovarianceGAN((M,), b, LayerLayout([m, m], names=("generator", "critic")), name=f"covariance-gan(p={p})")
+    for key, val in (("Sigma", Sigma), ("data", data), ("iu", iu), ("w", w)):
+        object.__setattr__(prob, key, val)
     return prob
 
 

@@ -1,0 +1,190 @@
+"""CUDA kernels (numba-cuda) for quantization (private; use ``engine="cuda"``).
+
+They reproduce the CPU kernels bit for bit: the same counter-based uniforms (SplitMix64 of the
+coordinate's address), the same rounding formulas, and the same reduction order for norms —
+coordinate ``a + p`` of a task into lane ``p mod 32`` (one thread per lane, sequential), then the
+fixed fold 16, 8, 4, 2, 1 in shared memory.  Kernels are compiled without ``fastmath``, so NVVM does
+not contract multiply-adds into FMAs and divisions are IEEE-exact (Numba CUDA's defaults).
+
+This module imports ``numba.cuda``; it is only imported when ``engine="cuda"`` is requested.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda
+
+from . import _scalar
+
+LANES = 32
+THREADS = 128
+
+
+_uniform_of = cuda.jit(device=True)(_scalar.uniform_of)
+_first_state = cuda.jit(device=True)(_scalar.first_state)
+_locate = cuda.jit(device=True)(_scalar.locate)
+
+
+@cuda.jit
+def task_max_sumsq(v, task_start, task_end, out_max, out_sumsq):
+    """One block of 32 threads per task: lane sums and maxima, folded in the CPU's order."""
+    t = cuda.blockIdx.x
+    k = cuda.threadIdx.x
+    acc_sm = cuda.shared.array(LANES, dtype=np.float64)
+    mx_sm = cuda.shared.array(LANES, dtype=np.float64)
+    a = task_start[t]
+    b = task_end[t]
+    acc = 0.0
+    mx = 0.0
+    i = a + k
+    while i < b:
+        x = abs(np.float64(v[i]))
+        acc += x * x
+        if x > mx:
+            mx = x
+        i += LANES
+    acc_sm[k] = acc
+    mx_sm[k] = mx
+    cuda.syncthreads()
+    step = LANES // 2
+    while step >= 1:
+        if k < step:
+            acc_sm[k] += acc_sm[k + step]
+            if mx_sm[k + step] > mx_sm[k]:
+                mx_sm[k] = mx_sm[k + step]
+        cuda.syncthreads()
+        step //= 2
+    if k == 0:
+        out_max[t] = mx_sm[0]
+        out_sumsq[t] = acc_sm[0]
+
+
+@cuda.jit
+def task_scaled_powsum(v, task_start, task_end, task_group, group_scale, group_q, need, out):
+    """Per task: ``Σ (|v_i|/scale_g)^{q_g}`` in the lane order (``q = 2`` bitwise equal to the CPU)."""
+    t = cuda.blockIdx.x
+    k = cuda.threadIdx.x
+    sm = cuda.shared.array(LANES, dtype=np.float64)
+    g = task_group[t]
+    m = group_scale[g]
+    q = group_q[g]
+    acc = 0.0
+    if need[g] and m > 0.0:
+        i = task_start[t] + k
+        while i < task_end[t]:
+            y = abs(np.float64(v[i])) / m
+            if q == 2.0:
+                acc += y * y
+            else:
+                acc += y**q
+            i += LANES
+    sm[k] = acc
+    cuda.syncthreads()
+    step = LANES // 2
+    while step >= 1:
+        if k < step:
+            sm[k] += sm[k + step]
+        cuda.syncthreads()
+        step //= 2
+    if k == 0:
+        out[t] = sm[0]
+
+
+@cuda.jit
+def round_kernel(v, seg_scale, seg_type, seg_base, seg_shift, task_start, task_end, task_seg, lv, lv_start, type_uni,
+                 out_idx, out_sign):  # fmt: skip
+    """One block per task, threads striding over its coordinates; same law and uniforms as the CPU."""
+    t = cuda.blockIdx.x
+    s = task_seg[t]
+    c = seg_scale[s]
+    ty = seg_type[s]
+    su = type_uni[ty]
+    lo = lv_start[ty]
+    nl = lv_start[ty + 1] - lo
+    base = seg_base[s]
+    shift = seg_shift[s]
+    i = task_start[t] + cuda.threadIdx.x
+    while i < task_end[t]:
+        x = np.float64(v[i])
+        ax = abs(x)
+        u = _uniform_of(_first_state(base, i + shift))
+        if su > 0:
+            tt = ax * c
+            j = np.int32(tt)
+            rho = tt - np.float64(j)
+            kk = j + (1 if u < rho else 0)
+            if kk > su:
+                kk = su
+        else:
+            r = ax * c
+            if r > 1.0:
+                r = 1.0
+            j = _locate(lv, lo, nl, r)
+            l0 = lv[lo + j]
+            rho = (r - l0) / (lv[lo + j + 1] - l0)
+            kk = j + (1 if u < rho else 0)
+        out_idx[i] = kk
+        out_sign[i] = -1 if (x < 0.0 and kk > 0) else 1
+        i += cuda.blockDim.x
+
+
+@cuda.jit
+def dequantize_kernel(idx, sign, norms, seg_group, seg_type, task_start, task_end, task_seg, lv, lv_start, out):
+    t = cuda.blockIdx.x
+    s = task_seg[t]
+    n = norms[seg_group[s]]
+    lo = lv_start[seg_type[s]]
+    i = task_start[t] + cuda.threadIdx.x
+    while i < task_end[t]:
+        out[i] = n * np.float64(sign[i]) * lv[lo + np.int64(idx[i])]
+        i += cuda.blockDim.x
+
+
+@cuda.jit
+def interval_kernel(v, seg_scale, seg_type, task_start, task_end, task_seg, lv, lv_start, type_uni, out_j, out_rho):
+    """Per coordinate ``(j, ρ)`` exactly as the CPU's ``split`` (feeds exact variance and lengths)."""
+    t = cuda.blockIdx.x
+    s = task_seg[t]
+    c = seg_scale[s]
+    ty = seg_type[s]
+    su = type_uni[ty]
+    lo = lv_start[ty]
+    nl = lv_start[ty + 1] - lo
+    i = task_start[t] + cuda.threadIdx.x
+    while i < task_end[t]:
+        ax = abs(np.float64(v[i]))
+        if su > 0:
+            tt = ax * c
+            j = np.int64(np.int32(tt))
+            if j >= su:
+                out_j[i] = su - 1
+                out_rho[i] = 1.0
+            else:
+                out_j[i] = j
+                out_rho[i] = tt - np.float64(j)
+        else:
+            r = ax * c
+            if r > 1.0:
+                r = 1.0
+            j = _locate(lv, lo, nl, r)
+            l0 = lv[lo + j]
+            out_j[i] = j
+            out_rho[i] = (r - l0) / (lv[lo + j + 1] - l0)
+        i += cuda.blockDim.x
+
+
+@cuda.jit
+def expected_cost_kernel(j, rho, ctype, cost, cost_start, out):
+    """Per coordinate ``(1−ρ)·c(j) + ρ·c(j+1)`` with the type's cost table (expected code length)."""
+    i = cuda.grid(1)
+    if i < j.size:
+        base = cost_start[ctype[i]] + j[i]
+        out[i] = (1.0 - rho[i]) * cost[base] + rho[i] * cost[base + 1]
+
+
+def threads_for(plan) -> int:
+    """Threads per block for the per-coordinate kernels (a multiple of 32, at most THREADS)."""
+    longest = int((plan.task_end - plan.task_start).max()) if plan.task_start.size else 1
+    return int(min(THREADS, max(32, 32 * math.ceil(longest / 32))))
