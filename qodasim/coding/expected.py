@@ -35,10 +35,6 @@ __all__ = [
 ]
 
 
-def _index_probabilities(j: np.ndarray, rho: np.ndarray):
-    return 1.0 - rho, rho
-
-
 def expected_gap_bits(p: np.ndarray, code: str = "gamma") -> float:
     """Exact ``E[Σ len(Elias(gap))]`` of sparse gap coding, terminator included.
 
