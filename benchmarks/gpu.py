@@ -43,7 +43,7 @@ def main() -> None:
     mx, ss = cuda.device_array(n_tasks), cuda.device_array(n_tasks)
     idx, sign = cuda.device_array(d, np.uint8), cuda.device_array(d, np.int8)
     seg_type, dlv, dls, dtu = (cuda.to_device(a) for a in (plan.seg_type, lv, lv_start, type_uni))
-    shift = cuda.to_device((plan.seg_offset - plan.seg_bounds[:-1]).astype(np.int64))
+    shift = cuda.to_device(plan.seg_shift)
     base = cuda.to_device(segment_bases(plan, Key(1)))
     threads = K.threads_for(plan)
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from ..solvers import SolverConfig, solve
-from ..vi import NoiseModel, bilinear_game
 from . import plotting
 from .base import Progress, Result, Verdict, metadata
+from .convergence import bilinear_setup, noise_model
 
 NAME = "communication"
 
@@ -37,12 +37,9 @@ def bits_to_reach(bits: np.ndarray, gaps: np.ndarray, target: float) -> float:
 
 def run(config: dict, progress: bool = True) -> Result:
     seed = int(config.get("seed", 0))
-    problem = bilinear_game(int(config["n"]), seed=seed + 1)
+    problem, levels = bilinear_setup(config)
     T, R, K = int(config["T"]), int(config["replicas"]), int(config["K"])
-    levels = tuple(config.get("levels", ["uniform:7"]))
-    levels = levels * problem.layout.n_types if len(levels) == 1 else levels
-    noises = {"absolute": NoiseModel("absolute", float(config["sigma"])),
-              "relative": NoiseModel("relative", sigma_rel=float(config["sigma_rel"]))}  # fmt: skip
+    noises = {kind: noise_model(kind, config) for kind in ("absolute", "relative")}
     bar = Progress(NAME, 2 * len(noises), progress)
     rows, fails = [], []
     for kind, noise in noises.items():

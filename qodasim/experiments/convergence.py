@@ -33,7 +33,17 @@ def fit_slope(iterations, gaps, start_fraction: float = 0.1) -> float:
     return float(np.polyfit(np.log(it[m]), np.log(g[m]), 1)[0])
 
 
-def _noise(kind: str, cfg: dict) -> NoiseModel:
+def bilinear_setup(config: dict):
+    """The bilinear game of experiments 4–5 and one level spec per layer type (a single spec is
+    repeated for every type)."""
+    problem = bilinear_game(int(config["n"]), seed=int(config.get("seed", 0)) + 1)
+    levels = tuple(config.get("levels", ["uniform:7"]))
+    if len(levels) == 1:
+        levels = levels * problem.layout.n_types
+    return problem, levels
+
+
+def noise_model(kind: str, cfg: dict) -> NoiseModel:
     if kind == "absolute":
         return NoiseModel("absolute", sigma=float(cfg["sigma"]))
     return NoiseModel("relative", sigma_rel=float(cfg["sigma_rel"]))
@@ -41,19 +51,17 @@ def _noise(kind: str, cfg: dict) -> NoiseModel:
 
 def run(config: dict, progress: bool = True) -> Result:
     seed = int(config.get("seed", 0))
-    problem = bilinear_game(int(config["n"]), seed=seed + 1)
+    problem, levels = bilinear_setup(config)
     T, R, K = int(config["T"]), int(config["replicas"]), int(config["K"])
-    levels = tuple(config.get("levels", ["uniform:7"])) * 1
-    if len(levels) == 1:
-        levels = levels * problem.layout.n_types
     variants = [("qoda", "layerwise"), ("qgenx", "layerwise"), ("qoda", "none")]
     Ks = [int(k) for k in config["K_scaling"]]
     bar = Progress(NAME, 2 * len(variants) + len(Ks), progress)
     runs = []
     for kind in ("absolute", "relative"):
         for method, comp in variants:
-            cfg = SolverConfig(method=method, K=K, T=T, compression=comp, levels=levels, noise=_noise(kind, config),
-                               replicas=R, seed=seed, record=int(config.get("record", 30)))  # fmt: skip
+            cfg = SolverConfig(method=method, K=K, T=T, compression=comp, levels=levels,
+                               noise=noise_model(kind, config), replicas=R, seed=seed,
+                               record=int(config.get("record", 30)))  # fmt: skip
             res = solve(problem, cfg)
             gaps = res.measures["gap_avg"]
             se = gaps.std(axis=0, ddof=1) / np.sqrt(R)
@@ -65,7 +73,7 @@ def run(config: dict, progress: bool = True) -> Result:
     k_rows = []
     for k in Ks:
         cfg = SolverConfig(method="qoda", K=k, T=int(config["T_scaling"]), compression="layerwise", levels=levels,
-                           noise=_noise("absolute", config), replicas=R, seed=seed, record=10)  # fmt: skip
+                           noise=noise_model("absolute", config), replicas=R, seed=seed, record=10)  # fmt: skip
         res = solve(problem, cfg)
         k_rows.append({"K": k, "final_gap": float(res.measures["gap_avg"][:, -1].mean())})
         bar.step()

@@ -10,7 +10,6 @@ import numpy as np
 from numba import cuda
 
 from . import _cuda as K
-from ._numba import combine_sum
 from .plan import Plan
 
 name = "cuda"
@@ -43,9 +42,8 @@ def round(v, seg_scale, plan, seg_base, lv, lv_start, type_uni, idx_dtype):
     n = plan.task_start.size
     idx = cuda.device_array(plan.d, idx_dtype)
     sign = cuda.device_array(plan.d, np.int8)
-    shift = (plan.seg_offset - plan.seg_bounds[:-1]).astype(np.int64)
     K.round_kernel[n, K.threads_for(plan)](
-        _dev(v), _dev(seg_scale), _dev(plan.seg_type), _dev(seg_base), _dev(shift), _dev(plan.task_start),
+        _dev(v), _dev(seg_scale), _dev(plan.seg_type), _dev(seg_base), _dev(plan.seg_shift), _dev(plan.task_start),
         _dev(plan.task_end), _dev(plan.task_seg), _dev(lv), _dev(lv_start), _dev(type_uni), idx, sign,
     )  # fmt: skip
     return idx.copy_to_host(), sign.copy_to_host()
@@ -90,7 +88,3 @@ def expected_costs(j, rho, ctype, tables) -> np.ndarray:
         _dev(j), _dev(rho), _dev(ctype.astype(np.int64)), _dev(cost), _dev(cost_start), out
     )
     return out.copy_to_host()
-
-
-__all__ = ["name", "task_stats", "task_powsum", "round", "dequantize", "intervals", "task_phi", "expected_costs",
-           "combine_sum"]  # fmt: skip

@@ -184,12 +184,7 @@ def round_kernel(
             nl = lv_start[ty + 1] - lo
             for i in range(a, b):
                 x = np.float64(v[i])
-                r = abs(x) * c
-                if r > 1.0:
-                    r = 1.0
-                j = locate(lv, lo, nl, r)
-                l0 = lv[lo + j]
-                rho = (r - l0) / (lv[lo + j + 1] - l0)
+                j, rho = split(abs(x), c, 0, lv, lo, nl)
                 k = j + np.int64(uniform_of(z) < rho)
                 z += _GOLDEN
                 out_idx[i] = k

@@ -31,9 +31,8 @@ def task_powsum(v, plan, scale, q, need):
 def round(v, seg_scale, plan, seg_base, lv, lv_start, type_uni, idx_dtype):
     idx = np.empty(plan.d, idx_dtype)
     sign = np.empty(plan.d, np.int8)
-    shift = (plan.seg_offset - plan.seg_bounds[:-1]).astype(np.int64)
     K.round_kernel(
-        v, seg_scale, plan.seg_type, seg_base, shift, plan.task_start, plan.task_end, plan.task_seg,
+        v, seg_scale, plan.seg_type, seg_base, plan.seg_shift, plan.task_start, plan.task_end, plan.task_seg,
         lv, lv_start, type_uni, idx, sign,
     )  # fmt: skip
     return idx, sign

@@ -13,6 +13,7 @@ Plans are pure functions of the layout and quantizer configuration, and are cach
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -185,6 +186,14 @@ class Plan:
     @property
     def n_segments(self) -> int:
         return int(self.seg_bounds.size - 1)
+
+    @functools.cached_property
+    def seg_shift(self) -> np.ndarray:
+        """``index-in-layer − global index`` per segment: coordinate ``i`` of segment ``s`` has stream
+        index ``i + seg_shift[s]`` (what the rounding kernels add)."""
+        out = (self.seg_offset - self.seg_bounds[:-1]).astype(np.int64)
+        out.setflags(write=False)
+        return out
 
     def coord_group(self) -> np.ndarray:
         """Norm group of every coordinate (length ``d``)."""
