@@ -50,12 +50,8 @@ def test_engines_agree_bitwise(name, dtype):
     assert np.isclose(qa.exact_variance(v), qb.exact_variance(v), rtol=1e-10)
 
 
-@pytest.mark.parametrize("name", sorted(QUANTIZERS))
-def test_round_kernel_equals_reference_fed_same_uniforms(name):
-    """The Numba kernel and a plain NumPy formula fed the same uniforms give identical indices."""
-    quant = QUANTIZERS[name]
-    v = test_vector(quant.dimension or 3001, 8)
-    key = Key(11, 2, 9)
+def assert_kernel_matches_reference(quant, v, key):
+    """The Numba kernel and a plain NumPy formula fed the same uniforms give identical output."""
     plan = quant.plan(v.size)
     n32 = round_up_to_float32(compute_norms(v, plan, get_engine("numba")))
     lv, lv_start, type_uni = quant._tables
@@ -64,12 +60,122 @@ def test_round_kernel_equals_reference_fed_same_uniforms(name):
     idx_ref, sign_ref = ref.round_given_uniforms(v, scale, plan, lv, lv_start, type_uni, u, quant.index_dtype)
     qv = quant.quantize(v, key)
     assert np.array_equal(qv.indices, idx_ref) and np.array_equal(qv.signs, sign_ref)
+    return plan, u
+
+
+@pytest.mark.parametrize("name", sorted(QUANTIZERS))
+def test_round_kernel_equals_reference_fed_same_uniforms(name):
+    quant = QUANTIZERS[name]
+    v = test_vector(quant.dimension or 3001, 8)
+    key = Key(11, 2, 9)
+    plan, u = assert_kernel_matches_reference(quant, v, key)
     # and the uniforms are the textbook SplitMix64 ones: spot-check against direct formula per coordinate
     layer, index = plan.coord_address()
     from qodasim.rng import stream_base, uniform_scalar_py
 
     for i in (0, v.size // 2, v.size - 1):
         assert u[i] == uniform_scalar_py(stream_base(key, int(layer[i])), int(index[i]))
+
+
+def _awkward_vector(d: int, dtype, rng) -> np.ndarray:
+    """Coordinates on levels, between adjacent floats, tiny, zero, negative zero and the maximum."""
+    v = rng.standard_normal(d)
+    v[::5] = np.round(v[::5] * 4) / 4
+    v[1::7] *= 1e-30
+    v[2::11] = 0.0
+    v[3::13] = -0.0
+    v[4] = np.abs(v).max() * 3
+    if dtype == np.float64:
+        v[6] = 1e38  # near the float32 limit of the norm, so that t = |x|·s/n of these is subnormal
+        v[5::17] = 1e-280 * rng.uniform(0.5, 50.0, v[5::17].size)
+    return v.astype(dtype)
+
+
+@pytest.mark.parametrize("s", [1, 2, 15, 1023, 1024, 3000])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_uniform_integer_path_matches_reference_at_its_boundaries(s, dtype):
+    """Uniform s < 2^10 rounds in integers (``round_int``), larger s by the float compare: both = reference."""
+    v = _awkward_vector(20_011, dtype, np.random.default_rng(s))
+    for quant in (Quantizer(Levels.uniform(s)), Quantizer(Levels.uniform(s), q=np.inf, bucket_size=64)):
+        assert_kernel_matches_reference(quant, v, Key(5, 1, s))
+
+
+def test_round_int_identity_exact():
+    """``(⌈t·2^53⌉ + 2^53 − 1 − K) >> 53 = ⌊t⌋ + [K·2^{-53} < t − ⌊t⌋]``, checked in exact rationals.
+
+    K is put exactly on, just below and just above ``(t − ⌊t⌋)·2^53``, where an off-by-one would show
+    (random K would hit these with probability ~2^-53)."""
+    from fractions import Fraction
+
+    from qodasim.quantize._numba import round_int
+
+    rng = np.random.default_rng(0)
+    ts = [0.0, 1.0, 5e-324, 2.0**-60, 0.5, 1023.0, np.nextafter(1023.0, 1024.0), np.nextafter(7.0, 0.0)]
+    ts += list(rng.uniform(0, 1024, 40)) + list(rng.uniform(0, 1, 20) * 2.0 ** -rng.integers(0, 60, 20))
+    top = (1 << 53) - 1
+    n_checked = 0
+    for t in ts:
+        j = int(np.floor(t))
+        r53 = (Fraction(t) - j) * (1 << 53)
+        fl = int(r53)
+        for K in {0, top, fl - 1, fl, fl + 1, int(rng.integers(0, top))}:
+            if not 0 <= K <= top:
+                continue
+            for low in (0, (1 << 11) - 1):  # the 11 discarded bits must not matter
+                h = np.uint64((K << 11) | low)
+                want = j + (Fraction(K) < r53)
+                assert int(round_int(t, h)) == want, (t, K, low)
+                n_checked += 1
+    assert n_checked > 400
+
+
+@pytest.mark.parametrize("engine", ["numba", "numpy"])
+def test_quantize_into_preallocated_output(engine):
+    quant = Quantizer(Levels.uniform(15), bucket_size=100, engine=engine)
+    v = test_vector(5000, 3)
+    out = (np.full(v.size, 99, quant.index_dtype), np.zeros(v.size, np.int8))
+    qv = quant.quantize(v, Key(4), out=out)
+    assert qv.indices is out[0] and qv.signs is out[1]
+    assert qv.equals(quant.quantize(v, Key(4)))
+
+
+@pytest.mark.parametrize(
+    "make, exc, words",
+    [
+        (lambda d: np.empty(d, np.uint8), TypeError, "pair"),
+        (lambda d: (np.empty(d, np.uint16), np.empty(d, np.int8)), TypeError, "dtype uint8"),
+        (lambda d: (np.empty(d, np.uint8), np.empty(d, np.int16)), TypeError, "dtype int8"),
+        (lambda d: (np.empty(d + 1, np.uint8), np.empty(d, np.int8)), ValueError, "shape"),
+        (lambda d: (np.empty(2 * d, np.uint8)[::2], np.empty(d, np.int8)), ValueError, "contiguous"),
+        (lambda d: ([0] * d, np.empty(d, np.int8)), TypeError, "numpy array"),
+        (lambda d: (np.zeros(d, np.uint8), np.zeros(d, np.int8).view(np.uint8).view(np.int8)), None, None),
+    ],
+)
+def test_bad_preallocated_output(make, exc, words):
+    quant = Quantizer(Levels.uniform(15))
+    v = test_vector(100, 2)
+    if exc is None:
+        quant.quantize(v, Key(1), out=make(v.size))
+        return
+    with pytest.raises(exc, match=words):
+        quant.quantize(v, Key(1), out=make(v.size))
+
+
+def test_preallocated_output_read_only_or_overlapping_is_rejected():
+    quant = Quantizer(Levels.uniform(15))
+    v = test_vector(100, 2)
+    idx, sign = np.empty(v.size, np.uint8), np.empty(v.size, np.int8)
+    idx.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        quant.quantize(v, Key(1), out=(idx, sign))
+    both = np.empty(v.size + 1, np.uint8)
+    with pytest.raises(ValueError, match="overlap"):
+        quant.quantize(v, Key(1), out=(both[:-1], both[1:].view(np.int8)))
+    raw = np.empty(v.size * 4, np.uint8)
+    w = raw.view(np.float32)
+    w[:] = v
+    with pytest.raises(ValueError, match="overlaps the input"):
+        quant.quantize(w, Key(1), out=(raw[: v.size], np.empty(v.size, np.int8)))
 
 
 def test_norms_against_numpy_norm():

@@ -38,7 +38,7 @@ def task_powsum(v, plan, scale, q, need):
     return out.copy_to_host()
 
 
-def round(v, seg_scale, plan, seg_base, lv, lv_start, type_uni, idx_dtype):
+def round(v, seg_scale, plan, seg_base, lv, lv_start, type_uni, idx_dtype, out=None):
     n = plan.task_start.size
     idx = cuda.device_array(plan.d, idx_dtype)
     sign = cuda.device_array(plan.d, np.int8)
@@ -46,7 +46,11 @@ def round(v, seg_scale, plan, seg_base, lv, lv_start, type_uni, idx_dtype):
         _dev(v), _dev(seg_scale), _dev(plan.seg_type), _dev(seg_base), _dev(plan.seg_shift), _dev(plan.task_start),
         _dev(plan.task_end), _dev(plan.task_seg), _dev(lv), _dev(lv_start), _dev(type_uni), idx, sign,
     )  # fmt: skip
-    return idx.copy_to_host(), sign.copy_to_host()
+    if out is None:
+        return idx.copy_to_host(), sign.copy_to_host()
+    idx.copy_to_host(out[0])
+    sign.copy_to_host(out[1])
+    return out
 
 
 def dequantize(idx, sign, norms, plan, lv, lv_start, dtype):

@@ -13,7 +13,14 @@ from numba import njit, prange
 from . import _scalar
 
 _GOLDEN = _scalar.GOLDEN_U64  # the per-coordinate increment of the SplitMix64 state
-ROUND_BLOCK = 2048  # coordinates per scratch block of the uniform-level rounding loop (16 KB, L1)
+_MIX1, _MIX2 = _scalar.MIX1_U64, _scalar.MIX2_U64
+_S30, _S27, _S31, _S11 = _scalar.S30, _scalar.S27, _scalar.S31, _scalar.S11
+_S53 = np.uint64(53)
+_U0 = np.uint64(0)
+_LOW53 = np.uint64((1 << 53) - 1)
+_TWO53 = 2.0**53
+#: Largest ``s`` of uniform levels rounded by the integer path (needs ``⌈s·2^53⌉ + 2^53 < 2^64``).
+INT_PATH_MAX_S = 1 << 10
 
 
 uniform_of = njit(inline="always", cache=True)(_scalar.uniform_of)
@@ -44,6 +51,7 @@ def split(ax, c, su, lv, lo, nl):
 
 
 LANES = 32
+_ULANES = np.uint64(LANES)
 
 
 @njit(inline="always", cache=True)
@@ -63,25 +71,29 @@ def task_max_sumsq(v, task_start, task_end, out_max, out_sumsq):
 
     The sum is deterministic: coordinate ``a + p`` of a task ``[a, b)`` goes to lane ``p mod 32``,
     each lane sums sequentially in float64 from 0.0, and the lanes are folded by :func:`fold_lanes`.
-    The NumPy reference and the CUDA kernels use the same order.
+    The NumPy reference and the CUDA kernels use the same order.  Indices are unsigned: with signed
+    ones Numba checks each for negative wraparound and LLVM vectorized the block loop with gathers
+    (2.4x slower, BENCHMARKS.md).
     """
     for t in prange(task_start.size):
-        a = task_start[t]
-        b = task_end[t]
+        a = np.uint64(task_start[t])
+        b = np.uint64(task_end[t])
         acc = np.zeros(LANES)
         mx = np.zeros(LANES)
-        nfull = (b - a) // LANES
+        nfull = (b - a) // _ULANES
         for blk in range(nfull):
-            base = a + blk * LANES
+            base = a + np.uint64(blk) * _ULANES
             for k in range(LANES):
-                x = abs(np.float64(v[base + k]))
-                mx[k] = max(mx[k], x)
-                acc[k] += x * x
-        base = a + nfull * LANES
+                uk = np.uint64(k)
+                x = abs(np.float64(v[base + uk]))
+                mx[uk] = max(mx[uk], x)
+                acc[uk] += x * x
+        base = a + nfull * _ULANES
         for k in range(b - base):
-            x = abs(np.float64(v[base + k]))
-            mx[k] = max(mx[k], x)
-            acc[k] += x * x
+            uk = np.uint64(k)
+            x = abs(np.float64(v[base + uk]))
+            mx[uk] = max(mx[uk], x)
+            acc[uk] += x * x
         out_max[t] = mx.max()
         out_sumsq[t] = fold_lanes(acc)
 
@@ -98,11 +110,12 @@ def task_scaled_powsum(v, task_start, task_end, task_group, group_scale, group_q
         if m == 0.0:
             continue
         q = group_q[g]
-        a = task_start[t]
+        a = np.uint64(task_start[t])
         acc = np.zeros(LANES)
-        for i in range(a, task_end[t]):
-            y = abs(np.float64(v[i])) / m
-            k = (i - a) & (LANES - 1)
+        for p in range(np.uint64(task_end[t]) - a):
+            up = np.uint64(p)
+            y = abs(np.float64(v[a + up])) / m
+            k = up & (_ULANES - np.uint64(1))
             if q == 2.0:
                 acc[k] += y * y
             else:
@@ -128,34 +141,45 @@ def combine_sum(task_group, part, n_groups):
     return out
 
 
+@njit(inline="always", cache=True)
+def mix_bits(z):
+    """The 64 mixed bits ``mix64(z)`` of SplitMix64 state ``z`` (:func:`uniform_of` uses the top 53)."""
+    h = (z ^ (z >> _S30)) * _MIX1
+    h = (h ^ (h >> _S27)) * _MIX2
+    return h ^ (h >> _S31)
+
+
+@njit(inline="always", cache=True)
+def round_int(t, h):
+    """``⌊t⌋ + [u < t − ⌊t⌋]`` for ``0 ≤ t < 2^{10}`` and ``u = (h >> 11)·2^{-53}``, in integers.
+
+    See :func:`_round_uniform_range` for the derivation; returns uint64.
+    """
+    big = np.uint64(np.ceil(t * _TWO53))
+    return (big + ((h >> _S11) ^ _LOW53)) >> _S53
+
+
 @njit(cache=True)
 def _round_uniform_range(v, a, b, c, smax, z, out_idx, out_sign):
-    """Uniform levels on coordinates ``[a, b)``: branch-free and vectorizable.
+    """Uniform levels on coordinates ``[a, b)`` in integer arithmetic (branch-free, vectorizes).
 
-    Blocks of ROUND_BLOCK coordinates go through an int64 scratch holding ±index (the sign folded
-    in, so index 0 keeps sign +1): Numba vectorizes the wide store far better than two narrow ones;
-    unsigned indices spare the negative-index wraparound checks; and a function of its own keeps
-    the general-levels branch out of this loop's code generation (together ~2x, BENCHMARKS.md).
+    With ``t = |x|·c``, ``j = ⌊t⌋``, ``ρ = t − j`` (exact, Sterbenz) and the uniform ``u = K·2^{-53}``,
+    the rounding ``j + [u < ρ]`` equals ``⌈(T − K)/2^{53}⌉`` with ``T = t·2^{53}`` (exact: a power of
+    two), because ``u < ρ ⇔ K < ρ·2^{53}``.  With ``C = ⌈T⌉`` and ``⌈(C − K)/2^{53}⌉ = ⌈(T − K)/2^{53}⌉``
+    this is ``(C + (2^{53} − 1 − K)) >> 53`` where ``2^{53} − 1 − K`` is the complement of the 53
+    uniform bits: no float compare, no int→float conversions.  Valid while ``C + 2^{53} < 2^{64}``,
+    i.e. ``t < 2^{10}`` — the caller routes ``s ≥ 2^{10}`` to the float path.  Bit-identical to
+    :func:`split` + ``u < ρ`` (tested); unsigned indices spare Numba's wraparound checks.
     """
-    buf = np.empty(ROUND_BLOCK, np.int64)
-    for a0 in range(a, b, ROUND_BLOCK):
-        m = min(ROUND_BLOCK, b - a0)
-        ua = np.uint64(a0)
-        for k in range(m):
-            uk = np.uint64(k)
-            x = np.float64(v[ua + uk])
-            tt = abs(x) * c
-            j = np.int64(tt)
-            rho = tt - np.float64(j)
-            kk = j + np.int64(uniform_of(z) < rho)
-            z += _GOLDEN
-            kk = kk if kk < smax else smax
-            buf[uk] = kk if x >= 0.0 else -kk
-        for k in range(m):
-            uk = np.uint64(k)
-            sv = buf[uk]
-            out_idx[ua + uk] = sv if sv >= 0 else -sv
-            out_sign[ua + uk] = np.int8(1 - 2 * np.int64(sv < 0))
+    ua = np.uint64(a)
+    for p in range(np.uint64(b) - ua):
+        i = ua + np.uint64(p)
+        x = np.float64(v[i])
+        k = round_int(abs(x) * c, mix_bits(z))
+        z += _GOLDEN
+        k = k if k < smax else smax
+        out_idx[i] = k
+        out_sign[i] = np.int8(1 - 2 * np.int64((x < 0.0) & (k > _U0)))
 
 
 @njit(parallel=True, cache=True)
@@ -177,14 +201,16 @@ def round_kernel(
         a = task_start[t]
         b = task_end[t]
         z = first_state(seg_base[s], a + seg_shift[s])
-        if su > 0:
-            _round_uniform_range(v, a, b, c, np.int64(su), z, out_idx, out_sign)
+        if 0 < su < INT_PATH_MAX_S:
+            _round_uniform_range(v, a, b, c, np.uint64(su), z, out_idx, out_sign)
         else:
             lo = lv_start[ty]
             nl = lv_start[ty + 1] - lo
-            for i in range(a, b):
+            ua = np.uint64(a)
+            for p in range(np.uint64(b) - ua):
+                i = ua + np.uint64(p)
                 x = np.float64(v[i])
-                j, rho = split(abs(x), c, 0, lv, lo, nl)
+                j, rho = split(abs(x), c, su, lv, lo, nl)
                 k = j + np.int64(uniform_of(z) < rho)
                 z += _GOLDEN
                 out_idx[i] = k
@@ -198,8 +224,11 @@ def dequantize_kernel(idx, sign, norms, seg_group, seg_type, task_start, task_en
         s = task_seg[t]
         n = norms[seg_group[s]]
         lo = lv_start[seg_type[s]]
-        for i in range(task_start[t], task_end[t]):
-            out[i] = n * np.float64(sign[i]) * lv[lo + np.int64(idx[i])]
+        ulo = np.uint64(lo)
+        a = np.uint64(task_start[t])
+        for p in range(np.uint64(task_end[t]) - a):
+            i = a + np.uint64(p)
+            out[i] = n * np.float64(sign[i]) * lv[ulo + np.uint64(idx[i])]
 
 
 @njit(parallel=True, cache=True)

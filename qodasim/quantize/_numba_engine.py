@@ -28,9 +28,8 @@ def task_powsum(v, plan, scale, q, need):
     return out
 
 
-def round(v, seg_scale, plan, seg_base, lv, lv_start, type_uni, idx_dtype):
-    idx = np.empty(plan.d, idx_dtype)
-    sign = np.empty(plan.d, np.int8)
+def round(v, seg_scale, plan, seg_base, lv, lv_start, type_uni, idx_dtype, out=None):
+    idx, sign = (np.empty(plan.d, idx_dtype), np.empty(plan.d, np.int8)) if out is None else out
     K.round_kernel(
         v, seg_scale, plan.seg_type, seg_base, plan.seg_shift, plan.task_start, plan.task_end, plan.task_seg,
         lv, lv_start, type_uni, idx, sign,

@@ -112,9 +112,14 @@ def round_given_uniforms(v, seg_scale, plan, lv, lv_start, type_uni, u, idx_dtyp
     return k.astype(idx_dtype), sign
 
 
-def round(v, seg_scale, plan, seg_base, lv, lv_start, type_uni, idx_dtype):
+def round(v, seg_scale, plan, seg_base, lv, lv_start, type_uni, idx_dtype, out=None):
     u = coordinate_uniforms(plan, seg_base)
-    return round_given_uniforms(v, seg_scale, plan, lv, lv_start, type_uni, u, idx_dtype)
+    idx, sign = round_given_uniforms(v, seg_scale, plan, lv, lv_start, type_uni, u, idx_dtype)
+    if out is None:
+        return idx, sign
+    out[0][...] = idx
+    out[1][...] = sign
+    return out
 
 
 def dequantize(idx, sign, norms, plan, lv, lv_start, dtype):

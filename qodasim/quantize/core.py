@@ -93,6 +93,27 @@ def check_vector(v, name: str = "v") -> np.ndarray:
     return np.ascontiguousarray(v)
 
 
+def check_out(out, v: np.ndarray, index_dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Validate preallocated ``(indices, signs)`` output arrays for a vector ``v``."""
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise TypeError(f"out must be a pair (indices, signs) of arrays, got {type(out).__name__}")
+    want = (np.dtype(index_dtype), np.dtype(np.int8))
+    for name, arr, dt in zip(("out[0] (indices)", "out[1] (signs)"), out, want):
+        if not isinstance(arr, np.ndarray):
+            raise TypeError(f"{name} must be a numpy array, got {type(arr).__name__}")
+        if arr.dtype != dt:
+            raise TypeError(f"{name} must have dtype {dt}, got {arr.dtype}")
+        if arr.shape != v.shape:
+            raise ValueError(f"{name} must have shape {v.shape}, got {arr.shape}")
+        if not arr.flags.c_contiguous or not arr.flags.writeable:
+            raise ValueError(f"{name} must be C-contiguous and writeable")
+        if np.may_share_memory(arr, v):
+            raise ValueError(f"{name} overlaps the input vector")
+    if np.may_share_memory(out[0], out[1]):
+        raise ValueError("out: the indices and signs arrays overlap")
+    return out[0], out[1]
+
+
 def _check_q(q) -> float:
     try:
         qf = float(q)
@@ -269,18 +290,26 @@ class BaseQuantizer:
         """The float32 norms ``n_g`` this quantizer would use for ``v``."""
         return self._prepare(v, layout)[3]
 
-    def quantize(self, v, key, layout: LayerLayout | None = None) -> QuantizedVector:
+    def quantize(self, v, key, layout: LayerLayout | None = None, *, out=None) -> QuantizedVector:
         """Quantize ``v`` with the random key ``key`` (a :class:`~qodasim.rng.Key` or an int seed).
 
         ``layout`` (global quantizer only) sets the random-stream addresses ``(layer, index)`` of the
         coordinates; by default the vector is one layer.
+
+        ``out``, optional, is a pair ``(indices, signs)`` of preallocated arrays to write into
+        (C-contiguous, writeable, shape ``(d,)``, dtypes :attr:`index_dtype` and ``int8``, not
+        overlapping ``v``) — for instance the arrays of a result that is no longer needed.  For large
+        ``d`` this saves the page faults of fresh memory, which cost as much as the rounding itself
+        (BENCHMARKS.md).  The returned :class:`QuantizedVector` then holds these arrays.
         """
         key = as_key(key)
         v, plan, eng, n32 = self._prepare(v, layout)
+        if out is not None:
+            out = check_out(out, v, self.index_dtype)
         lv, lv_start, type_uni = self._tables
         seg_base = segment_bases(plan, key)
         scale = segment_scales(plan, n32, type_uni)
-        idx, sign = eng.round(v, scale, plan, seg_base, lv, lv_start, type_uni, self.index_dtype)
+        idx, sign = eng.round(v, scale, plan, seg_base, lv, lv_start, type_uni, self.index_dtype, out)
         return QuantizedVector(idx, sign, n32, plan, self.type_levels, v.dtype, key)
 
     def quantize_batch(self, V, keys, layout: LayerLayout | None = None) -> list[QuantizedVector]:
