@@ -9,7 +9,8 @@ import platform
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# QODASIM_BENCH_RESULTS redirects the JSON (smoke tests write to a temporary folder).
+RESULTS = Path(os.environ.get("QODASIM_BENCH_RESULTS", Path(__file__).resolve().parent / "results"))
 
 
 def parser(description: str) -> argparse.ArgumentParser:

@@ -94,3 +94,132 @@ def test_expected_cost_kernel_matches_numpy():
     table = _payload.dense_cost_table(6, 0).astype(float)
     got = _cuda_engine.expected_costs(j, rho, plan.coord_type(), [table])
     assert np.allclose(got, (1 - rho) * table[j] + rho * table[j + 1], rtol=1e-15)
+
+
+# -- device-resident workers (DeviceWorkspace) and the solver on engine="cuda" -----------------------
+
+WORKSPACE_CASES = {
+    "global-bucket": lambda eng: Quantizer(LEVELS["uniform15"], bucket_size=16, engine=eng),
+    "global-L3": lambda eng: Quantizer(LEVELS["random5"], q=3.0, engine=eng),
+    "layerwise": lambda eng: LayerwiseQuantizer(
+        LayerLayout([20, 12], [0, 1]), (LEVELS["uniform4"], LEVELS["exp3"]), bucket_size=(None, 8), engine=eng
+    ),  # fmt: skip
+}
+
+
+@pytest.mark.parametrize("name", sorted(WORKSPACE_CASES))
+def test_device_workspace_equals_cpu_batch_and_stays_resident(name):
+    """Quantized vectors and per-replica worker sums are the CPU's bit for bit; after the first call
+    nothing is allocated on the device and only O(R·d + tasks) bytes come back per call — the
+    quantized vectors (R·K·d index bytes) stay on the device unless asked for."""
+    from qodasim.quantize import dequantize_batch
+    from qodasim.quantize.device import DeviceWorkspace, worker_sums
+
+    cpu = WORKSPACE_CASES[name]("numba")
+    d, K, R = 32, 3, 2
+    ws = DeviceWorkspace(WORKSPACE_CASES[name]("cuda"), d, K, R)
+    allocated = ws.stats["device_allocations"]
+    rng = np.random.default_rng(5)
+    for call in range(3):
+        V = rng.standard_normal((R * K, d)) * rng.uniform(0.1, 10, (R * K, 1))
+        keys = [Key(9, k, call) for k in range(R * K)]
+        before = ws.stats["d2h_bytes"]
+        n32 = ws.quantize(V, keys)
+        sums = ws.worker_sums()
+        down = ws.stats["d2h_bytes"] - before
+        assert ws.stats["device_allocations"] == allocated
+        n_partials = (2 + int(np.any(ws.tplan.group_q == 3.0))) * ws.tplan.task_start.size  # max, Σx², Σ|x|^q
+        assert down == R * d * 8 + n_partials * 8  # the worker sums and task partials, nothing else
+        qvs_cpu = cpu.quantize_batch(V, keys)
+        assert np.array_equal(n32, np.concatenate([q.norms for q in qvs_cpu]))
+        before = ws.stats["d2h_bytes"]
+        for a, b in zip(ws.quantized(), qvs_cpu):
+            assert a.equals(b)
+        assert ws.stats["d2h_bytes"] - before == R * K * d * (cpu.index_dtype.itemsize + 1)  # on request only
+        want = worker_sums(dequantize_batch(qvs_cpu).reshape(R, K, d))
+        assert np.array_equal(sums, want)
+    assert ws.stats["calls"] == 3 and ws.stats["device_allocations"] == allocated
+
+
+def test_device_workspace_bad_input():
+    from qodasim.quantize.device import DeviceWorkspace
+
+    q = Quantizer(LEVELS["uniform4"], engine="cuda")
+    ws = DeviceWorkspace(q, 10, 2)
+    with pytest.raises(ValueError, match="nothing quantized"):
+        ws.worker_sums()
+    with pytest.raises(ValueError, match="shape"):
+        ws.quantize(np.ones((3, 10)), [1, 2, 3])
+    with pytest.raises(TypeError, match="dtype"):
+        ws.quantize(np.ones((2, 10), np.float32), [1, 2])
+    with pytest.raises(ValueError, match="keys"):
+        ws.quantize(np.ones((2, 10)), [1])
+    with pytest.raises(ValueError, match="n_workers"):
+        DeviceWorkspace(q, 10, 0)
+    with pytest.raises(ValueError, match="another plan"):
+        ws.set_quantizer(Quantizer(LEVELS["uniform4"], bucket_size=4))
+    with pytest.raises(ValueError, match="level-table size"):
+        ws.set_quantizer(Quantizer(Levels.uniform(9)))
+    bad = np.ones((2, 10))
+    bad[1, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        ws.quantize(bad, [1, 2])
+
+
+@pytest.mark.parametrize("bits", ["stream", "expected"])
+def test_solver_on_the_device_equals_the_cpu_run(bits):
+    """QODA with K = 3 layer-wise quantized workers, 2 replicas and a level re-optimization: the
+    device-resident run reproduces the CPU run bit for bit (iterates, measures, bits, ledger)."""
+    from qodasim.solvers import SolverConfig, solve
+    from qodasim.vi import NoiseModel, layered_problem
+
+    p = layered_problem([12, 20], [1.0, 0.05], types=[0, 1], seed=4)
+    common = dict(method="qoda", T=8, K=3, replicas=2, compression="layerwise", levels=("uniform:3", "uniform:3"),
+                  noise=NoiseModel("absolute", 0.3), seed=1, bits=bits, reoptimize_every=4, record=4)  # fmt: skip
+    a = solve(p, SolverConfig(engine="numba", **common))
+    b = solve(p, SolverConfig(engine="cuda", **common))
+    assert a.status == b.status == "ok"
+    assert np.array_equal(a.x_last, b.x_last) and np.array_equal(a.x_avg, b.x_avg)
+    assert np.array_equal(a.bits_per_iteration, b.bits_per_iteration)
+    assert all(np.array_equal(a.measures[m], b.measures[m], equal_nan=True) for m in a.measures)
+    assert np.array_equal(a.ledger.table(), b.ledger.table())
+
+
+def test_device_workspace_reads_device_arrays_in_place():
+    """Vectors already on the device are quantized without a host round trip (no upload counted)."""
+    from numba import cuda
+
+    from qodasim.quantize.device import DeviceWorkspace
+
+    q = Quantizer(LEVELS["uniform15"], bucket_size=16, engine="cuda")
+    V = np.random.default_rng(2).standard_normal((2, 40)).astype(np.float32)
+    ws = DeviceWorkspace(q, 40, 2, dtype=np.float32)
+    dV = cuda.to_device(V)
+    up = ws.stats["h2d_bytes"]
+    ws.quantize(dV, [1, 2])
+    assert ws.stats["h2d_bytes"] - up < V.nbytes  # only scales, stream bases and norms went up
+    dev = ws.quantized()
+    ws.quantize(V, [1, 2])
+    assert all(a.equals(b) for a, b in zip(dev, ws.quantized()))
+    bad = V.copy()
+    bad[1, 7] = np.inf
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        ws.quantize(cuda.to_device(bad), [1, 2])
+    with pytest.raises(ValueError, match="shape"):
+        ws.quantize(cuda.to_device(np.ascontiguousarray(V[:, :20])), [1, 2])
+
+
+def test_gpu_benchmark_script_runs(tmp_path):
+    """benchmarks/gpu.py runs end to end (tiny d under the simulator): GPU and CPU outputs agree."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+    env = dict(os.environ, QODASIM_BENCH_RESULTS=str(tmp_path))
+    subprocess.run([sys.executable, "-W", "ignore", str(script), "--log2d", "8", "--repeats", "1"], env=env,
+                   check=True, capture_output=True, timeout=600)  # fmt: skip
+    res = json.loads((tmp_path / "gpu.json").read_text())
+    assert res["gpu_equals_cpu"] == 1.0 and res["oracle_step_equal"] == 1.0

@@ -143,6 +143,34 @@ def dequantize_kernel(idx, sign, norms, seg_group, seg_type, task_start, task_en
 
 
 @cuda.jit
+def mean_dequantize_kernel(idx, sign, norms, seg_group, seg_type, task_start, task_end, task_seg, lv, lv_start,
+                           n_workers, n_groups, out):  # fmt: skip
+    """``out[r, i] = Σ_k n_{rk,g}·sign·ℓ`` over the ``K`` rows ``r·K + k`` (k in order, float64).
+
+    Grid ``(row-plan tasks, R)``; the plan arrays are the *row* plan's, rows are ``d`` apart in
+    ``idx``/``sign`` and ``n_groups`` apart in ``norms``.  The sum starts from worker 0's term and
+    adds the others in order — the CPU's sequential sum over workers, bit for bit.
+    """
+    t = cuda.blockIdx.x
+    r = cuda.blockIdx.y
+    d = out.shape[1]
+    s = task_seg[t]
+    g = seg_group[s]
+    lo = lv_start[seg_type[s]]
+    i = task_start[t] + cuda.threadIdx.x
+    while i < task_end[t]:
+        b = r * n_workers
+        p = b * d + i
+        acc = norms[b * n_groups + g] * np.float64(sign[p]) * lv[lo + np.int64(idx[p])]
+        for k in range(1, n_workers):
+            b = r * n_workers + k
+            p = b * d + i
+            acc += norms[b * n_groups + g] * np.float64(sign[p]) * lv[lo + np.int64(idx[p])]
+        out[r, i] = acc
+        i += cuda.blockDim.x
+
+
+@cuda.jit
 def interval_kernel(v, seg_scale, seg_type, task_start, task_end, task_seg, lv, lv_start, type_uni, out_j, out_rho):
     """Per coordinate ``(j, ρ)`` exactly as the CPU's ``split`` (feeds exact variance and lengths)."""
     t = cuda.blockIdx.x

@@ -35,6 +35,7 @@ from ..coding import BitLedger, Encoder, expected_bits
 from ..levels import Levels
 from ..optimize import normalized_magnitudes, optimize_layerwise, optimize_levels
 from ..quantize import LayerwiseQuantizer, Quantizer, dequantize_batch
+from ..quantize.device import DeviceWorkspace, worker_sums
 from ..rng import MASK64, Key, mix64
 from ..vi.measures import RestrictedGap, distance_to_solution, operator_norm, restricted_gap_sampled
 from ..vi.noise import NoiseModel
@@ -236,6 +237,7 @@ class _Oracle:
         self.last_raw = None
         self.calls = 0
         self.messages = np.zeros(K, np.int64)
+        self.device: DeviceWorkspace | None = None
 
     def __call__(self, X: np.ndarray, t: int, rnd: int) -> np.ndarray:
         cfg = self.cfg
@@ -253,19 +255,26 @@ class _Oracle:
                     self.ledger.record(k, rnd, {"payload": 32.0 * d})
             return V.mean(axis=1)
         keys = [Key(self.seeds[r], k, rnd) for r in range(R) for k in range(K)]
-        qvs = self.quant.quantize_batch(V.reshape(R * K, d), keys)
-        out = dequantize_batch(qvs, engine=self.quant.engine).reshape(R, K, d).sum(axis=1)
+        if self.quant.engine == "cuda":  # the workers' vectors stay on the device (DeviceWorkspace)
+            if self.device is None or self.device.dtype != V.dtype:
+                self.device = DeviceWorkspace(self.quant, d, K, R, dtype=V.dtype)
+            self.device.quantize(V.reshape(R * K, d), keys)
+            out = self.device.worker_sums()
+            qvs = self.device.quantized() if cfg.bits == "stream" else None
+        else:
+            qvs = self.quant.quantize_batch(V.reshape(R * K, d), keys)
+            out = worker_sums(dequantize_batch(qvs, engine=self.quant.engine).reshape(R, K, d))
+        spec = self.quant.plan(d).spec
         for r in range(R):
             for k in range(K):
-                qv = qvs[r * K + k]
                 if cfg.bits == "stream":
-                    msg = self.encoders[r][k].encode(qv)
+                    msg = self.encoders[r][k].encode(qvs[r * K + k])
                     self.bits[r, t - 1] += msg.nbits
                     if r == 0:
                         self.ledger.record(k, rnd, msg)
                 elif cfg.bits == "expected":
                     e = expected_bits(V[r, k], self.quant, cfg.protocol, cfg.code)
-                    parts = self.encoders[r][k].account(qv.plan.spec, qv.levels, qv.dtype)
+                    parts = self.encoders[r][k].account(spec, self.quant.type_levels, V.dtype)
                     parts.update(norms=e["norms"], payload=e["payload"])
                     self.bits[r, t - 1] += sum(parts.values())
                     if r == 0:
@@ -291,6 +300,8 @@ class _Oracle:
                 return
             res = optimize_layerwise(layers, lay.types, alphas.pop(), method, q=self.quant.q, scope=self.quant.scope)
             self.quant = replace(self.quant, levels=res.levels)
+        if self.device is not None:
+            self.device.set_quantizer(self.quant)
 
 
 def _measure_fns(problem: Problem, cfg: SolverConfig, X1: np.ndarray):

@@ -1,0 +1,281 @@
+"""Device-resident quantization of ``K`` workers' vectors for a whole solver run (GPU backend).
+
+:class:`DeviceWorkspace` quantizes the ``B = R·K`` worker vectors of a solver step (``R`` replicas,
+``K`` workers) on the GPU and keeps them there.  Its buffers — input vectors, level indices, signs,
+task partials, per-replica worker sums, the tiled plan and the level tables — are allocated **once**
+and reused by every call of a run.  Per call the host ↔ device traffic is
+
+* up: the ``B × d`` oracle outputs (the problems' operators run on the host), the segment scales
+  and stream bases (``O(B · segments)``);
+* down: the task partials of the norm pass (``O(B · tasks)``) and the ``R × d`` worker sums;
+
+the quantized vectors leave the device only on request (:meth:`DeviceWorkspace.quantized`, used when
+the solver writes real bit streams).  Results are bit for bit those of the CPU engines: the norms
+are combined on the host by the same serial combiners (:func:`~qodasim.quantize.core.compute_norms`),
+rounding uses the same counter-based uniforms, and the worker sum adds workers in order
+``Σ_k = ((x_0 + x_1) + x_2) + …`` like :func:`worker_sums` on the CPU.
+
+:attr:`DeviceWorkspace.stats` counts bytes moved and device buffers allocated, so the residency
+claim is tested, not assumed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..rng import as_key
+from .core import (
+    BaseQuantizer,
+    QuantizedVector,
+    _cached_tile,
+    compute_norms,
+    get_engine,
+    round_up_to_float32,
+    segment_bases,
+    segment_scales,
+)
+from .plan import LayerLayout
+
+__all__ = ["DeviceWorkspace", "worker_sums"]
+
+
+def worker_sums(D: np.ndarray) -> np.ndarray:
+    """``S[r] = Σ_k D[r, k]`` summed in worker order (the reference of the device's fused kernel).
+
+    Parameters
+    ----------
+    D : ndarray, shape (R, K, d)
+        Dequantized worker vectors.
+    """
+    out = D[:, 0].astype(np.float64, copy=True)
+    for k in range(1, D.shape[1]):
+        out += D[:, k]
+    return out
+
+
+def _positive_int(x, name: str) -> int:
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < 1:
+        raise ValueError(f"{name} must be a positive integer, got {x!r}")
+    return int(x)
+
+
+def _is_device_array(cuda, x) -> bool:
+    """A Numba device array (real or simulated) or any object with ``__cuda_array_interface__``."""
+    return cuda.devicearray.is_cuda_ndarray(x) or hasattr(x, "__cuda_array_interface__")
+
+
+class _DeviceVector:
+    """A device vector seen from the host only if NumPy asks (``np.isfinite`` in an error path)."""
+
+    def __init__(self, ws: DeviceWorkspace, dev):
+        self._ws, self._dev = ws, dev
+
+    def __array__(self, dtype=None, copy=None):
+        host = self._ws._down(self._dev)
+        return host if dtype is None else host.astype(dtype)
+
+
+class DeviceWorkspace:
+    """GPU buffers for quantizing ``R × K`` worker vectors of dimension ``d``, call after call.
+
+    Parameters
+    ----------
+    quantizer : Quantizer or LayerwiseQuantizer
+        Its levels, norm, buckets and layout; its ``engine`` setting is ignored (this is the GPU).
+    d : int
+        Dimension of each worker vector.
+    n_workers : int
+        ``K``.
+    replicas : int, default 1
+        ``R`` independent runs stacked (rows ``r·K + k``).
+    layout : LayerLayout, optional
+        Random-stream layout for a global quantizer (as in :meth:`Quantizer.quantize`).
+    dtype : {numpy.float64, numpy.float32}
+        dtype of the worker vectors.
+
+    Raises
+    ------
+    ValueError
+        Without a GPU (or the CUDA simulator), with the same message as ``engine="cuda"``.
+    """
+
+    def __init__(self, quantizer: BaseQuantizer, d: int, n_workers: int, replicas: int = 1,
+                 layout: LayerLayout | None = None, dtype=np.float64):  # fmt: skip
+        self._eng = get_engine("cuda")  # raises the clear "no GPU" ValueError
+        from numba import cuda
+
+        from . import _cuda
+
+        if not isinstance(quantizer, BaseQuantizer):
+            raise TypeError(f"quantizer must be a Quantizer or LayerwiseQuantizer, got {type(quantizer).__name__}")
+        self._cuda, self._K = cuda, _cuda
+        self.d = _positive_int(d, "d")
+        self.n_workers = _positive_int(n_workers, "n_workers")
+        self.replicas = _positive_int(replicas, "replicas")
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.layout = layout
+        self.quantizer = quantizer
+        self.plan = quantizer.plan(self.d, layout)
+        self.B = self.replicas * self.n_workers
+        self.tplan = _cached_tile(self.plan, self.B)
+        self.stats = {"calls": 0, "h2d_bytes": 0, "d2h_bytes": 0, "device_allocations": 0, "device_bytes": 0}
+        tp, rp = self.tplan, self.plan
+        self._tp = {name: self._to_device(getattr(tp, name)) for name in ("task_start", "task_end", "task_seg",
+                                                                         "seg_type", "seg_shift")}  # fmt: skip
+        self._tp["task_group"] = self._to_device(tp.seg_group[tp.task_seg])
+        self._rp = {name: self._to_device(getattr(rp, name)) for name in ("task_start", "task_end", "task_seg",
+                                                                         "seg_group", "seg_type")}  # fmt: skip
+        self._tables = [self._to_device(a) for a in quantizer._tables]
+        n_tasks, n = tp.task_start.size, self.B * self.d
+        self._v = self._alloc(n, self.dtype)
+        self._idx = self._alloc(n, quantizer.index_dtype)
+        self._sign = self._alloc(n, np.int8)
+        self._mx, self._ss, self._pw = (self._alloc(n_tasks, np.float64) for _ in range(3))
+        self._scale = self._alloc(tp.n_segments, np.float64)
+        self._base = self._alloc(tp.n_segments, np.uint64)
+        self._norms = self._alloc(tp.n_groups, np.float64)
+        self._group_args = (self._alloc(tp.n_groups, np.float64), self._alloc(tp.n_groups, np.float64),
+                            self._alloc(tp.n_groups, np.bool_))  # fmt: skip
+        self._sums = self._alloc((self.replicas, self.d), np.float64)
+        self._threads = _cuda.threads_for(tp)
+        self._cur = self._v
+        self._n32: np.ndarray | None = None
+        self._keys: list | None = None
+
+    # -- transfers and allocations, counted -------------------------------------------------------
+    def _alloc(self, shape, dtype):
+        arr = self._cuda.device_array(shape, dtype)
+        self.stats["device_allocations"] += 1
+        self.stats["device_bytes"] += int(np.prod(shape)) * np.dtype(dtype).itemsize
+        return arr
+
+    def _to_device(self, host: np.ndarray):
+        host = np.ascontiguousarray(host)
+        arr = self._alloc(host.shape, host.dtype)
+        self._up(arr, host)
+        return arr
+
+    def _up(self, dev, host: np.ndarray) -> None:
+        dev.copy_to_device(np.ascontiguousarray(host))
+        self.stats["h2d_bytes"] += host.nbytes
+
+    def _down(self, dev) -> np.ndarray:
+        host = dev.copy_to_host()
+        self.stats["d2h_bytes"] += host.nbytes
+        return host
+
+    # -- the engine interface compute_norms needs, on the resident vectors -------------------------
+    def task_stats(self, v, plan):
+        n = plan.task_start.size
+        self._K.task_max_sumsq[n, self._K.LANES](self._cur, self._tp["task_start"], self._tp["task_end"], self._mx,
+                                                 self._ss)  # fmt: skip
+        return self._down(self._mx), self._down(self._ss)
+
+    def task_powsum(self, v, plan, scale, q, need):
+        K = self._K
+        for dev, host in zip(self._group_args, (scale, q, need)):
+            self._up(dev, host)
+        t = self._tp
+        K.task_scaled_powsum[plan.task_start.size, K.LANES](
+            self._cur, t["task_start"], t["task_end"], t["task_group"], *self._group_args, self._pw
+        )
+        return self._down(self._pw)
+
+    # -- public API ---------------------------------------------------------------------------------
+    def set_quantizer(self, quantizer: BaseQuantizer) -> None:
+        """Switch to new levels for the same plan (e.g. after level re-optimization); no reallocation.
+
+        Raises ``ValueError`` if the new quantizer's plan, index dtype or level-table sizes differ.
+        """
+        if not isinstance(quantizer, BaseQuantizer):
+            raise TypeError(f"quantizer must be a Quantizer or LayerwiseQuantizer, got {type(quantizer).__name__}")
+        plan = quantizer.plan(self.d, self.layout)
+        tables = quantizer._tables
+        if (plan.spec != self.plan.spec or quantizer.index_dtype != self.quantizer.index_dtype
+                or any(t.shape != d.shape for t, d in zip(tables, self._tables))):  # fmt: skip
+            raise ValueError("set_quantizer: the new quantizer needs another plan or level-table size; "
+                             "build a new DeviceWorkspace")  # fmt: skip
+        for dev, host in zip(self._tables, tables):
+            self._up(dev, host)
+        self.quantizer = quantizer
+
+    def quantize(self, V, keys) -> np.ndarray:
+        """Quantize ``V`` (shape ``(R·K, d)``, row ``r·K + k``) with one key per row.
+
+        ``V`` is a host array (uploaded into the resident buffer) or a C-contiguous CUDA device array
+        (anything with ``__cuda_array_interface__``; read in place, nothing is copied).  Returns the
+        float32 norms (``(R·K)·groups``, row after row); indices and signs stay on the device.
+        """
+        self._n32 = None  # an error below leaves nothing half-quantized behind
+        on_device = _is_device_array(self._cuda, V)
+        if on_device:
+            V = V if self._cuda.devicearray.is_cuda_ndarray(V) else self._cuda.as_cuda_array(V)
+        else:
+            V = np.asarray(V)
+        self._check_vectors(V.shape, V.dtype)
+        keys = [as_key(k) for k in keys]
+        if len(keys) != self.B:
+            raise ValueError(f"keys has {len(keys)} entries but V has {self.B} rows")
+        if on_device:
+            if not V.is_c_contiguous():
+                raise ValueError("V (device array) must be C-contiguous")
+            self._cur = V.reshape(self.B * self.d)
+            flat = _DeviceVector(self, self._cur)  # downloaded only to name a NaN/Inf in an error
+        else:
+            flat = np.ascontiguousarray(V).reshape(-1)
+            self._up(self._v, flat)
+            self._cur = self._v
+        tp = self.tplan
+        n32 = round_up_to_float32(compute_norms(flat, tp, self))
+        if np.any(np.isinf(n32)):
+            raise ValueError("V: a norm exceeds the float32 range (norms are sent as float32)")
+        lv, lv_start, type_uni = self._tables
+        self._up(self._scale, segment_scales(tp, n32, self.quantizer._tables[2]))
+        self._up(self._base, np.concatenate([segment_bases(self.plan, k) for k in keys]))
+        self._up(self._norms, n32.astype(np.float64))
+        t = self._tp
+        self._K.round_kernel[tp.task_start.size, self._threads](
+            self._cur, self._scale, t["seg_type"], self._base, t["seg_shift"], t["task_start"], t["task_end"],
+            t["task_seg"], lv, lv_start, type_uni, self._idx, self._sign,
+        )  # fmt: skip
+        self._n32, self._keys = n32, keys
+        self.stats["calls"] += 1
+        return n32
+
+    def _check_vectors(self, shape, dtype) -> None:
+        if tuple(shape) != (self.B, self.d):
+            raise ValueError(f"V must have shape {(self.B, self.d)}, got {tuple(shape)}")
+        if np.dtype(dtype) != self.dtype:
+            raise TypeError(f"V must have dtype {self.dtype}, got {np.dtype(dtype)}")
+
+    def worker_sums(self) -> np.ndarray:
+        """``Σ_k Q(v_{r,k})`` per replica, shape ``(R, d)`` float64, from the last :meth:`quantize`.
+
+        Dequantized and summed on the device in worker order (see :func:`worker_sums`); only the
+        ``R × d`` result is transferred.
+        """
+        self._require_quantized()
+        r = self._rp
+        lv, lv_start, _ = self._tables
+        self._K.mean_dequantize_kernel[(self.plan.task_start.size, self.replicas), self._K.threads_for(self.plan)](
+            self._idx, self._sign, self._norms, r["seg_group"], r["seg_type"], r["task_start"], r["task_end"],
+            r["task_seg"], lv, lv_start, self.n_workers, self.plan.n_groups, self._sums,
+        )  # fmt: skip
+        return self._down(self._sums)
+
+    def quantized(self) -> list[QuantizedVector]:
+        """Host copies of the last call's ``R·K`` quantized vectors (for encoding real bit streams)."""
+        self._require_quantized()
+        idx, sign = self._down(self._idx), self._down(self._sign)
+        d, G, q = self.d, self.plan.n_groups, self.quantizer
+        return [
+            QuantizedVector(idx[b * d : (b + 1) * d], sign[b * d : (b + 1) * d], self._n32[b * G : (b + 1) * G],
+                            self.plan, q.type_levels, self.dtype, self._keys[b])
+            for b in range(self.B)
+        ]  # fmt: skip
+
+    def _require_quantized(self) -> None:
+        if self._n32 is None:
+            raise ValueError("nothing quantized yet: call DeviceWorkspace.quantize first")
