@@ -1,6 +1,8 @@
 """Quantizers: unbiased stochastic rounding, global and layer-wise (THEORY §1–2).
 
-Engines: ``"numba"`` (compiled CPU kernels, default) and ``"numpy"`` (the plain reference).
+Engines: ``"numba"`` (compiled CPU kernels, default), ``"numpy"`` (the plain reference) and ``"cuda"``
+(GPU kernels, bit-identical output).  :mod:`qodasim.quantize.device` keeps many workers' vectors on
+the GPU across calls (its workspace needs numba-cuda and a GPU, or the CUDA simulator).
 """
 
 from .core import (
