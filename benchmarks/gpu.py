@@ -9,8 +9,8 @@
    upload, quantize, dequantize and sum on the device (``DeviceWorkspace``), against the CPU's
    ``quantize_batch`` + ``dequantize_batch`` + sum; the sums must be identical.
 
-``--quick``: d = 2^24 (and 2^20 in part 2).  ``--log2d N`` sets d = 2^N (a smoke run under the CUDA
-simulator uses a small N).  Exits with a clear message where no GPU is available.
+``--quick``: d = 2^24 (and 2^20 in part 2).  ``--log2d N`` sets d = 2^N in both parts (a smoke run
+under the CUDA simulator uses a small N).  Exits with a clear message where no GPU is available.
 """
 
 from __future__ import annotations
@@ -69,9 +69,8 @@ def main() -> None:
 
     # 2. one oracle step of K workers from the host
     K = 16
-    dk = max(2 ** (log2d - 4) if args.log2d is None else d // K, 1)
-    if args.quick and args.log2d is None:
-        dk = 2**20 // K
+    total = d if args.log2d is not None else (2**20 if args.quick else 2**22)
+    dk = max(total // K, 1)
     V = np.random.default_rng(1).standard_normal((K, dk))
     keys = [Key(2, k, 0) for k in range(K)]
     wk = DeviceWorkspace(quant, dk, K)

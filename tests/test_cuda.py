@@ -67,6 +67,20 @@ def test_cpu_and_gpu_give_the_same_quantized_vector(name):
         assert np.isclose(cpu.exact_variance(v), gpu.exact_variance(v), rtol=1e-12)
 
 
+def test_cpu_and_gpu_agree_on_coordinates_at_the_top_level():
+    """t = |v_i|·s/n = s exactly (q = ∞, power-of-two maximum): the fold j = s − 1, ρ = 1 of ``split``."""
+    cpu, gpu = pair(levels=LEVELS["uniform15"], q=np.inf)
+    v = test_vector(200, 4, np.float32)
+    v = v / (2 * np.abs(v).max())  # below 1/2, so the ±1 coordinates are the maximum
+    v[::9] = 1.0
+    v[1::9] = -1.0
+    a, b = cpu.quantize(v, Key(2)), gpu.quantize(v, Key(2))
+    assert a.equals(b) and np.all(a.indices[::9] == 15)
+    j1, r1, _, _ = cpu.intervals(v)
+    j2, r2, _, _ = gpu.intervals(v)
+    assert np.array_equal(j1, j2) and np.array_equal(r1, r2) and np.all(r1[::9] == 1.0)
+
+
 CASES["layerwise-small"] = dict(layout=LayerLayout([20, 12], [0, 1]), levels=(LEVELS["uniform4"], LEVELS["exp3"]))
 
 

@@ -137,6 +137,8 @@ def test_quantize_into_preallocated_output(engine):
     qv = quant.quantize(v, Key(4), out=out)
     assert qv.indices is out[0] and qv.signs is out[1]
     assert qv.equals(quant.quantize(v, Key(4)))
+    views = (np.zeros(v.size, np.uint8), np.zeros(v.size, np.int8).view(np.uint8).view(np.int8))
+    quant.quantize(v, Key(4), out=views)  # views of other arrays are accepted
 
 
 @pytest.mark.parametrize(
@@ -148,15 +150,11 @@ def test_quantize_into_preallocated_output(engine):
         (lambda d: (np.empty(d + 1, np.uint8), np.empty(d, np.int8)), ValueError, "shape"),
         (lambda d: (np.empty(2 * d, np.uint8)[::2], np.empty(d, np.int8)), ValueError, "contiguous"),
         (lambda d: ([0] * d, np.empty(d, np.int8)), TypeError, "numpy array"),
-        (lambda d: (np.zeros(d, np.uint8), np.zeros(d, np.int8).view(np.uint8).view(np.int8)), None, None),
     ],
 )
 def test_bad_preallocated_output(make, exc, words):
     quant = Quantizer(Levels.uniform(15))
     v = test_vector(100, 2)
-    if exc is None:
-        quant.quantize(v, Key(1), out=make(v.size))
-        return
     with pytest.raises(exc, match=words):
         quant.quantize(v, Key(1), out=make(v.size))
 

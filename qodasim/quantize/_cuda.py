@@ -27,6 +27,23 @@ _first_state = cuda.jit(device=True)(_scalar.first_state)
 _locate = cuda.jit(device=True)(_scalar.locate)
 
 
+@cuda.jit(device=True)
+def _split(ax, c, su, lv, lo, nl):
+    """``(j, ρ)`` of magnitude ``ax``: the CPU's ``_numba.split`` operation for operation (see there)."""
+    if su > 0:
+        t = ax * c
+        j = np.int64(np.int32(t))
+        if j >= su:
+            return su - 1, 1.0
+        return j, t - np.float64(j)
+    r = ax * c
+    if r > 1.0:
+        r = 1.0
+    j = _locate(lv, lo, nl, r)
+    l0 = lv[lo + j]
+    return j, (r - l0) / (lv[lo + j + 1] - l0)
+
+
 @cuda.jit
 def task_max_sumsq(v, task_start, task_end, out_max, out_sumsq):
     """One block of 32 threads per task: lane sums and maxima, folded in the CPU's order."""
@@ -108,23 +125,8 @@ def round_kernel(v, seg_scale, seg_type, seg_base, seg_shift, task_start, task_e
     i = task_start[t] + cuda.threadIdx.x
     while i < task_end[t]:
         x = np.float64(v[i])
-        ax = abs(x)
-        u = _uniform_of(_first_state(base, i + shift))
-        if su > 0:
-            tt = ax * c
-            j = np.int32(tt)
-            rho = tt - np.float64(j)
-            kk = j + (1 if u < rho else 0)
-            if kk > su:
-                kk = su
-        else:
-            r = ax * c
-            if r > 1.0:
-                r = 1.0
-            j = _locate(lv, lo, nl, r)
-            l0 = lv[lo + j]
-            rho = (r - l0) / (lv[lo + j + 1] - l0)
-            kk = j + (1 if u < rho else 0)
+        j, rho = _split(abs(x), c, su, lv, lo, nl)
+        kk = j + (1 if _uniform_of(_first_state(base, i + shift)) < rho else 0)
         out_idx[i] = kk
         out_sign[i] = -1 if (x < 0.0 and kk > 0) else 1
         i += cuda.blockDim.x
@@ -182,24 +184,9 @@ def interval_kernel(v, seg_scale, seg_type, task_start, task_end, task_seg, lv, 
     nl = lv_start[ty + 1] - lo
     i = task_start[t] + cuda.threadIdx.x
     while i < task_end[t]:
-        ax = abs(np.float64(v[i]))
-        if su > 0:
-            tt = ax * c
-            j = np.int64(np.int32(tt))
-            if j >= su:
-                out_j[i] = su - 1
-                out_rho[i] = 1.0
-            else:
-                out_j[i] = j
-                out_rho[i] = tt - np.float64(j)
-        else:
-            r = ax * c
-            if r > 1.0:
-                r = 1.0
-            j = _locate(lv, lo, nl, r)
-            l0 = lv[lo + j]
-            out_j[i] = j
-            out_rho[i] = (r - l0) / (lv[lo + j + 1] - l0)
+        j, rho = _split(abs(np.float64(v[i])), c, su, lv, lo, nl)
+        out_j[i] = j
+        out_rho[i] = rho
         i += cuda.blockDim.x
 
 

@@ -101,7 +101,7 @@ class DeviceWorkspace:
 
     def __init__(self, quantizer: BaseQuantizer, d: int, n_workers: int, replicas: int = 1,
                  layout: LayerLayout | None = None, dtype=np.float64):  # fmt: skip
-        self._eng = get_engine("cuda")  # raises the clear "no GPU" ValueError
+        get_engine("cuda")  # raises the clear "no GPU" ValueError
         from numba import cuda
 
         from . import _cuda

@@ -264,7 +264,7 @@ class _Oracle:
         else:
             qvs = self.quant.quantize_batch(V.reshape(R * K, d), keys)
             out = worker_sums(dequantize_batch(qvs, engine=self.quant.engine).reshape(R, K, d))
-        spec = self.quant.plan(d).spec
+        spec = self.quant.plan(d).spec if cfg.bits == "expected" else None
         for r in range(R):
             for k in range(K):
                 if cfg.bits == "stream":
