@@ -24,24 +24,7 @@ THREADS = 128
 
 _uniform_of = cuda.jit(device=True)(_scalar.uniform_of)
 _first_state = cuda.jit(device=True)(_scalar.first_state)
-_locate = cuda.jit(device=True)(_scalar.locate)
-
-
-@cuda.jit(device=True)
-def _split(ax, c, su, lv, lo, nl):
-    """``(j, ρ)`` of magnitude ``ax``: the CPU's ``_numba.split`` operation for operation (see there)."""
-    if su > 0:
-        t = ax * c
-        j = np.int64(np.int32(t))
-        if j >= su:
-            return su - 1, 1.0
-        return j, t - np.float64(j)
-    r = ax * c
-    if r > 1.0:
-        r = 1.0
-    j = _locate(lv, lo, nl, r)
-    l0 = lv[lo + j]
-    return j, (r - l0) / (lv[lo + j + 1] - l0)
+_split = cuda.jit(device=True)(_scalar.split)
 
 
 @cuda.jit

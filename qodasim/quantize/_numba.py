@@ -25,29 +25,7 @@ INT_PATH_MAX_S = 1 << 10
 
 uniform_of = njit(inline="always", cache=True)(_scalar.uniform_of)
 first_state = njit(inline="always", cache=True)(_scalar.first_state)
-locate = njit(inline="always", cache=True)(_scalar.locate)
-
-
-@njit(inline="always", cache=True)
-def split(ax, c, su, lv, lo, nl):
-    """Interval ``j ∈ [0, α]`` and up-probability ``ρ ∈ [0, 1]`` of magnitude ``ax`` (scale ``c``).
-
-    Uniform levels (``su = s > 0``, ``c = s/n``): ``t = ax·c``, ``j = ⌊t⌋``, ``ρ = t − j``
-    (``j = s`` is folded to ``j = s−1, ρ = 1``).  Other levels (``c = 1/n``): ``r = min(ax·c, 1)``,
-    ``ℓ_j ≤ r < ℓ_{j+1}``, ``ρ = (r − ℓ_j)/(ℓ_{j+1} − ℓ_j)``.
-    """
-    if su > 0:
-        t = ax * c
-        j = np.int64(np.int32(t))
-        if j >= su:
-            return su - 1, 1.0
-        return j, t - np.float64(j)
-    r = ax * c
-    if r > 1.0:
-        r = 1.0
-    j = locate(lv, lo, nl, r)
-    l0 = lv[lo + j]
-    return j, (r - l0) / (lv[lo + j + 1] - l0)
+split = njit(inline="always", cache=True)(_scalar.split)
 
 
 LANES = 32

@@ -31,13 +31,29 @@ def first_state(base, index):
     return base + (np.uint64(index) + ONE_U64) * GOLDEN_U64
 
 
-def locate(lv, lo, n_levels, r):
-    """Largest ``j ∈ [0, n_levels-2]`` with ``lv[lo + j] <= r`` (binary search; ``lv[lo] = 0 <= r``)."""
+def split(ax, c, su, lv, lo, nl):
+    """Interval ``j ∈ [0, α]`` and up-probability ``ρ ∈ [0, 1]`` of magnitude ``ax`` (scale ``c``).
+
+    Uniform levels (``su = s > 0``, ``c = s/n``): ``t = ax·c``, ``j = ⌊t⌋``, ``ρ = t − j``
+    (``j = s`` is folded to ``j = s−1, ρ = 1``).  Other levels (``c = 1/n``): ``r = min(ax·c, 1)``,
+    ``j`` the largest index in ``[0, nl−2]`` with ``ℓ_j ≤ r`` (binary search over the type's ``nl``
+    levels ``lv[lo : lo + nl]``; ``ℓ_0 = 0 ≤ r``), ``ρ = (r − ℓ_j)/(ℓ_{j+1} − ℓ_j)``.
+    """
+    if su > 0:
+        t = ax * c
+        j = np.int64(np.int32(t))
+        if j >= su:
+            return su - 1, 1.0
+        return j, t - np.float64(j)
+    r = ax * c
+    if r > 1.0:
+        r = 1.0
     j = 0
-    n = n_levels - 1
+    n = nl - 1
     while n > 1:
         half = n >> 1
         if lv[lo + j + half] <= r:
             j += half
         n -= half
-    return j
+    l0 = lv[lo + j]
+    return j, (r - l0) / (lv[lo + j + 1] - l0)
