@@ -11,7 +11,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Levels"]
+__all__ = ["Levels", "MAX_INTERVALS"]
+
+#: Most intervals a level sequence may have (``α + 1``): the families' constructors refuse more, so a
+#: spec such as ``"uniform:1000000000"`` is a clear error rather than an 8 GB allocation.
+MAX_INTERVALS = 2**20
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,6 +46,8 @@ class Levels:
 
     def __post_init__(self) -> None:
         arr = np.array(self.values, dtype=np.float64, copy=True)
+        if arr.size > MAX_INTERVALS + 1:
+            raise ValueError(f"levels: at most {MAX_INTERVALS + 1} levels, got {arr.size}")
         if arr.ndim != 1:
             raise ValueError(f"levels: values must be 1-D, got shape {arr.shape}")
         if arr.size < 2:
@@ -64,6 +70,8 @@ class Levels:
     def uniform(cls, s: int) -> Levels:
         """QSGD levels ``ℓ_j = j/s``, ``j = 0..s`` (``s`` intervals, ``α = s − 1``)."""
         s = _positive_int(s, "s")
+        if s > MAX_INTERVALS:
+            raise ValueError(f"s must be at most {MAX_INTERVALS} (one level table entry per level), got {s}")
         return cls(np.arange(s + 1, dtype=np.float64) / s, name=f"uniform(s={s})")
 
     @classmethod
@@ -74,6 +82,8 @@ class Levels:
         """
         if isinstance(alpha, bool) or not isinstance(alpha, (int, np.integer)) or alpha < 0:
             raise ValueError(f"alpha must be an integer >= 0, got {alpha!r}")
+        if alpha >= MAX_INTERVALS:
+            raise ValueError(f"alpha must be below {MAX_INTERVALS}, got {alpha}")
         p = float(p)
         if not (0.0 < p < 1.0):
             raise ValueError(f"p must lie in (0, 1), got {p!r}")

@@ -9,10 +9,12 @@ from qodasim.experiments import Result, get, load_config
 
 
 def test_closed_form_bounds_values():
-    assert bounds.qsgd_bound(1, 16) == 4.0 and bounds.qsgd_bound(8, 16) == 0.25
-    assert np.isclose(bounds.natural_dithering_bound(3, 4), 0.125 + 0.5 * 0.5)
+    assert bounds.qsgd_bound(1, 16, transmitted=False) == 4.0 and bounds.qsgd_bound(8, 16, transmitted=False) == 0.25
+    assert np.isclose(bounds.natural_dithering_bound(3, 4, transmitted=False), 0.125 + 0.5 * 0.5)
     # simple bound for uniform s=2: κ = (1/2)^2/(4·1/2·1) = 1/8; ℓ_1 = 1/2
-    assert np.isclose(bounds.simple_bound(Levels.uniform(2), 4), 0.125 + min(0.5 * 2, 4 * 0.25 / 4))
+    assert np.isclose(bounds.simple_bound(Levels.uniform(2), 4, transmitted=False), 0.125 + min(0.5 * 2, 4 * 0.25 / 4))
+    # the transmitted-norm versions carry the factor (1 + 2^-22)^2 (THEORY §1)
+    assert bounds.qsgd_bound(1, 16) == 4.0 * (1 + 2.0**-22) ** 2
     with pytest.raises(ValueError, match="d must"):
         bounds.qsgd_bound(2, 0)
     with pytest.raises(TypeError):

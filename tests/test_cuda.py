@@ -237,3 +237,27 @@ def test_gpu_benchmark_script_runs(tmp_path):
                    check=True, capture_output=True, timeout=600)  # fmt: skip
     res = json.loads((tmp_path / "gpu.json").read_text())
     assert res["gpu_equals_cpu"] == 1.0 and res["oracle_step_equal"] == 1.0
+
+
+def test_edge_hashes_on_the_cuda_engine():
+    """The golden edge-vector hashes of ``tests/test_edge_hashes.py`` hold on the CUDA engine too
+    (vectors up to 1000 coordinates: the simulator runs every thread in Python)."""
+    import hashlib
+    import json
+
+    from test_edge_hashes import GOLDEN, edge_vectors, quantizers
+
+    golden = json.loads(GOLDEN.read_text())
+    bad, n = [], 0
+    for vname, v in edge_vectors().items():
+        if v.size > 1000:
+            continue
+        for qname, q in quantizers("cuda").items():
+            if not hasattr(q, "quantize"):
+                q = q(v.size)
+            qv = q.quantize(v, Key(7, 1, 2))
+            blob = qv.indices.tobytes() + qv.signs.tobytes() + qv.norms.view(np.uint32).tobytes()
+            n += 1
+            if hashlib.sha256(blob).hexdigest()[:32] != golden[f"{vname}/{qname}"]:
+                bad.append(f"{vname}/{qname}")
+    assert n >= 60 and not bad, bad

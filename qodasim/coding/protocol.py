@@ -1,9 +1,11 @@
 """Messages: a :class:`~qodasim.quantize.QuantizedVector` as a real bit stream, and back (THEORY §3).
 
-Format (version 1), MSB first::
+Format (version 2), MSB first::
 
     header   magic 0xD7 (8) · version (4) · protocol (2: dense 0, sparse 1) · code (2: γ 0, δ 1, ω 2)
-             · dtype (1: float32 0, float64 1) · spec-present (1)
+             · dtype (1: float32 0, float64 1) · spec-present (1) · crc-present (1)
+             [crc]   CRC-32 (32; zlib's polynomial) of the whole message, zero-padded to a byte, computed
+                     with these 32 bits set to zero
              [spec]  scope (1: global 0, layer 1) · ω(global_bucket+1) · ω(n_layers)
                      · per layer ω(size) ω(type+1) · ω(M) · per type: q-code (2: 2, ∞, 1, explicit)
                        [float64 q] · ω(bucket+1)
@@ -11,6 +13,12 @@ Format (version 1), MSB first::
     tables   per flagged type: ω(number of levels) · the interior levels as float64
     norms    one float32 per norm group
     payload  dense or sparse (see :mod:`qodasim.coding._payload`), zero-padded to a byte
+
+The CRC (``crc=True``) is an optional integrity check: without it a flipped bit can decode to a
+different valid vector (the format has little redundancy); with it every single-bit error, and all
+but a fraction ``2^{-32}`` of other corruptions, is a :class:`DecodeError`.  Its 33 bits (flag + CRC)
+count as header bits.  Decoders check the CRC first, and check that the stream can hold what its
+header claims (norms, one bit per dense coordinate, ``d ≤ max_d``) before allocating anything.
 
 Layer-wise messages are the same with per-type tables.  An :class:`Encoder` / :class:`Decoder` pair
 keeps channel state: the spec and each type's levels are sent only when they change (and counted
@@ -22,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import struct
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,11 +45,14 @@ from .errors import DecodeError
 
 __all__ = ["Message", "Encoder", "Decoder", "encode", "decode", "fixed_bits", "PROTOCOLS", "MAGIC", "VERSION"]
 
-MAGIC, VERSION = 0xD7, 1
+MAGIC, VERSION = 0xD7, 2
 PROTOCOLS = ("dense", "sparse")
 _QCODES = {2.0: 0, np.inf: 1, 1.0: 2}
-#: Decoders refuse messages claiming more coordinates than this (a corrupt length must not allocate).
-MAX_D = 2**34
+#: Decoders refuse messages claiming more coordinates than this by default (a corrupt or hostile
+#: header must not allocate): 2^24 coordinates, 32 MiB of output.  Pass ``max_d`` for larger vectors.
+MAX_D = 2**24
+#: Bit offset of the CRC field (right after the 19 fixed header bits) and its width.
+_CRC_AT, _CRC_BITS = 19, 32
 
 
 @dataclass(frozen=True)
@@ -132,18 +144,22 @@ class _Reader:
         return self.total - self.pos
 
 
-def _read_spec(r: _Reader) -> PlanSpec:
+def _read_spec(r: _Reader, max_d: int = MAX_D) -> PlanSpec:
     scope = "layer" if r.uint(1) else "global"
     gb = r.omega() - 1
+    if gb > max_d:
+        raise DecodeError(f"header: bucket size {gb} exceeds the decoder's limit {max_d}")
     n_layers = r.omega()
     if n_layers > r.remaining() // 2:  # every layer costs at least 2 bits
         raise DecodeError(f"header: {n_layers} layers cannot fit in the message")
     sizes, types = [], []
+    d = 0
     for _ in range(n_layers):
         sizes.append(r.omega())
         types.append(r.omega() - 1)
-    if sum(sizes) > MAX_D:
-        raise DecodeError(f"header: d = {sum(sizes)} exceeds the decoder's limit {MAX_D}")
+        d += sizes[-1]
+        if d > max_d:
+            raise DecodeError(f"header: d >= {d} exceeds the decoder's limit max_d = {max_d}")
     m = r.omega()
     if m > r.remaining() // 3 or (types and max(types) >= m):
         raise DecodeError(f"header: inconsistent number of types ({m})")
@@ -157,6 +173,8 @@ def _read_spec(r: _Reader) -> PlanSpec:
                 raise DecodeError(f"header: invalid norm order q = {q}")
         qs.append(q)
         buckets.append(r.omega() - 1)
+        if buckets[-1] > max_d:
+            raise DecodeError(f"header: bucket size {buckets[-1]} exceeds the decoder's limit {max_d}")
     if scope == "global" and (any(buckets) or len(set(qs)) > 1):
         raise DecodeError("header: a global-scope spec cannot have per-type buckets or orders")
     if scope == "layer" and gb:
@@ -180,13 +198,14 @@ def _read_levels(r: _Reader) -> Levels:
 
 
 # --------------------------------------------------------------------------------------- encoder
-def _header(proto: int, code: int, dtype, spec: PlanSpec | None, levels, send) -> tuple[str, int, int]:
+def _header(proto: int, code: int, dtype, spec: PlanSpec | None, levels, send, crc: bool = False):
     """Header (and level tables) as a bit string; ``spec=None`` means "same spec as before"."""
-    return _header_cached(proto, code, np.dtype(dtype) == np.float64, spec, tuple(levels), tuple(bool(f) for f in send))
+    return _header_cached(proto, code, np.dtype(dtype) == np.float64, spec, tuple(levels),
+                          tuple(bool(f) for f in send), bool(crc))  # fmt: skip
 
 
 @functools.lru_cache(maxsize=1024)
-def _header_cached(proto: int, code: int, is_f64: bool, spec, levels, send) -> tuple[str, int, int]:
+def _header_cached(proto: int, code: int, is_f64: bool, spec, levels, send, crc: bool) -> tuple[str, int, int]:
     w = _Bits()
     w.uint(MAGIC, 8)
     w.uint(VERSION, 4)
@@ -194,6 +213,9 @@ def _header_cached(proto: int, code: int, is_f64: bool, spec, levels, send) -> t
     w.uint(code, 2)
     w.uint(int(is_f64), 1)
     w.uint(int(spec is not None), 1)
+    w.uint(int(crc), 1)
+    if crc:
+        w.uint(0, _CRC_BITS)  # filled in after the body is written
     if spec is not None:
         _write_spec(w, spec)
     for flag in send:
@@ -207,10 +229,38 @@ def _header_cached(proto: int, code: int, is_f64: bool, spec, levels, send) -> t
     return w.string(), header_bits, len(w) - header_bits
 
 
-def fixed_bits(spec: PlanSpec, levels, dtype=np.float32, protocol: str = "dense", code: str = "gamma") -> dict:
+def fixed_bits(spec: PlanSpec, levels, dtype=np.float32, protocol: str = "dense", code: str = "gamma",
+               crc: bool = False) -> dict:  # fmt: skip
     """Header and level-table bits of a fully self-describing message (no payload, no norms)."""
-    _, h, t = _header(PROTOCOLS.index(protocol), code_id(code), dtype, spec, levels, [True] * len(levels))
+    _, h, t = _header(PROTOCOLS.index(protocol), code_id(code), dtype, spec, levels, [True] * len(levels), crc)
     return {"header": h, "level_tables": t}
+
+
+def _crc_field(data: bytes) -> int:
+    """The 32 bits at :data:`_CRC_AT` of ``data`` (at least 7 bytes)."""
+    return (int.from_bytes(data[:7], "big") >> (56 - _CRC_AT - _CRC_BITS)) & 0xFFFFFFFF
+
+
+def _with_crc_field(data: bytes, value: int) -> bytes:
+    """``data`` with the CRC field set to ``value``."""
+    shift = 56 - _CRC_AT - _CRC_BITS
+    head = int.from_bytes(data[:7], "big") & ~(0xFFFFFFFF << shift) | (value << shift)
+    return head.to_bytes(7, "big") + data[7:]
+
+
+def _crc32(data: bytes) -> int:
+    """CRC-32 of ``data`` with its CRC field zeroed."""
+    return zlib.crc32(_with_crc_field(data, 0)) & 0xFFFFFFFF
+
+
+def _groups_of(spec: PlanSpec) -> int:
+    """Number of norm groups a spec implies, by arithmetic (before any plan is built)."""
+    lay = spec.layout
+    if spec.scope == "global":
+        return -(-lay.d // spec.global_bucket) if spec.global_bucket else 1
+    buckets = np.asarray(spec.type_bucket, np.int64)[lay.types]
+    sizes = lay.sizes
+    return int(np.sum(np.where(buckets > 0, -(-sizes // np.maximum(buckets, 1)), 1)))
 
 
 class Encoder:
@@ -220,12 +270,16 @@ class Encoder:
     ----------
     protocol : {"dense", "sparse"}
     code : {"gamma", "delta", "omega"}
+    crc : bool
+        Add a CRC-32 of the whole message (33 header bits; see the module docstring).
     """
 
-    def __init__(self, protocol: str = "dense", code: str = "gamma"):
+    def __init__(self, protocol: str = "dense", code: str = "gamma", crc: bool = False):
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-        self.protocol, self.code = protocol, code
+        if not isinstance(crc, (bool, np.bool_)):
+            raise TypeError(f"crc must be True or False, got {crc!r}")
+        self.protocol, self.code, self.crc = protocol, code, bool(crc)
         self._code = code_id(code)
         self._spec: PlanSpec | None = None
         self._levels: dict[int, Levels] = {}
@@ -237,6 +291,7 @@ class Encoder:
     def encode(self, qv: QuantizedVector) -> Message:
         if not isinstance(qv, QuantizedVector):
             raise TypeError(f"qv must be a QuantizedVector, got {type(qv).__name__}")
+        qv.validate()
         head, header_bits, table_bits = self._header_for(qv.plan.spec, qv.levels, qv.dtype)
         nfull = len(head) // 8
         tail = head[nfull * 8 :]
@@ -253,13 +308,16 @@ class Encoder:
         nbits = int(pos) * 8 + int(nacc)
         nbytes = _bits.flush(buf, np.uint64(acc), nacc, pos)
         self._commit(qv.plan.spec, qv.levels)
+        data = buf[:nbytes].tobytes()
+        if self.crc:
+            data = _with_crc_field(data, _crc32(data))
         bits = {
             "header": header_bits,
             "level_tables": table_bits,
             "norms": int(norm_end) - len(head),
             "payload": nbits - int(norm_end),
         }
-        return Message(buf[:nbytes].tobytes(), nbits, bits)
+        return Message(data, nbits, bits)
 
     @property
     def _proto_id(self) -> int:
@@ -269,7 +327,7 @@ class Encoder:
         send_spec = spec != self._spec
         known = {} if send_spec else self._levels
         send = [known.get(m) != lv for m, lv in enumerate(levels)]
-        return _header(self._proto_id, self._code, dtype, spec if send_spec else None, levels, send)
+        return _header(self._proto_id, self._code, dtype, spec if send_spec else None, levels, send, self.crc)
 
     def _commit(self, spec: PlanSpec, levels) -> None:
         self._spec = spec
@@ -284,10 +342,22 @@ class Encoder:
 
 
 class Decoder:
-    """Stateful receiver matching :class:`Encoder`: remembers the last spec and level tables."""
+    """Stateful receiver matching :class:`Encoder`: remembers the last spec and level tables.
 
-    def __init__(self, max_d: int = MAX_D):
+    Parameters
+    ----------
+    max_d : int
+        Largest dimension accepted (default :data:`MAX_D`); a header claiming more is a
+        :class:`DecodeError` before anything is allocated.
+    require_crc : bool
+        Refuse messages without a CRC.
+    """
+
+    def __init__(self, max_d: int = MAX_D, require_crc: bool = False):
+        if isinstance(max_d, bool) or not isinstance(max_d, (int, np.integer)) or max_d < 1:
+            raise ValueError(f"max_d must be a positive integer, got {max_d!r}")
         self.max_d = int(max_d)
+        self.require_crc = bool(require_crc)
         self._spec: PlanSpec | None = None
         self._levels: dict[int, Levels] = {}
 
@@ -295,28 +365,38 @@ class Decoder:
         """Decode a :class:`Message` (or its bytes) into the exact :class:`QuantizedVector`.
 
         Raises :class:`DecodeError` for anything that is not a valid message (truncated, flipped
-        bits that break the structure, wrong magic or version, absurd lengths, trailing data).
+        bits that break the structure or the CRC, wrong magic or version, absurd lengths, trailing
+        data).  Nothing proportional to ``d`` is allocated before the header has been checked
+        against the stream's length and ``max_d``.
         """
         data = message.data if isinstance(message, Message) else message
         buf = slack_buffer(data)
         total = (buf.size - SLACK) * 8
         r = _Reader(buf, total)
-        if total < 19:
+        if total < _CRC_AT:
             raise DecodeError("message too short for a header")
         if r.uint(8) != MAGIC:
             raise DecodeError("not a qodasim message (bad magic byte)")
         version = r.uint(4)
         if version != VERSION:
-            raise DecodeError(f"unsupported message version {version}")
+            raise DecodeError(f"unsupported message version {version} (this decoder reads version {VERSION})")
         proto = r.uint(2)
         code = r.uint(2)
         if proto > 1 or code > 2:
             raise DecodeError(f"header: unknown protocol {proto} or code {code}")
         dtype = np.float64 if r.uint(1) else np.float32
+        has_spec = r.uint(1)
         if r.uint(1):
-            spec = _read_spec(r)
-            if spec.layout.d > self.max_d:
-                raise DecodeError(f"header: d = {spec.layout.d} exceeds the decoder's limit {self.max_d}")
+            raw = bytes(buf[: total // 8])
+            if total < _CRC_AT + _CRC_BITS:
+                raise DecodeError("message too short for its CRC")
+            if _crc_field(raw) != _crc32(raw):
+                raise DecodeError("integrity check failed (CRC-32 mismatch)")
+            r.uint(_CRC_BITS)
+        elif self.require_crc:
+            raise DecodeError("message has no CRC and this decoder requires one")
+        if has_spec:
+            spec = _read_spec(r, self.max_d)
             levels: dict[int, Levels] = {}
         else:
             if self._spec is None:
@@ -330,14 +410,18 @@ class Decoder:
             elif t not in levels:
                 raise DecodeError(f"message refers to the levels of type {t}, but none were received")
         type_levels = tuple(levels[t] for t in range(m))
+        d, n_groups = spec.layout.d, _groups_of(spec)
+        if n_groups * 32 > r.remaining():
+            raise DecodeError(f"stream is truncated: {n_groups} norms cannot fit in {r.remaining()} bits")
+        if proto == 0 and d > r.remaining() - 32 * n_groups:  # a dense coordinate costs at least one bit
+            raise DecodeError(f"stream is truncated: {d} dense coordinates cannot fit in the message")
         try:
             plan = cached_plan(spec)
         except ValueError as exc:
             raise DecodeError(f"header: {exc}") from None
-        if plan.n_groups * 32 > r.remaining():
-            raise DecodeError("stream is truncated (norms)")
         type_max = np.array([lv.size - 1 for lv in type_levels], np.int64)
-        idx = np.zeros(plan.d, np.int64)
+        index_dtype = max((lv.index_dtype for lv in type_levels), key=lambda dt: dt.itemsize)
+        idx = np.zeros(plan.d, index_dtype)
         sign = np.ones(plan.d, np.int8)
         norm_bits = np.zeros(plan.n_groups, np.uint32)
         pos, err = _payload.decode_body(
@@ -352,15 +436,14 @@ class Decoder:
         if not np.all(np.isfinite(norms)) or np.any(norms < 0):
             raise DecodeError("norms must be finite and non-negative")
         self._spec, self._levels = spec, levels
-        index_dtype = max((lv.index_dtype for lv in type_levels), key=lambda dt: dt.itemsize)
-        return QuantizedVector(idx.astype(index_dtype), sign, norms.copy(), plan, type_levels, np.dtype(dtype), key)
+        return QuantizedVector._trusted(idx, sign, norms.copy(), plan, type_levels, np.dtype(dtype), key)
 
 
-def encode(qv: QuantizedVector, protocol: str = "dense", code: str = "gamma") -> Message:
-    """Encode one self-describing message (spec and level tables included)."""
-    return Encoder(protocol, code).encode(qv)
+def encode(qv: QuantizedVector, protocol: str = "dense", code: str = "gamma", *, crc: bool = False) -> Message:
+    """Encode one self-describing message (spec and level tables included; a CRC-32 with ``crc=True``)."""
+    return Encoder(protocol, code, crc).encode(qv)
 
 
-def decode(message, key: Key | None = None) -> QuantizedVector:
-    """Decode one self-describing message."""
-    return Decoder().decode(message, key)
+def decode(message, key: Key | None = None, *, max_d: int = MAX_D, require_crc: bool = False) -> QuantizedVector:
+    """Decode one self-describing message (see :meth:`Decoder.decode`)."""
+    return Decoder(max_d, require_crc).decode(message, key)

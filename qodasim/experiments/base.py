@@ -8,9 +8,14 @@ same code serves as a numerical regression test.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import math
+import os
 import platform
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,10 +52,10 @@ class Result:
         return all(v.passed for v in self.verdicts)
 
     def save(self, path: Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=1, default=_jsonable) + "\n")
-        return path
+        """Write strict JSON (non-finite floats become ``null``) atomically: a temporary file in the
+        same folder, then a rename, so a crash never leaves a truncated or half-old file."""
+        text = json.dumps(strict_json(asdict(self)), indent=1, allow_nan=False) + "\n"
+        return atomic_write_text(path, text)
 
     @classmethod
     def load(cls, path: Path) -> Result:
@@ -59,14 +64,59 @@ class Result:
         return cls(**raw)
 
 
-def _jsonable(x):
+def strict_json(x):
+    """``x`` with numpy values made plain and every NaN/±Inf replaced by ``None`` (valid JSON)."""
     import numpy as np
 
+    if isinstance(x, dict):
+        return {str(k): strict_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [strict_json(v) for v in x]
     if isinstance(x, np.ndarray):
-        return x.tolist()
+        return strict_json(x.tolist())
     if isinstance(x, (np.floating, np.integer, np.bool_)):
-        return x.item()
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if x is None or isinstance(x, (str, int, float, bool)):
+        return x
     raise TypeError(f"not JSON serializable: {type(x).__name__}")
+
+
+def atomic_write_text(path, text: str) -> Path:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """``qodasim`` version plus a hash of the package's own source files (``+src.<10 hex>``).
+
+    The hash identifies the code that made a result exactly, in a git checkout or an installed copy
+    alike, and the same sources give the same stamp on every machine."""
+    import hashlib
+
+    from .. import __version__
+
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.suffix in (".py", ".toml") and "__pycache__" not in path.parts:
+            h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return f"{__version__}+src.{h.hexdigest()[:10]}"
 
 
 def metadata(seed: int | None = None) -> dict:
@@ -79,6 +129,7 @@ def metadata(seed: int | None = None) -> dict:
 
     return {
         "qodasim": __version__,
+        "code_version": code_version(),
         "numpy": np.__version__,
         "scipy": scipy.__version__,
         "numba": numba.__version__,
@@ -89,41 +140,161 @@ def metadata(seed: int | None = None) -> dict:
     }
 
 
+# ------------------------------------------------------------------------------- config schemas
+_REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Param:
+    """One config key: its kind (``"int"``, ``"float"``, ``"str"``, ``"levels"`` — a level spec string),
+    whether it is a non-empty list of those (``many``), a default (required if none), a lower bound
+    and allowed values."""
+
+    kind: str
+    default: object = _REQUIRED
+    many: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple | None = None
+
+    def check(self, key: str, value):
+        if self.many:
+            if not isinstance(value, (list, tuple)) or len(value) == 0:
+                raise ValueError(f"{key}: must be a non-empty list, got {value!r}")
+            return [self._one(f"{key}[{i}]", v) for i, v in enumerate(value)]
+        return self._one(key, value)
+
+    def _one(self, key: str, value):
+        kind = self.kind
+        if kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{key}: must be an integer, got {value!r}")
+        elif kind == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{key}: must be a finite number, got {value!r}")
+            value = float(value)
+        elif kind in ("str", "levels"):
+            if not isinstance(value, str):
+                raise ValueError(f"{key}: must be a string, got {value!r}")
+            if kind == "levels":
+                from ..levels import Levels
+
+                Levels.parse(value)  # raises ValueError naming the spec
+        if self.minimum is not None and value < self.minimum:
+            raise ValueError(f"{key}: must be >= {self.minimum}, got {value!r}")
+        if self.maximum is not None and value > self.maximum:
+            raise ValueError(f"{key}: must be <= {self.maximum}, got {value!r}")
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"{key}: must be one of {list(self.choices)}, got {value!r}")
+        return value
+
+
+def check_config(name: str, schema: dict[str, Param], config: dict) -> dict:
+    """Validate ``config`` against ``schema``: unknown keys, missing keys, wrong types and out-of-range
+    values are a ``ValueError`` naming the key; defaults are filled in.  Returns a new dict."""
+    if not isinstance(config, dict):
+        raise ValueError(f"config of {name!r} must be a table of keys, got {type(config).__name__}")
+    unknown = sorted(set(config) - set(schema))
+    if unknown:
+        raise ValueError(f"{name} config: unknown key(s) {', '.join(map(repr, unknown))} (known: {', '.join(schema)})")
+    out = {}
+    for key, param in schema.items():
+        if key in config:
+            out[key] = param.check(f"{name} config: {key}", config[key])
+        elif param.default is _REQUIRED:
+            raise ValueError(f"{name} config: missing required key {key!r}")
+        else:
+            out[key] = param.default
+    return out
+
+
 def load_config(path_or_name: str | Path, setting: str = "quick") -> tuple[str, dict]:
     """Read a config: a TOML file with ``experiment = NAME`` and tables ``[quick]`` / ``[full]``
-    (or flat parameters).  A bare name loads the packaged ``configs/NAME.toml``."""
+    (or flat parameters).  A bare name loads the packaged ``configs/NAME.toml``.
+
+    The merged parameters are checked against the experiment's ``SCHEMA`` (:func:`check_config`):
+    unknown or missing keys and bad values raise ``ValueError`` naming the file and the key.
+    """
+    from . import get
+
     path = Path(path_or_name)
     if not path.suffix:
         path = CONFIG_DIR / f"{path_or_name}.toml"
     if not path.is_file():
         raise ValueError(f"config file not found: {path}")
-    with path.open("rb") as fh:
-        raw = tomllib.load(fh)
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read config: {exc}") from None
     name = raw.get("experiment")
     if not isinstance(name, str):
         raise ValueError(f"{path}: missing 'experiment = \"NAME\"'")
+    tables = sorted(k for k, v in raw.items() if isinstance(v, dict))
+    if set(tables) - {"quick", "full"}:
+        raise ValueError(f"{path}: unknown table(s) {tables}; only [quick] and [full] are allowed")
     base = {k: v for k, v in raw.items() if not isinstance(v, dict) and k != "experiment"}
     if setting in raw:
         base.update(raw[setting])
-    elif any(isinstance(v, dict) for v in raw.values()):
+    elif tables:
         raise ValueError(f"{path}: no [{setting}] table")
-    return name, base
+    module = get(name)
+    try:
+        return name, check_config(name, module.SCHEMA, base)
+    except ValueError as exc:
+        raise ValueError(f"{path.name} [{setting}]: {exc}") from None
+
+
+def load_results(results_dir: Path) -> list[Result]:
+    """Every ``*.json`` result in ``results_dir`` (registry order first, then by name); a file that
+    does not load is reported as a failed pseudo-result rather than skipped silently."""
+    from . import REGISTRY
+
+    order = {name: i for i, name in enumerate(REGISTRY)}
+    out = []
+    for path in sorted(Path(results_dir).glob("*.json"), key=lambda p: (order.get(p.stem, len(order)), p.stem)):
+        try:
+            out.append(Result.load(path))
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            out.append(Result(path.stem, {}, {}, [Verdict("result_file", False, f"{path.name} unreadable: {exc}")]))
+    return out
+
+
+def results_table(results: list[Result], title: str = "qodasim reproduce") -> str:
+    """The markdown table of ``results``: one row per verdict, with each result's setting, date and code
+    version (so rows from different runs are never mistaken for one run)."""
+    lines = [
+        f"# {title}",
+        "",
+        "Rebuilt from every result file in `results/` after each experiment; each row says when and by which "
+        "code its result was made.",
+        "",
+        "| experiment | verdict | check | detail | setting | date | code |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for res in results:
+        meta = res.meta or {}
+        code = meta.get("code_version", meta.get("qodasim", "?"))
+        tail = f"{meta.get('setting', '?')} | {meta.get('date', '?')} | {code}"
+        for v in res.verdicts:
+            detail = str(v.detail).replace("|", "\\|").replace("\n", " ")
+            lines.append(f"| {res.experiment} | {'PASS' if v.passed else 'FAIL'} | {v.name} | {detail} | {tail} |")
+    return "\n".join(lines) + "\n"
 
 
 class Progress:
-    """A minimal progress line on stderr (no dependency)."""
+    """A progress bar on stderr (tqdm); closes itself when ``total`` steps are done."""
 
     def __init__(self, label: str, total: int, enabled: bool = True):
-        self.label, self.total, self.done, self.enabled = label, max(1, total), 0, enabled
-        self.t0 = time.perf_counter()
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=max(1, total), desc=f"  {label}", disable=not enabled, file=sys.stderr, leave=True,
+                         dynamic_ncols=True, bar_format="{desc:<16}{bar}| {percentage:3.0f}% {elapsed}")  # fmt: skip
 
     def step(self, n: int = 1) -> None:
-        self.done += n
-        if self.enabled:
-            frac = min(1.0, self.done / self.total)
-            bar = "#" * int(30 * frac)
-            elapsed = time.perf_counter() - self.t0
-            sys.stderr.write(f"\r  {self.label:<14} [{bar:<30}] {100 * frac:5.1f}%  {elapsed:6.1f}s")
-            if self.done >= self.total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
+        self._bar.update(n)
+        if self._bar.n >= self._bar.total:
+            self.close()
+
+    def close(self) -> None:
+        self._bar.close()

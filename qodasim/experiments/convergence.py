@@ -18,9 +18,23 @@ import numpy as np
 from ..solvers import SolverConfig, solve
 from ..vi import NoiseModel, bilinear_game
 from . import plotting
-from .base import Progress, Result, Verdict, metadata
+from .base import Param, Progress, Result, Verdict, check_config, metadata
 
 NAME = "convergence"
+#: Config keys (THEORY §7.4); ``replicas ≥ 2`` so that the gap's standard error exists.
+SCHEMA = {
+    "seed": Param("int", 0, minimum=0),
+    "n": Param("int", minimum=1, maximum=10**5),
+    "sigma": Param("float", minimum=0.0),
+    "sigma_rel": Param("float", minimum=0.0),
+    "levels": Param("levels", ["uniform:7"], many=True),
+    "T": Param("int", minimum=30, maximum=10**8),
+    "replicas": Param("int", minimum=2, maximum=10**5),
+    "K": Param("int", minimum=1, maximum=10**5),
+    "K_scaling": Param("int", many=True, minimum=1, maximum=10**5),
+    "T_scaling": Param("int", minimum=30, maximum=10**8),
+    "record": Param("int", 30, minimum=5, maximum=10**4),
+}
 
 
 def fit_slope(iterations, gaps, start_fraction: float = 0.1) -> float:
@@ -50,6 +64,7 @@ def noise_model(kind: str, cfg: dict) -> NoiseModel:
 
 
 def run(config: dict, progress: bool = True) -> Result:
+    config = check_config(NAME, SCHEMA, config)
     seed = int(config.get("seed", 0))
     problem, levels = bilinear_setup(config)
     T, R, K = int(config["T"]), int(config["replicas"]), int(config["K"])

@@ -24,9 +24,18 @@ from ..levels import Levels
 from ..optimize import Empirical, optimize_layerwise, psi
 from ..quantize import LayerLayout, LayerwiseQuantizer
 from . import plotting
-from .base import Progress, Result, Verdict, metadata
+from .base import Param, Progress, Result, Verdict, check_config, metadata
 
 NAME = "mqv"
+#: Config keys (THEORY §7.3).
+SCHEMA = {
+    "seed": Param("int", 0, minimum=0),
+    "min_gain": Param("float", 1.5, minimum=1.0),
+    "sizes": Param("int", many=True, minimum=1, maximum=2**24),
+    "kinds": Param("str", many=True, choices=("gauss", "heavy", "spiky")),
+    "types": Param("int", many=True, minimum=0),
+    "alphas": Param("int", many=True, minimum=1, maximum=4096),
+}
 
 
 def make_layers(rng: np.random.Generator, sizes, kinds) -> list[np.ndarray]:
@@ -45,9 +54,13 @@ def make_layers(rng: np.random.Generator, sizes, kinds) -> list[np.ndarray]:
 
 
 def run(config: dict, progress: bool = True) -> Result:
+    config = check_config(NAME, SCHEMA, config)
     seed = int(config.get("seed", 0))
     rng = np.random.default_rng(seed)
     sizes, kinds, types = list(config["sizes"]), list(config["kinds"]), list(config["types"])
+    if not len(sizes) == len(kinds) == len(types):
+        raise ValueError(f"mqv config: sizes, kinds and types must have equal lengths, got {len(sizes)}, "
+                         f"{len(kinds)}, {len(types)}")  # fmt: skip
     alphas = [int(a) for a in config["alphas"]]
     layers = make_layers(rng, sizes, kinds)
     layout = LayerLayout(sizes, types)

@@ -33,11 +33,17 @@ __all__ = [
 
 
 def normalized_magnitudes(v, q: float = 2.0) -> np.ndarray:
-    """``r_i = |v_i| / ‖v‖_q`` (a sample of the distribution a quantizer sees); rejects zero/NaN input."""
+    """``r_i = |v_i| / ‖v‖_q`` (a sample of the distribution a quantizer sees); rejects zero/NaN input.
+
+    The norm is :func:`qodasim.quantize.vector_norm` — the quantizers' own deterministic, scaled
+    computation — so no square overflows (``[1e308, 1e308]``) or underflows (``[1e-200]``).
+    """
+    from ..quantize.core import vector_norm
+
     v = np.asarray(v, np.float64).ravel()
     if v.size == 0 or not np.all(np.isfinite(v)):
         raise ValueError("v must be a non-empty finite vector")
-    n = np.linalg.norm(v, ord=q)
+    n = vector_norm(v, q)
     if n == 0.0:
         raise ValueError("v is the zero vector: its normalized magnitudes are undefined")
     return np.minimum(np.abs(v) / n, 1.0)

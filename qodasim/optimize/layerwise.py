@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..levels import Levels
+from ..quantize.core import vector_norm
 from .distributions import Empirical, normalized_magnitudes, psi
 from .levels import optimize_levels
 
@@ -57,8 +58,10 @@ def optimize_layerwise(layers, types, alpha: int, method: str = "exact", q: floa
         mags = [normalized_magnitudes(v, q) for v in layers]
     elif scope == "global":
         whole = np.concatenate([np.asarray(v, np.float64).ravel() for v in layers])
-        norm = np.linalg.norm(whole, ord=q)
-        if not np.isfinite(norm) or norm == 0:
+        if not np.all(np.isfinite(whole)):
+            raise ValueError("layers: the concatenated vector is zero or non-finite")
+        norm = vector_norm(whole, q)
+        if norm == 0:
             raise ValueError("layers: the concatenated vector is zero or non-finite")
         mags = [np.abs(np.asarray(v, np.float64).ravel()) / norm for v in layers]
     else:

@@ -8,12 +8,14 @@ the GPU across calls (its workspace needs numba-cuda and a GPU, or the CUDA simu
 from .core import (
     ENGINES,
     LayerwiseQuantizer,
+    NormRangeError,
     QuantizedVector,
     Quantizer,
     dequantize,
     dequantize_batch,
     exact_variance,
     get_engine,
+    vector_norm,
 )
 from .plan import LayerLayout, Plan, PlanSpec
 
@@ -21,6 +23,7 @@ __all__ = [
     "ENGINES",
     "LayerLayout",
     "LayerwiseQuantizer",
+    "NormRangeError",
     "Plan",
     "PlanSpec",
     "QuantizedVector",
@@ -29,4 +32,5 @@ __all__ = [
     "dequantize_batch",
     "exact_variance",
     "get_engine",
+    "vector_norm",
 ]

@@ -3,9 +3,13 @@
 :func:`check_quantizer` runs them all; each ``check_*`` raises ``AssertionError`` naming what failed.
 The statistical checks use fixed keys and thresholds derived from the Monte Carlo error.  The rounding
 law is tested exactly (binomial up-counts, Bonferroni-adjusted p ≥ 1e-6).  The mean squared error
-over ``N`` draws has a standard error estimated from the draws themselves; a threshold of ``Z = 6``
-standard errors is a false-alarm probability of about ``2Φ(−6) ≈ 2e-9`` under the normal
-approximation (``N ≥ 1000`` draws of a sum of ``d`` independent bounded terms).
+over ``N`` draws is compared with the exact variance in units of its **exact** standard error
+``√(Var‖Q(v) − v‖² / N)`` (:func:`error_moments`; known in closed form, so it cannot be fooled by a
+degenerate sample), floored at the float resolution of the quantity (:func:`float_resolution`).  A
+threshold of ``Z = 6`` standard errors is a false-alarm probability of about ``2Φ(−6) ≈ 2e-9`` under
+the normal approximation (``N ≥ 1000`` draws of a sum of ``d`` independent bounded terms).  A
+deterministic case (zero variance: every ``ρ_i ∈ {0, ½, 1}``) is checked exactly instead: every draw
+equal to the exact value within the float resolution (THEORY §7.1).
 """
 
 from __future__ import annotations
@@ -26,9 +30,58 @@ __all__ = [
     "check_dimension_one",
     "check_bad_input",
     "test_vector",
+    "error_moments",
+    "float_resolution",
+    "mc_mean_check",
 ]
 
 Z = 6.0
+
+
+def error_moments(quantizer: BaseQuantizer, v, layout=None) -> tuple[float, float]:
+    """Exact mean and variance of ``E = ‖Q(v) − v‖²`` over the rounding randomness.
+
+    Coordinates round independently; coordinate ``i`` (interval width ``w_i`` scaled by the transmitted
+    norm ``n̂_g``) contributes ``(1 − ρ)² w²`` with probability ``ρ`` and ``ρ² w²`` otherwise, so
+    ``E[E] = Σ ρ(1 − ρ) w²`` (THEORY §2) and ``Var[E] = Σ ρ(1 − ρ)(1 − 2ρ)² w⁴``.
+    """
+    j, rho, n32, plan = quantizer.intervals(v, layout)
+    lv, lv_start, _ = quantizer._tables
+    base = lv_start[plan.coord_type()]
+    w = (lv[base + j + 1] - lv[base + j]) * n32.astype(np.float64)[plan.coord_group()]
+    p = rho * (1.0 - rho)
+    w2 = w * w
+    return float(np.sum(p * w2)), float(np.sum(p * (1.0 - 2.0 * rho) ** 2 * w2 * w2))
+
+
+def float_resolution(d: int, scale: float) -> float:
+    """``64·2^{-52}·(d + 2)·scale``: a generous bound on the rounding error of a float64 sum of ``d``
+    terms of total size ``scale`` (and of the exact formula's own ``ρ``) — the smallest difference a
+    statistic of that sum can resolve.  Standard errors are floored at it."""
+    return 64.0 * np.finfo(np.float64).eps * (int(d) + 2) * float(scale)
+
+
+def mc_mean_check(samples, mean: float, var: float | None, resolution: float) -> tuple[float, str]:
+    """``(z, note)`` for Monte Carlo ``samples`` of a quantity with exact ``mean`` (and variance ``var``).
+
+    ``z = |mean(samples) − mean| / max(SE, resolution)`` with ``SE = √(var/N)`` when the exact variance
+    is known, else the sample standard error.  A deterministic case — ``var == 0`` (e.g. every
+    coordinate on a level, or every ``ρ_i ∈ {0, ½, 1}``: both roundings then err by the same amount),
+    or, with ``var`` unknown, samples that spread by no more than ``resolution`` — is checked exactly
+    instead: ``z`` is 0 when every sample lies within ``resolution`` of ``mean``, else ``inf``.  Never
+    a division by a standard error of zero, nor by one that is only rounding noise.
+    """
+    x = np.asarray(samples, np.float64)
+    n = x.size
+    if n < 2:
+        raise ValueError(f"samples: need at least 2, got {n}")
+    mc = float(x.mean())
+    if var == 0.0 or (var is None and float(x.max() - x.min()) <= resolution):
+        ok = float(np.max(np.abs(x - mean))) <= resolution
+        return (0.0 if ok else np.inf), ("deterministic case: exact" if ok else "deterministic case is off")
+    se = float(np.sqrt(var / n)) if var is not None else float(x.std(ddof=1) / np.sqrt(n))
+    se = max(se, resolution)
+    return abs(mc - mean) / se, f"SE {se:.3g}"
 
 
 def test_vector(d: int, seed: int = 0, dtype=np.float64) -> np.ndarray:
@@ -134,12 +187,10 @@ def check_variance_matches_exact(quantizer: BaseQuantizer, d: int = 64, n: int =
     exact = quantizer.exact_variance(v)
     assert np.isclose(exact, quantizer.coordinate_variance(v).sum(), rtol=1e-9), "exact variance: two formulas"
     err = ((_draws(quantizer, v, n, seed) - v) ** 2).sum(axis=1)
-    se = err.std(ddof=1) / np.sqrt(n)
-    if se == 0.0:
-        assert exact == 0.0 and np.all(err == 0.0), "deterministic quantizer must have zero exact variance"
-        return
-    z = abs(err.mean() - exact) / se
-    assert z < Z, f"variance: Monte Carlo {err.mean():.6g} vs exact {exact:.6g} ({z:.2f} standard errors)"
+    mean, var = error_moments(quantizer, v)
+    assert np.isclose(mean, exact, rtol=1e-9, atol=0), "exact variance: error_moments disagrees"
+    z, note = mc_mean_check(err, exact, var, float_resolution(d, float(np.sum(v * v)) + exact))
+    assert z < Z, f"variance: Monte Carlo {err.mean():.6g} vs exact {exact:.6g} ({z:.2f} standard errors; {note})"
 
 
 def check_reproducible(quantizer: BaseQuantizer, d: int = 257, seed: int = 3) -> None:

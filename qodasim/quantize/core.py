@@ -13,7 +13,7 @@ rounding of ``r_i`` onto the levels of the coordinate's type.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,11 +29,36 @@ __all__ = [
     "dequantize_batch",
     "exact_variance",
     "get_engine",
+    "vector_norm",
+    "NormRangeError",
     "ENGINES",
 ]
 
 ENGINES = ("numba", "numpy", "cuda")
 _F32_MAX = float(np.finfo(np.float32).max)
+#: Smallest positive normal float32 (~1.18e-38): a transmitted norm below it loses relative precision.
+F32_TINY = float(np.finfo(np.float32).tiny)
+
+
+class NormRangeError(ValueError):
+    """A nonzero norm outside the float32 normal range ``[~1.18e-38, ~3.4e38]`` (THEORY §1).
+
+    Norms are sent as float32 rounded up; outside the normal range the transmitted norm ``n̂`` is
+    no longer within a factor ``1 + 2^{-23}`` of the true one, so the variance bounds would not hold.
+    Rescale the vector (or, in a solver, treat it as divergence).
+    """
+
+
+def check_norm_range(n32: np.ndarray, name: str = "v") -> None:
+    """Raise :class:`NormRangeError` if a nonzero float32 norm is Inf or below the normal range."""
+    if np.any(np.isinf(n32)):
+        raise NormRangeError(f"{name}: a norm exceeds the float32 range ({_F32_MAX:.4g}; norms are sent as float32)")
+    if np.any((n32 > 0) & (n32 < F32_TINY)):
+        raise NormRangeError(
+            f"{name}: a nonzero norm lies below the float32 normal range ({F32_TINY:.4g}); rescale the vector"
+        )
+
+
 # Outside this range of max|v_i|, Σ v_i² may overflow or lose precision in float64: rescale first.
 _SAFE_LO, _SAFE_HI = 1e-150, 1e150
 
@@ -197,10 +222,69 @@ class QuantizedVector:
     levels: tuple[Levels, ...]
     dtype: np.dtype
     key: Key
+    #: Set by the quantizers and decoders, which produce valid contents; a vector built by hand (or by
+    #: ``dataclasses.replace``) starts unchecked and is validated before any kernel reads it.
+    _checked: bool = field(default=False, init=False, repr=False, compare=False)
+
+    @classmethod
+    def _trusted(cls, *args) -> QuantizedVector:
+        qv = cls(*args)
+        object.__setattr__(qv, "_checked", True)
+        return qv
 
     @property
     def d(self) -> int:
         return self.plan.d
+
+    def validate(self) -> QuantizedVector:
+        """Check the contents before a kernel indexes with them; returns ``self``.
+
+        Raises ``TypeError`` / ``ValueError`` naming the field: ``indices`` (unsigned integers, shape
+        ``(d,)``, each below its type's number of levels), ``signs`` (int8 ``±1``, shape ``(d,)``),
+        ``norms`` (float32, one per norm group, finite, ``≥ 0``), ``plan``, ``levels``, ``dtype``.
+        Vectors made by the quantizers and decoders are valid by construction and skip the scan.
+        """
+        if self._checked:
+            return self
+        if not isinstance(self.plan, Plan):
+            raise TypeError(f"plan must be a qodasim Plan, got {type(self.plan).__name__}")
+        levels = self.levels
+        if not isinstance(levels, tuple) or not all(isinstance(lv, Levels) for lv in levels):
+            raise TypeError("levels must be a tuple of qodasim.Levels")
+        n_types = self.plan.layout.n_types
+        if len(levels) != n_types:
+            raise ValueError(f"levels has {len(levels)} sequences but the plan has {n_types} types")
+        if np.dtype(self.dtype) not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
+        d = self.plan.d
+        for name, arr in (("indices", self.indices), ("signs", self.signs)):
+            if not isinstance(arr, np.ndarray):
+                raise TypeError(f"{name} must be a numpy array, got {type(arr).__name__}")
+            if arr.shape != (d,):
+                raise ValueError(f"{name} must have shape ({d},), got {arr.shape}")
+        if self.indices.dtype.kind != "u":
+            raise TypeError(f"indices must have an unsigned integer dtype, got {self.indices.dtype}")
+        if self.signs.dtype != np.int8:
+            raise TypeError(f"signs must have dtype int8, got {self.signs.dtype}")
+        if d and not np.all(np.abs(self.signs) == 1):
+            raise ValueError("signs must be +1 or -1")
+        norms = self.norms
+        if not isinstance(norms, np.ndarray) or norms.dtype != np.float32:
+            raise TypeError("norms must be a float32 array")
+        if norms.shape != (self.plan.n_groups,):
+            raise ValueError(f"norms must have shape ({self.plan.n_groups},), got {norms.shape}")
+        if not (np.all(np.isfinite(norms)) and np.all(norms >= 0)):
+            raise ValueError("norms must be finite and non-negative")
+        top = np.array([lv.size - 1 for lv in levels], np.int64)
+        seg_top = top[self.plan.seg_type]
+        if seg_top.min() == seg_top.max():
+            bad = d and int(self.indices.max()) > int(seg_top[0])
+        else:
+            bad = bool(np.any(self.indices > np.repeat(seg_top, np.diff(self.plan.seg_bounds))))
+        if bad:
+            raise ValueError("indices: a level index is past its type's level table")
+        object.__setattr__(self, "_checked", True)
+        return self
 
     def dequantize(self, dtype=None, engine: str = "numba") -> np.ndarray:
         """The quantized vector ``Q(v)`` as floats (see :func:`dequantize`)."""
@@ -245,6 +329,7 @@ def dequantize(qv: QuantizedVector, dtype=None, engine: str = "numba") -> np.nda
     """``Q(v)_i = n_g · sign_i · ℓ^{m}_{j_i}`` in ``dtype`` (default: the input's dtype)."""
     if not isinstance(qv, QuantizedVector):
         raise TypeError(f"qv must be a QuantizedVector, got {type(qv).__name__}")
+    qv.validate()
     eng = get_engine(engine)
     lv, lv_start, _ = level_tables(qv.levels)
     out_dtype = np.dtype(qv.dtype if dtype is None else dtype)
@@ -282,8 +367,7 @@ class BaseQuantizer:
         eng = get_engine(self.engine)
         norms = compute_norms(v, plan, eng)
         n32 = round_up_to_float32(norms)
-        if np.any(np.isinf(n32)):
-            raise ValueError("v: a norm exceeds the float32 range (norms are sent as float32)")
+        check_norm_range(n32)
         return v, plan, eng, n32
 
     def norms(self, v, layout: LayerLayout | None = None) -> np.ndarray:
@@ -310,7 +394,7 @@ class BaseQuantizer:
         seg_base = segment_bases(plan, key)
         scale = segment_scales(plan, n32, type_uni)
         idx, sign = eng.round(v, scale, plan, seg_base, lv, lv_start, type_uni, self.index_dtype, out)
-        return QuantizedVector(idx, sign, n32, plan, self.type_levels, v.dtype, key)
+        return QuantizedVector._trusted(idx, sign, n32, plan, self.type_levels, v.dtype, key)
 
     def quantize_batch(self, V, keys, layout: LayerLayout | None = None) -> list[QuantizedVector]:
         """Quantize the rows of ``V`` (shape ``(B, d)``) with one key each, in one kernel pass.
@@ -330,16 +414,15 @@ class BaseQuantizer:
         tplan = _cached_tile(plan, B)
         eng = get_engine(self.engine)
         n32 = round_up_to_float32(compute_norms(flat, tplan, eng))
-        if np.any(np.isinf(n32)):
-            raise ValueError("V: a norm exceeds the float32 range (norms are sent as float32)")
+        check_norm_range(n32, "V")
         lv, lv_start, type_uni = self._tables
         seg_base = np.concatenate([segment_bases(plan, k) for k in keys])
         idx, sign = eng.round(flat, segment_scales(tplan, n32, type_uni), tplan, seg_base, lv, lv_start, type_uni,
                               self.index_dtype)  # fmt: skip
         G = plan.n_groups
         return [
-            QuantizedVector(idx[b * d : (b + 1) * d], sign[b * d : (b + 1) * d], n32[b * G : (b + 1) * G], plan,
-                            self.type_levels, flat.dtype, keys[b])
+            QuantizedVector._trusted(idx[b * d : (b + 1) * d], sign[b * d : (b + 1) * d], n32[b * G : (b + 1) * G],
+                                     plan, self.type_levels, flat.dtype, keys[b])
             for b in range(B)
         ]  # fmt: skip
 
@@ -355,20 +438,29 @@ class BaseQuantizer:
         return j, rho, n32, plan
 
     def exact_variance(self, v, layout: LayerLayout | None = None, normalized: bool = False) -> float:
-        """``E‖Q(v) − v‖² = Σ_g n_g² Σ_{i∈g} φ_ℓ(r_i)`` exactly (THEORY §2).
+        """``E‖Q(v) − v‖² = Σ_g n̂_g² Σ_{i∈g} φ_ℓ(r_i)`` exactly, with ``r_i = |v_i|/n̂_g`` (THEORY §1–2).
+
+        ``n̂_g`` is the **transmitted** norm (the float64 norm rounded up to float32), the one the
+        receiver multiplies by; so this is the exact variance of what is sent, not of an idealized
+        quantizer with the true norm.  Relative to the true norm it carries the factor
+        ``(n̂_g/‖v_g‖)² ≤ (1 + 2^{-23})²`` (THEORY §1).
 
         With ``normalized=True`` the result is divided by ``‖v‖_2²`` (the normalized variance; 0 for
-        the zero vector).
+        the zero vector), computed as ``Σ_g (n̂_g/‖v‖_2)² Σ φ`` so that ``‖v‖²`` is never formed (it
+        would underflow or overflow for tiny or huge vectors).  The norms are the deterministic
+        ones of :func:`vector_norm`.
         """
         v, plan, eng, n32 = self._prepare(v, layout)
         lv, lv_start, type_uni = self._tables
         n64 = n32.astype(np.float64)
         phi = eng.task_phi(v, segment_scales(plan, n32, type_uni), plan, lv, lv_start, type_uni)
-        var = float(np.sum(n64 * n64 * phi))
         if normalized:
-            nv = float(np.linalg.norm(v.astype(np.float64)))
-            return 0.0 if nv == 0.0 else var / nv**2
-        return var
+            nv = vector_norm(v, engine=self.engine)
+            if nv == 0.0:
+                return 0.0
+            ratio = n64 / nv
+            return float(np.sum(ratio * ratio * phi))
+        return float(np.sum(n64 * n64 * phi))
 
     def coordinate_variance(self, v, layout: LayerLayout | None = None) -> np.ndarray:
         """Per-coordinate exact variance ``n_g² φ_ℓ(r_i) = n_g² ρ_i(1 − ρ_i)(ℓ_{j+1} − ℓ_j)²``."""
@@ -380,6 +472,19 @@ class BaseQuantizer:
         return n * n * rho * (1.0 - rho) * width * width
 
 
+def vector_norm(v, q: float = 2.0, engine: str = "numba") -> float:
+    """The float64 ``q``-norm of ``v``, computed exactly as the quantizers compute it.
+
+    Deterministic: the summation order is fixed by the algorithm (32 lanes folded by a fixed tree,
+    tasks combined in order; :func:`compute_norms`), not by the CPU's SIMD width, the BLAS library or
+    the thread count — unlike ``np.linalg.norm``.  Vectors with tiny or huge entries are scaled by
+    their maximum first, so no square underflows or overflows.  Raises ``ValueError`` on NaN/Inf.
+    """
+    v = check_vector(v)
+    plan = cached_plan(PlanSpec(LayerLayout.single(v.size), "global", (_check_q(q),), (0,), 0))
+    return float(compute_norms(v, plan, get_engine(engine))[0])
+
+
 @functools.lru_cache(maxsize=64)
 def _cached_tile(plan: Plan, rows: int) -> Plan:
     return tile_plan(plan, rows)
@@ -389,6 +494,10 @@ def dequantize_batch(qvs: list[QuantizedVector], dtype=np.float64, engine: str =
     """Dequantize quantized vectors that share one plan and levels into a ``(B, d)`` array (one pass)."""
     if not qvs:
         raise ValueError("qvs must be non-empty")
+    for q in qvs:
+        if not isinstance(q, QuantizedVector):
+            raise TypeError(f"qvs must hold QuantizedVectors, got {type(q).__name__}")
+        q.validate()
     plan, levels = qvs[0].plan, qvs[0].levels
     if any(q.plan is not plan or q.levels != levels for q in qvs):
         return np.stack([q.dequantize(dtype, engine) for q in qvs])

@@ -28,6 +28,7 @@ from .core import (
     BaseQuantizer,
     QuantizedVector,
     _cached_tile,
+    check_norm_range,
     compute_norms,
     get_engine,
     round_up_to_float32,
@@ -229,8 +230,7 @@ class DeviceWorkspace:
             self._cur = self._v
         tp = self.tplan
         n32 = round_up_to_float32(compute_norms(flat, tp, self))
-        if np.any(np.isinf(n32)):
-            raise ValueError("V: a norm exceeds the float32 range (norms are sent as float32)")
+        check_norm_range(n32, "V")
         lv, lv_start, type_uni = self._tables
         self._up(self._scale, segment_scales(tp, n32, self.quantizer._tables[2]))
         self._up(self._base, np.concatenate([segment_bases(self.plan, k) for k in keys]))
@@ -271,8 +271,9 @@ class DeviceWorkspace:
         idx, sign = self._down(self._idx), self._down(self._sign)
         d, G, q = self.d, self.plan.n_groups, self.quantizer
         return [
-            QuantizedVector(idx[b * d : (b + 1) * d], sign[b * d : (b + 1) * d], self._n32[b * G : (b + 1) * G],
-                            self.plan, q.type_levels, self.dtype, self._keys[b])
+            QuantizedVector._trusted(idx[b * d : (b + 1) * d], sign[b * d : (b + 1) * d],
+                                     self._n32[b * G : (b + 1) * G], self.plan, q.type_levels, self.dtype,
+                                     self._keys[b])
             for b in range(self.B)
         ]  # fmt: skip
 

@@ -37,6 +37,10 @@ def _as_int_array(x, name: str) -> np.ndarray:
     return arr.astype(np.int64)
 
 
+#: Largest total dimension a layout may describe (offsets are int64; 2^48 coordinates is far beyond memory).
+MAX_LAYOUT_D = 2**48
+
+
 @dataclass(frozen=True, eq=False)
 class LayerLayout:
     """Named layers of a flat vector, each mapped to one of ``M`` types.
@@ -65,6 +69,8 @@ class LayerLayout:
             raise ValueError("sizes: a layout needs at least one layer")
         if np.any(sizes < 1):
             raise ValueError("sizes: every layer size must be >= 1")
+        if int(sizes.max()) * sizes.size > MAX_LAYOUT_D and sum(int(x) for x in sizes) > MAX_LAYOUT_D:  # no int64 wrap
+            raise ValueError(f"sizes: the layout's dimension exceeds {MAX_LAYOUT_D} coordinates")
         types = np.zeros(sizes.size, np.int64) if self.types is None else _as_int_array(self.types, "types")
         if types.shape != sizes.shape:
             raise ValueError(f"types has {types.size} entries but sizes has {sizes.size}")

@@ -34,7 +34,7 @@ import numpy as np
 from ..coding import BitLedger, Encoder, expected_bits
 from ..levels import Levels
 from ..optimize import normalized_magnitudes, optimize_layerwise, optimize_levels
-from ..quantize import LayerwiseQuantizer, Quantizer, dequantize_batch
+from ..quantize import LayerwiseQuantizer, NormRangeError, Quantizer, dequantize_batch
 from ..quantize.device import DeviceWorkspace, worker_sums
 from ..rng import MASK64, Key, mix64
 from ..vi.measures import RestrictedGap, distance_to_solution, operator_norm, restricted_gap_sampled
@@ -50,6 +50,10 @@ ONE_MESSAGE = ("da", "qoda", "popov", "gda")
 
 class SolverError(ValueError):
     """A solver configuration or run that cannot proceed (bad config, non-finite oracle output)."""
+
+
+class _Diverged(Exception):
+    """Raised inside a run when it cannot go on because numbers overflowed (caught by :func:`solve`)."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,8 @@ class SolverConfig:
         Radius of the ball ``C`` of the restricted gap, centred at ``X_1`` (default
         ``‖X_1 − x*‖ + 1`` so that ``C`` holds a solution).
     divergence_threshold : float
-        A run whose iterate norm exceeds this (times ``1 + ‖X_1‖``) stops as diverged.
+        A run whose iterate norm exceeds this (times ``1 + ‖X_1‖``) stops as diverged (``> 0``;
+        ``inf`` disables the threshold, and a run then stops as diverged only on overflow).
     """
 
     method: str = "qoda"
@@ -137,6 +142,14 @@ class SolverConfig:
             raise SolverError("noise must be a qodasim.vi.NoiseModel")
         if self.reoptimize_every < 0:
             raise SolverError("reoptimize_every must be >= 0")
+        try:
+            thr = float(self.divergence_threshold)
+        except (TypeError, ValueError):
+            thr = float("nan")
+        if not thr > 0:  # also rejects NaN
+            raise SolverError(
+                f"divergence_threshold must be a positive number (or inf), got {self.divergence_threshold!r}"
+            )
         if self.engine not in ("numba", "numpy", "cuda"):
             raise SolverError(f"engine must be 'numba', 'numpy' or 'cuda', got {self.engine!r}")
 
@@ -226,8 +239,8 @@ def _replica_seed(seed: int, r: int) -> int:
 class _Oracle:
     """``K`` workers' (quantized, encoded) oracle outputs, averaged; counts bits per iteration."""
 
-    def __init__(self, problem: Problem, cfg: SolverConfig):
-        self.p, self.cfg = problem, cfg
+    def __init__(self, problem: Problem, cfg: SolverConfig, limit: float = np.inf):
+        self.p, self.cfg, self.limit = problem, cfg, limit
         self.quant = _make_quantizer(problem, cfg)
         R, K = cfg.replicas, cfg.K
         self.encoders = [[Encoder(cfg.protocol, cfg.code) for _ in range(K)] for _ in range(R)]
@@ -241,9 +254,12 @@ class _Oracle:
 
     def __call__(self, X: np.ndarray, t: int, rnd: int) -> np.ndarray:
         cfg = self.cfg
-        V = cfg.noise.sample_at(self.p, X, cfg.K, cfg.seed, rnd)
+        with np.errstate(over="ignore", invalid="ignore"):
+            V = cfg.noise.sample_at(self.p, X, cfg.K, cfg.seed, rnd)
         if not np.all(np.isfinite(V)):
-            raise SolverError(f"the oracle returned non-finite values at iteration {t} (round {rnd})")
+            if np.all(np.isfinite(X)) and np.max(np.abs(X)) <= self.limit:
+                raise SolverError(f"the oracle returned non-finite values at iteration {t} (round {rnd})")
+            raise _Diverged(f"the oracle overflowed at iteration {t} (the iterate left the divergence threshold)")
         self.last_raw = V[0, 0]
         self.calls += 1
         self.messages += 1
@@ -258,11 +274,17 @@ class _Oracle:
         if self.quant.engine == "cuda":  # the workers' vectors stay on the device (DeviceWorkspace)
             if self.device is None or self.device.dtype != V.dtype:
                 self.device = DeviceWorkspace(self.quant, d, K, R, dtype=V.dtype)
-            self.device.quantize(V.reshape(R * K, d), keys)
+            try:
+                self.device.quantize(V.reshape(R * K, d), keys)
+            except NormRangeError as exc:
+                raise _Diverged(f"an oracle output at iteration {t} cannot be sent: {exc}") from None
             out = self.device.worker_sums()
             qvs = self.device.quantized() if cfg.bits == "stream" else None
         else:
-            qvs = self.quant.quantize_batch(V.reshape(R * K, d), keys)
+            try:
+                qvs = self.quant.quantize_batch(V.reshape(R * K, d), keys)
+            except NormRangeError as exc:
+                raise _Diverged(f"an oracle output at iteration {t} cannot be sent: {exc}") from None
             out = worker_sums(dequantize_batch(qvs, engine=self.quant.engine).reshape(R, K, d))
         spec = self.quant.plan(d).spec if cfg.bits == "expected" else None
         for r in range(R):
@@ -327,9 +349,12 @@ def _measure_fns(problem: Problem, cfg: SolverConfig, X1: np.ndarray):
 def solve(problem: Problem, config: SolverConfig | None = None, **overrides) -> SolverResult:
     """Run the configured method on ``problem`` and return a :class:`SolverResult`.
 
-    Raises :class:`SolverError` for bad configurations or non-finite oracle output at a finite
-    point; a run whose iterates blow up stops early with ``status = "diverged"`` (measures after
-    that iteration are not recorded, never reported as NaN values).
+    Raises :class:`SolverError` for bad configurations or non-finite oracle output at a finite point
+    within the divergence threshold.  A run whose numbers blow up — an iterate beyond the threshold or
+    non-finite, an oracle output whose norm cannot be sent as float32, an overflowing step
+    accumulator — stops early with ``status = "diverged"`` and a message saying which (measures after
+    that iteration are not recorded, never reported as NaN values; ``x_avg`` averages the iterations
+    completed).
     """
     if not isinstance(problem, Problem):
         raise SolverError(f"problem must be a qodasim.vi.Problem, got {type(problem).__name__}")
@@ -338,7 +363,8 @@ def solve(problem: Problem, config: SolverConfig | None = None, **overrides) -> 
     X1 = np.asarray(problem.x0(), np.float64)
     if X1.shape != (problem.d,):
         raise SolverError(f"problem.x0() has shape {X1.shape}, expected ({problem.d},)")
-    oracle = _Oracle(problem, cfg)
+    limit = cfg.divergence_threshold * (1.0 + float(np.linalg.norm(X1)))
+    oracle = _Oracle(problem, cfg, limit)
     fns = _measure_fns(problem, cfg, X1)
     rec = record_points(T, cfg.record)
     measures = {f"{m}_{w}": np.full((R, rec.size), np.nan) for m in fns for w in ("avg", "last")}
@@ -348,64 +374,80 @@ def solve(problem: Problem, config: SolverConfig | None = None, **overrides) -> 
     sumsq = np.zeros(R)
     xsum = np.zeros_like(X1b)
     const = None if cfg.step == "adaptive" else float(cfg.step)
-    limit = cfg.divergence_threshold * (1.0 + float(np.linalg.norm(X1)))
     status, message, k_rec = "ok", "", 0
     t0 = time.perf_counter()
-    for t in range(1, T + 1):
-        eta = np.full(R, const) if const is not None else 1.0 / np.sqrt(1.0 + sumsq)
-        step = eta[:, None]
-        two = method in TWO_MESSAGES
-        rnd_a, rnd_b = (2 * t - 2, 2 * t - 1) if two else (t - 1, t - 1)
-        if method in ("da", "qgenx", "qoda"):
-            if method == "qoda":
-                lead = Vprev
-            elif method == "qgenx":
-                lead = oracle(X, t, rnd_a)
-            else:
-                lead = 0.0
-            Xh = problem.project(X - step * lead)
-            Vh = oracle(Xh, t, rnd_b)
-            Y -= Vh
-            sumsq += np.sum((Vh - Vprev) ** 2, axis=1)
-            Vprev = Vh
-            eta_next = np.full(R, const) if const is not None else 1.0 / np.sqrt(1.0 + sumsq)
-            X = problem.project(X1b + eta_next[:, None] * Y)
-        elif method == "eg":
-            V0 = oracle(X, t, rnd_a)
-            Xh = problem.project(X - step * V0)
-            Vh = oracle(Xh, t, rnd_b)
-            sumsq += np.sum((Vh - V0) ** 2, axis=1)
-            X = problem.project(X - step * Vh)
-        elif method == "popov":
-            Xh = problem.project(X - step * Vprev)
-            Vh = oracle(Xh, t, rnd_b)
-            sumsq += np.sum((Vh - Vprev) ** 2, axis=1)
-            Vprev = Vh
-            X = problem.project(X - step * Vh)
-        else:  # gda
-            Xh = X
-            Vh = oracle(X, t, rnd_b)
-            sumsq += np.sum((Vh - Vprev) ** 2, axis=1)
-            Vprev = Vh
-            X = problem.project(X - step * Vh)
-        xsum += Xh
-        if not (np.all(np.isfinite(X)) and np.max(np.abs(X)) <= limit):
-            status = "diverged"
-            message = f"{method} diverged at iteration {t}: iterate norm above {limit:.3g}"
-            break
-        if cfg.reoptimize_every and t % cfg.reoptimize_every == 0:
-            oracle.reoptimize(cfg.reoptimize_method)
-        if k_rec < rec.size and t == rec[k_rec]:
-            xavg = xsum / t
-            for m, fn in fns.items():
-                measures[f"{m}_avg"][:, k_rec] = fn(xavg)
-                measures[f"{m}_last"][:, k_rec] = fn(X)
-            k_rec += 1
+    n_sum = 0
+    with np.errstate(over="ignore", invalid="ignore"):
+        try:
+            for t in range(1, T + 1):
+                eta = np.full(R, const) if const is not None else 1.0 / np.sqrt(1.0 + sumsq)
+                step = eta[:, None]
+                two = method in TWO_MESSAGES
+                rnd_a, rnd_b = (2 * t - 2, 2 * t - 1) if two else (t - 1, t - 1)
+                if method in ("da", "qgenx", "qoda"):
+                    if method == "qoda":
+                        lead = Vprev
+                    elif method == "qgenx":
+                        lead = oracle(X, t, rnd_a)
+                    else:
+                        lead = 0.0
+                    Xh = _checked(problem.project(X - step * lead), limit, t, method)
+                    Vh = oracle(Xh, t, rnd_b)
+                    Y -= Vh
+                    sumsq += np.sum((Vh - Vprev) ** 2, axis=1)
+                    Vprev = Vh
+                    eta_next = np.full(R, const) if const is not None else 1.0 / np.sqrt(1.0 + sumsq)
+                    X = problem.project(X1b + eta_next[:, None] * Y)
+                elif method == "eg":
+                    V0 = oracle(X, t, rnd_a)
+                    Xh = _checked(problem.project(X - step * V0), limit, t, method)
+                    Vh = oracle(Xh, t, rnd_b)
+                    sumsq += np.sum((Vh - V0) ** 2, axis=1)
+                    X = problem.project(X - step * Vh)
+                elif method == "popov":
+                    Xh = _checked(problem.project(X - step * Vprev), limit, t, method)
+                    Vh = oracle(Xh, t, rnd_b)
+                    sumsq += np.sum((Vh - Vprev) ** 2, axis=1)
+                    Vprev = Vh
+                    X = problem.project(X - step * Vh)
+                else:  # gda
+                    Xh = X
+                    Vh = oracle(X, t, rnd_b)
+                    sumsq += np.sum((Vh - Vprev) ** 2, axis=1)
+                    Vprev = Vh
+                    X = problem.project(X - step * Vh)
+                if const is None and not np.all(np.isfinite(sumsq)):
+                    raise _Diverged(f"the adaptive step's accumulator overflowed at iteration {t} (operator values "
+                                    f"too large to square in float64; rescale the problem)")  # fmt: skip
+                _checked(X, limit, t, method)
+                if not np.all(np.isfinite(xsum + Xh)):
+                    raise _Diverged(f"the iterate sum overflowed at iteration {t}")
+                xsum += Xh
+                n_sum = t
+                if cfg.reoptimize_every and t % cfg.reoptimize_every == 0:
+                    oracle.reoptimize(cfg.reoptimize_method)
+                if k_rec < rec.size and t == rec[k_rec]:
+                    xavg = xsum / t
+                    for m, fn in fns.items():
+                        measures[f"{m}_avg"][:, k_rec] = fn(xavg)
+                        measures[f"{m}_last"][:, k_rec] = fn(X)
+                    k_rec += 1
+        except _Diverged as exc:
+            status, message = "diverged", f"{method} diverged: {exc}"
     if status == "diverged":
         rec = rec[:k_rec]
         measures = {k: v[:, :k_rec] for k, v in measures.items()}
     msgs = oracle.messages.copy()
     return SolverResult(
         cfg.to_dict(), getattr(problem, "name", type(problem).__name__), rec, measures, oracle.bits, msgs,
-        status, message, time.perf_counter() - t0, oracle.ledger, xsum / max(t, 1), X,
+        status, message, time.perf_counter() - t0, oracle.ledger, xsum / max(n_sum, 1), X,
     )  # fmt: skip
+
+
+def _checked(X: np.ndarray, limit: float, t: int, method: str) -> np.ndarray:
+    """``X`` if finite and within the divergence threshold, else raise :class:`_Diverged`."""
+    if not np.all(np.isfinite(X)):
+        raise _Diverged(f"a non-finite iterate at iteration {t}")
+    if np.max(np.abs(X)) > limit:
+        raise _Diverged(f"iteration {t}: iterate norm above {limit:.3g}")
+    return X

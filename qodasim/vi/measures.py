@@ -59,10 +59,24 @@ class RestrictedGap:
 
 
 def _trust_region_max(lam: np.ndarray, h: np.ndarray, r: float) -> float:
-    """``max_{‖z‖ ≤ r} hᵀz − Σ λ_i z_i²`` with ``λ ≥ 0`` (exact up to the root finder's precision)."""
-    hn = float(np.linalg.norm(h))
-    if hn == 0.0:
+    """``max_{‖z‖ ≤ r} hᵀz − Σ λ_i z_i²`` with ``λ ≥ 0`` (exact up to the root finder's precision).
+
+    The problem is solved for ``(h, λ)/σ`` with ``σ = max(‖h‖, r·max λ)`` and the value scaled back
+    (the maximum is homogeneous of degree one in ``(h, λ)``), so huge or tiny problems neither
+    overflow nor underflow in the squares.
+    """
+    hmax = float(np.max(np.abs(h)))
+    if hmax == 0.0:
         return 0.0
+    hn = hmax * float(np.linalg.norm(h / hmax))  # scaled: no overflow of Σ h²
+    if not np.isfinite(hn):
+        raise ValueError("restricted gap: the linear term is not finite (the iterate or the problem overflowed)")
+    sigma = max(hn, r * float(np.max(lam, initial=0.0)))
+    return sigma * _trust_region_scaled(lam / sigma, h / sigma, r)
+
+
+def _trust_region_scaled(lam: np.ndarray, h: np.ndarray, r: float) -> float:
+    hn = float(np.linalg.norm(h))
     pos = lam > 0
 
     def znorm(nu):
