@@ -15,21 +15,12 @@ import numpy as np
 
 from ..solvers import SolverConfig, solve
 from . import plotting
-from .base import Param, Progress, Result, Verdict, check_config, metadata
-from .convergence import bilinear_setup, noise_model
+from .base import Progress, Result, Verdict, check_config, metadata
+from .convergence import BILINEAR_SCHEMA, bilinear_setup, noise_model
 
 NAME = "communication"
-#: Config keys (THEORY §7.5).
-SCHEMA = {
-    "seed": Param("int", 0, minimum=0),
-    "n": Param("int", minimum=1, maximum=10**5),
-    "sigma": Param("float", minimum=0.0),
-    "sigma_rel": Param("float", minimum=0.0),
-    "levels": Param("levels", ["uniform:7"], many=True),
-    "T": Param("int", minimum=30, maximum=10**8),
-    "replicas": Param("int", minimum=1, maximum=10**5),
-    "K": Param("int", minimum=1, maximum=10**5),
-}
+#: Config keys (THEORY §7.5): those of the bilinear setup.
+SCHEMA = dict(BILINEAR_SCHEMA)
 
 
 def bits_to_reach(bits: np.ndarray, gaps: np.ndarray, target: float) -> float:
