@@ -266,16 +266,35 @@ def test_layerwise_mqv_never_worse_than_global():
 
 
 # ----------------------------------------------------------------------------- cvxpy programs
-@pytest.mark.parametrize("alpha, d", [(1, 16), (3, 256), (7, 4096)])
+@pytest.mark.parametrize("alpha, d", [(1, 16), (3, 256), (7, 4096), (1, 10**5), (31, 10**8), (127, 10**9)])
 def test_bound_optimal_levels_satisfy_optimality(alpha, d):
-    res = bound_optimal_levels(alpha, d)
-    delta, value = geometric_optimum(alpha, d)
-    assert res.status == "optimal"
-    assert np.isclose(res.value, value, rtol=1e-5)
-    u = np.log(res.levels.values[1:])
-    assert np.allclose(np.diff(u), delta, rtol=1e-3)  # geometric, with the KKT gap Δ
-    # and it really is a bound for its levels: simple_bound's value with the d ℓ1²/4 branch
-    assert simple_bound(res.levels, d) <= res.value * (1 + 1e-6)
+    """cvxpy (checked) = the closed form, for α up to 127 and d up to 1e9; both branches of the min.
+    At (31, 1e8) an SCS 'optimal_inaccurate' point with value 16.3 (optimum 0.037) used to be accepted;
+    at α = 1, d = 1e5 only the d ℓ1²/4 branch was minimized (21.43 instead of 17.29)."""
+    closed = bound_optimal_levels(alpha, d)
+    values = {b: geometric_optimum(alpha, d, b)[1] for b in ("d l1^2/4", "l1 sqrt(d)")}
+    assert np.isclose(closed.value, min(values.values()), rtol=1e-12)
+    res = bound_optimal_levels(alpha, d, method="cvxpy")
+    assert np.isclose(res.value, closed.value, rtol=1e-6) and res.branch == closed.branch
+    delta = geometric_optimum(alpha, d, closed.branch)[0]
+    u = np.log(closed.levels.values[1:])
+    assert np.allclose(np.diff(u), delta, rtol=1e-9)  # geometric, with the KKT gap Δ
+    # and it really is the simple bound of its levels (true norm), which no perturbation improves
+    assert np.isclose(simple_bound(closed.levels, d, transmitted=False), closed.value, rtol=1e-9)
+    rng = np.random.default_rng(alpha)
+    for _ in range(20):
+        lv = Levels.from_interior(np.sort(np.exp(u[:-1] + rng.normal(0, 1e-3, alpha))))
+        assert simple_bound(lv, d, transmitted=False) >= closed.value * (1 - 1e-12)
+    if alpha == 1 and d == 10**5:
+        assert closed.branch == "l1 sqrt(d)" and closed.value < 17.3
+
+
+def test_bound_optimal_levels_refuses_a_non_optimal_answer(monkeypatch):
+    from qodasim.optimize import SolverError, convex
+
+    monkeypatch.setattr(convex, "_bound_program", lambda a, d, b, s: (np.linspace(-3.0, -0.1, a), "optimal_inaccurate"))
+    with pytest.raises(SolverError, match="not optimal"):
+        bound_optimal_levels(4, 1000, method="cvxpy")
 
 
 def test_bit_budget_split_matches_kkt():

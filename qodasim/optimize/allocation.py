@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+from scipy import optimize as sopt
 
 __all__ = ["lgreco", "lgreco_brute_force", "dq_sgd_schedule"]
 
@@ -25,42 +26,61 @@ def _check_options(bits, errors, default):
     return bits, errors, default
 
 
+def _units(errors, budget: float, buckets: int) -> list[np.ndarray]:
+    """Each option's error in units of ``budget/buckets``, rounded up (a choice whose units fit in
+    ``buckets`` meets the budget); infeasible options get ``buckets + 1``."""
+    if budget == 0.0:
+        return [np.where(e > 0, buckets + 1, 0).astype(np.int64) for e in errors]
+    return [np.minimum(np.ceil(e / budget * buckets - 1e-12), buckets + 1).astype(np.int64) for e in errors]
+
+
 def lgreco(bits, errors, default, alpha: float = 1.0, buckets: int = 1000) -> np.ndarray:
     """L-GreCo knapsack DP (Markov et al. 2024): choose one option per layer minimizing total bits
     subject to total error ≤ ``alpha`` × the error of the ``default`` choice.
 
-    Errors are discretized into ``buckets`` units of ``budget/buckets`` (rounded *up*, so the
-    returned choice always meets the budget); ``O(L · options · buckets)``.  Returns the option
-    index per layer.
+    Errors are discretized into ``buckets`` units of ``budget/buckets``, each rounded *up*, so every
+    choice the DP returns meets the budget; the DP is exact on this discretized problem,
+    ``O(L · options · buckets)``.  The default choice is then compared with it: when the default meets
+    the budget (always for ``alpha ≥ 1``) and costs no more, it is returned — so the result is never
+    worse than the default, even when rounding up made the default look infeasible.
+
+    Guarantee: with ``L`` layers, any choice whose error is at most ``budget·(1 − L/buckets)`` fits
+    the discretized problem (``Σ ⌈x_l⌉ ≤ Σ x_l + L``), so the bits returned are at most the optimum
+    of the exact problem at that slightly tighter budget (and at most the default's).  Returns the
+    option index per layer; raises ``ValueError`` if nothing meets the budget.
     """
     bits, errors, default = _check_options(bits, errors, default)
     if not (np.isfinite(alpha) and alpha > 0):
         raise ValueError(f"alpha must be positive, got {alpha!r}")
+    if isinstance(buckets, bool) or not isinstance(buckets, (int, np.integer)) or not 1 <= buckets <= 10**7:
+        raise ValueError(f"buckets must be an integer in [1, 10^7], got {buckets!r}")
     budget = alpha * float(sum(e[d] for e, d in zip(errors, default)))
-    if budget == 0.0:
-        units = [np.where(e > 0, buckets + 1, 0) for e in errors]
-    else:
-        units = [np.ceil(e / budget * buckets - 1e-12).astype(np.int64) for e in errors]
+    units = _units(errors, budget, buckets)
     n_layers = len(bits)
-    inf = np.inf
-    dp = np.full(buckets + 1, inf)
+    dp = np.full(buckets + 1, np.inf)
     dp[0] = 0.0
     choice = np.zeros((n_layers, buckets + 1), np.int64)
     for l in range(n_layers):
-        new = np.full(buckets + 1, inf)
+        new = np.full(buckets + 1, np.inf)
         for o in range(bits[l].size):
             u = int(units[l][o])
             if u > buckets:
                 continue
-            cand = np.full(buckets + 1, inf)
+            cand = np.full(buckets + 1, np.inf)
             cand[u:] = dp[: buckets + 1 - u] + bits[l][o]
             better = cand < new
             new[better] = cand[better]
             choice[l, better] = o
         dp = new
+    default_ok = float(sum(e[d] for e, d in zip(errors, default))) <= budget * (1 + 1e-12)
+    default_bits = float(sum(b[d] for b, d in zip(bits, default)))
     if not np.isfinite(dp).any():
+        if default_ok:
+            return default.copy()
         raise ValueError("no choice of options meets the error budget")
     e_end = int(np.argmin(dp))
+    if default_ok and default_bits <= dp[e_end]:
+        return default.copy()
     out = np.zeros(n_layers, np.int64)
     for l in range(n_layers - 1, -1, -1):
         o = choice[l, e_end]
@@ -69,26 +89,44 @@ def lgreco(bits, errors, default, alpha: float = 1.0, buckets: int = 1000) -> np
     return out
 
 
-def lgreco_brute_force(bits, errors, default, alpha: float = 1.0) -> tuple[np.ndarray, float]:
-    """Exhaustive search (tests): minimum bits with total error ≤ alpha × default error."""
+def lgreco_brute_force(
+    bits, errors, default, alpha: float = 1.0, buckets: int | None = None
+) -> tuple[np.ndarray, float]:
+    """Exhaustive search (tests): minimum bits with total error ≤ alpha × default error.
+
+    With ``buckets``, the same search on :func:`lgreco`'s discretized problem (errors rounded up to
+    units of ``budget/buckets``, at most ``buckets`` units), with the same fallback to the default.
+    """
     bits, errors, default = _check_options(bits, errors, default)
     budget = alpha * float(sum(e[d] for e, d in zip(errors, default)))
+    units = _units(errors, budget, buckets) if buckets else None
     best, arg = np.inf, None
     for combo in itertools.product(*[range(b.size) for b in bits]):
-        err = sum(e[o] for e, o in zip(errors, combo))
-        if err <= budget * (1 + 1e-12):
-            cost = sum(b[o] for b, o in zip(bits, combo))
-            if cost < best:
-                best, arg = cost, combo
+        if units is None:
+            ok = sum(e[o] for e, o in zip(errors, combo)) <= budget * (1 + 1e-12)
+        else:
+            ok = sum(int(u[o]) for u, o in zip(units, combo)) <= buckets
+        cost = sum(b[o] for b, o in zip(bits, combo))
+        if ok and cost < best:
+            best, arg = cost, combo
+    if buckets:
+        default_ok = float(sum(e[d] for e, d in zip(errors, default))) <= budget * (1 + 1e-12)
+        default_bits = float(sum(b[d] for b, d in zip(bits, default)))
+        if default_ok and default_bits <= best:
+            return default.copy(), default_bits
+    if arg is None:
+        raise ValueError("no choice of options meets the error budget")
     return np.array(arg), float(best)
 
 
 def dq_sgd_schedule(grad_norms, rho: float, d: int, budget: float) -> np.ndarray:
     """Levels per step across time **[ours]** (THEORY §4, after DQ-SGD, Yan et al.).
 
-    Minimizing ``Σ_t d log2 s_t`` subject to ``Σ_t ρ^{T−1−t} (d/(4 s_t²)) ‖g_t‖² ≤ budget`` gives
-    ``s_t = c ‖g_t‖ ρ^{(T−1−t)/2}`` with ``c = √(T d / (4·budget))`` (the constraint then holds with
-    equality).  Returns the real-valued ``s_t`` (round up to keep the budget).
+    Minimizes ``Σ_t d log2 s_t`` subject to ``Σ_t a_t / s_t² ≤ budget`` and ``s_t ≥ 1`` (at least one
+    interval), with ``a_t = ρ^{T−1−t} (d/4) ‖g_t‖²``.  The KKT conditions give
+    ``s_t = max(1, c·√a_t)`` — i.e. ``s_t ∝ ‖g_t‖ ρ^{(T−1−t)/2}`` where not clipped — with ``c`` set
+    so that the constraint holds with equality (a monotone 1-D root); if ``Σ a_t ≤ budget`` every
+    ``s_t = 1``.  Returns the real-valued ``s_t ≥ 1`` (round up to keep the budget).
     """
     g = np.asarray(grad_norms, np.float64).ravel()
     if g.size == 0 or np.any(~np.isfinite(g)) or np.any(g <= 0):
@@ -98,5 +136,18 @@ def dq_sgd_schedule(grad_norms, rho: float, d: int, budget: float) -> np.ndarray
     if not (budget > 0 and np.isfinite(budget)) or d < 1:
         raise ValueError("budget must be positive and d >= 1")
     T = g.size
-    c = np.sqrt(T * d / (4.0 * budget))
-    return c * g * rho ** ((T - 1 - np.arange(T)) / 2.0)
+    a = rho ** (T - 1 - np.arange(T)) * (d / 4.0) * g * g
+    if a.sum() <= budget:
+        return np.ones(T)
+    sa = np.sqrt(a)
+
+    def excess(log_c):  # Σ a_t / max(1, c√a_t)² − budget, decreasing in c
+        s = np.maximum(1.0, np.exp(log_c) * sa)
+        return float(np.sum(a / (s * s))) - budget
+
+    lo = -float(np.log(sa.max()))  # c·√a_t ≤ 1 for all t: excess = Σ a − budget > 0
+    hi = lo + 1.0
+    while excess(hi) > 0:
+        hi += 2.0 * (hi - lo)
+    log_c = sopt.brentq(excess, lo, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500)
+    return np.maximum(1.0, np.exp(log_c) * sa)

@@ -1,6 +1,18 @@
-"""Solvers: the GenX template (DA, Q-GenX, QODA), baselines, and the simulated K-worker runner."""
+"""Solvers: the GenX template (DA, Q-GenX, QODA), baselines, step rules, and the simulated K-worker runner."""
 
-from .genx import METHODS, ONE_MESSAGE, TWO_MESSAGES, SolverConfig, SolverError, SolverResult, record_points, solve
+from .genx import (
+    METHODS,
+    ONE_MESSAGE,
+    TEMPLATES,
+    TWO_MESSAGES,
+    SolverConfig,
+    SolverError,
+    SolverResult,
+    Template,
+    record_points,
+    solve,
+)
+from .steps import AdaptiveStep, ConstantStep, step_rule
 
-__all__ = ["METHODS", "ONE_MESSAGE", "TWO_MESSAGES", "SolverConfig", "SolverError", "SolverResult", "record_points",
-           "solve"]  # fmt: skip
+__all__ = ["METHODS", "ONE_MESSAGE", "TEMPLATES", "TWO_MESSAGES", "AdaptiveStep", "ConstantStep", "SolverConfig",
+           "SolverError", "SolverResult", "Template", "record_points", "solve", "step_rule"]  # fmt: skip

@@ -10,8 +10,13 @@ With ``V̂ = (1/K) Σ_k Q(V_k)`` at a point:
 3. ``X_{t+1} = Π(X_1 + η_{t+1} Y_{t+1})`` (``Π`` the projection onto the feasible set; identity when
    unconstrained).
 
-Adaptive steps (Q-GenX / "Sifting through the noise"): ``η_t = (1 + Σ_{s<t} ‖V̂_{s+1/2} − V̂_{s−1/2}‖²)^{−1/2}``,
-``γ_t = η_t``; or a constant step.  Output: the ergodic average of the ``X_{t+1/2}``.
+Steps come from a step rule (:mod:`qodasim.solvers.steps`): adaptive (Q-GenX / "Sifting through the
+noise"), ``η_t = c·(1 + Σ_{s<t} ‖δ_s‖²)^{−p_η}``, ``γ_t = c·(…)^{−p_γ}`` where ``δ_s`` is the
+difference between the two vectors iteration ``s`` used — ``V̂_{s+1/2} − V̂_s`` for dual
+extrapolation (Q-GenX, extra-gradient), ``V̂_{s+1/2} − V̂_{s−1/2}`` for optimistic methods (QODA,
+Popov), ``V̂_{s+1/2}`` for dual averaging and GDA (THEORY §6) — or constant.  In every template
+``δ_s = V̂_{s+1/2} − lead_s`` with the method's leading vector (:data:`TEMPLATES`).  Output: the ergodic
+average of the ``X_{t+1/2}``.
 
 Baselines (Euclidean, same steps): extra-gradient ``"eg"`` (two communications), Popov / optimistic
 gradient ``"popov"`` (one), and ``"gda"`` (one); each runs uncompressed or quantized.
@@ -40,12 +45,47 @@ from ..rng import MASK64, Key, mix64
 from ..vi.measures import RestrictedGap, distance_to_solution, operator_norm, restricted_gap_sampled
 from ..vi.noise import NoiseModel
 from ..vi.problems import AffineProblem, MatrixGame, Problem
+from .steps import StepRule, step_rule, step_to_dict
 
-__all__ = ["SolverConfig", "SolverResult", "SolverError", "solve", "METHODS", "ONE_MESSAGE", "TWO_MESSAGES"]
+__all__ = ["SolverConfig", "SolverResult", "SolverError", "solve", "METHODS", "ONE_MESSAGE", "TWO_MESSAGES",
+           "Template", "TEMPLATES"]  # fmt: skip
 
-METHODS = ("da", "qgenx", "qoda", "eg", "popov", "gda")
-TWO_MESSAGES = ("qgenx", "eg")
-ONE_MESSAGE = ("da", "qoda", "popov", "gda")
+
+@dataclass(frozen=True)
+class Template:
+    """What a method contributes to the template (THEORY §6).
+
+    Attributes
+    ----------
+    lead : {"zero", "oracle", "previous"}
+        The vector of the half step ``X_{t+1/2} = X_t − γ_t·lead``: none, a fresh (quantized) oracle
+        call at ``X_t`` (a second message per iteration), or the previous half-step's vector.  The
+        step rule's difference is ``δ_t = V̂_{t+1/2} − lead``.
+    dual : bool
+        Dual averaging (``Y ← Y − V̂_{t+1/2}``, ``X_{t+1} = Π(X_1 + η_{t+1} Y)``) or a Euclidean step
+        (``X_{t+1} = Π(X_t − η_t V̂_{t+1/2})``).
+    """
+
+    lead: str
+    dual: bool
+
+    @property
+    def messages(self) -> int:
+        """Messages per worker per iteration."""
+        return 2 if self.lead == "oracle" else 1
+
+
+TEMPLATES = {
+    "da": Template("zero", True),
+    "qgenx": Template("oracle", True),
+    "qoda": Template("previous", True),
+    "eg": Template("oracle", False),
+    "popov": Template("previous", False),
+    "gda": Template("zero", False),
+}
+METHODS = tuple(TEMPLATES)
+TWO_MESSAGES = tuple(m for m, t in TEMPLATES.items() if t.messages == 2)
+ONE_MESSAGE = tuple(m for m, t in TEMPLATES.items() if t.messages == 1)
 
 
 class SolverError(ValueError):
@@ -67,8 +107,10 @@ class SolverConfig:
         Number of workers.
     T : int
         Iterations.
-    step : "adaptive" or float
-        Adaptive steps, or a constant ``γ = η``.
+    step : "adaptive", float, step rule or dict
+        The step rule (:mod:`qodasim.solvers.steps`): ``"adaptive"`` (``AdaptiveStep()``), a constant
+        ``γ = η``, an :class:`~qodasim.solvers.steps.AdaptiveStep` / ``ConstantStep``, or its dict form
+        ``{"rule": "adaptive", "c": 1.0, "p_eta": 0.5, "p_gamma": 0.4, "per_worker": False}``.
     compression : {"none", "global", "layerwise"}
     levels : str or tuple of str
         Level spec (``"uniform:7"``); for ``"layerwise"`` one spec per layer type.
@@ -102,7 +144,7 @@ class SolverConfig:
     method: str = "qoda"
     K: int = 1
     T: int = 1000
-    step: str | float = "adaptive"
+    step: str | float | StepRule | dict = "adaptive"
     compression: str = "none"
     levels: str | tuple = "uniform:7"
     scope: str = "layer"
@@ -127,13 +169,12 @@ class SolverConfig:
             val = getattr(self, name)
             if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1:
                 raise SolverError(f"{name} must be an integer >= 1, got {val!r}")
-        if self.step != "adaptive":
-            try:
-                ok = float(self.step) > 0 and np.isfinite(float(self.step))
-            except (TypeError, ValueError):
-                ok = False
-            if not ok:
-                raise SolverError(f"step must be 'adaptive' or a positive number, got {self.step!r}")
+        try:
+            rule = step_rule(self.step)
+        except ValueError as exc:
+            raise SolverError(str(exc)) from None
+        if rule.per_worker and self.engine == "cuda":
+            raise SolverError("step: per-worker differences need the workers' vectors on the host (engine numba/numpy)")
         if self.compression not in ("none", "global", "layerwise"):
             raise SolverError(f"compression must be 'none', 'global' or 'layerwise', got {self.compression!r}")
         if self.bits not in ("stream", "expected", "none"):
@@ -153,9 +194,15 @@ class SolverConfig:
         if self.engine not in ("numba", "numpy", "cuda"):
             raise SolverError(f"engine must be 'numba', 'numpy' or 'cuda', got {self.engine!r}")
 
+    @property
+    def step_rule(self) -> StepRule:
+        """The step rule object of :attr:`step`."""
+        return step_rule(self.step)
+
     def to_dict(self) -> dict:
-        out = asdict(self)
+        out = asdict(replace(self, step="adaptive"))
         out["noise"] = asdict(self.noise)
+        out["step"] = step_to_dict(self.step_rule)
         return out
 
 
@@ -239,8 +286,8 @@ def _replica_seed(seed: int, r: int) -> int:
 class _Oracle:
     """``K`` workers' (quantized, encoded) oracle outputs, averaged; counts bits per iteration."""
 
-    def __init__(self, problem: Problem, cfg: SolverConfig, limit: float = np.inf):
-        self.p, self.cfg, self.limit = problem, cfg, limit
+    def __init__(self, problem: Problem, cfg: SolverConfig, limit: float = np.inf, keep_workers: bool = False):
+        self.p, self.cfg, self.limit, self.keep_workers = problem, cfg, limit, keep_workers
         self.quant = _make_quantizer(problem, cfg)
         R, K = cfg.replicas, cfg.K
         self.encoders = [[Encoder(cfg.protocol, cfg.code) for _ in range(K)] for _ in range(R)]
@@ -252,7 +299,9 @@ class _Oracle:
         self.messages = np.zeros(K, np.int64)
         self.device: DeviceWorkspace | None = None
 
-    def __call__(self, X: np.ndarray, t: int, rnd: int) -> np.ndarray:
+    def __call__(self, X: np.ndarray, t: int, rnd: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(V̂, W)``: the workers' average ``(R, d)`` and, with ``keep_workers``, each worker's own
+        (quantized) vector ``(R, K, d)`` (else ``None``)."""
         cfg = self.cfg
         with np.errstate(over="ignore", invalid="ignore"):
             V = cfg.noise.sample_at(self.p, X, cfg.K, cfg.seed, rnd)
@@ -269,7 +318,7 @@ class _Oracle:
                 self.bits[:, t - 1] += 32.0 * d * K
                 for k in range(K):
                     self.ledger.record(k, rnd, {"payload": 32.0 * d})
-            return V.mean(axis=1)
+            return V.mean(axis=1), (V if self.keep_workers else None)
         keys = [Key(self.seeds[r], k, rnd) for r in range(R) for k in range(K)]
         if self.quant.engine == "cuda":  # the workers' vectors stay on the device (DeviceWorkspace)
             if self.device is None or self.device.dtype != V.dtype:
@@ -285,7 +334,8 @@ class _Oracle:
                 qvs = self.quant.quantize_batch(V.reshape(R * K, d), keys)
             except NormRangeError as exc:
                 raise _Diverged(f"an oracle output at iteration {t} cannot be sent: {exc}") from None
-            out = worker_sums(dequantize_batch(qvs, engine=self.quant.engine).reshape(R, K, d))
+            workers = dequantize_batch(qvs, engine=self.quant.engine).reshape(R, K, d)
+            out = worker_sums(workers)
         spec = self.quant.plan(d).spec if cfg.bits == "expected" else None
         for r in range(R):
             for k in range(K):
@@ -301,7 +351,7 @@ class _Oracle:
                     self.bits[r, t - 1] += sum(parts.values())
                     if r == 0:
                         self.ledger.record(k, rnd, parts)
-        return out / K
+        return out / K, (workers if self.keep_workers else None)
 
     def reoptimize(self, method: str) -> None:
         """New levels from worker 0's latest oracle output (same number of levels per type)."""
@@ -364,61 +414,42 @@ def solve(problem: Problem, config: SolverConfig | None = None, **overrides) -> 
     if X1.shape != (problem.d,):
         raise SolverError(f"problem.x0() has shape {X1.shape}, expected ({problem.d},)")
     limit = cfg.divergence_threshold * (1.0 + float(np.linalg.norm(X1)))
-    oracle = _Oracle(problem, cfg, limit)
+    rule, tmpl = cfg.step_rule, TEMPLATES[method]
+    oracle = _Oracle(problem, cfg, limit, keep_workers=rule.per_worker)
     fns = _measure_fns(problem, cfg, X1)
     rec = record_points(T, cfg.record)
     measures = {f"{m}_{w}": np.full((R, rec.size), np.nan) for m in fns for w in ("avg", "last")}
     X1b = np.broadcast_to(X1, (R, problem.d)).copy()
     X, Y = X1b.copy(), np.zeros_like(X1b)
-    Vprev = np.zeros_like(X1b)
-    sumsq = np.zeros(R)
+    Vprev, Wprev = np.zeros_like(X1b), (np.zeros((R, cfg.K, problem.d)) if rule.per_worker else None)
+    acc = rule.init(R)
     xsum = np.zeros_like(X1b)
-    const = None if cfg.step == "adaptive" else float(cfg.step)
     status, message, k_rec = "ok", "", 0
     t0 = time.perf_counter()
     n_sum = 0
     with np.errstate(over="ignore", invalid="ignore"):
         try:
             for t in range(1, T + 1):
-                eta = np.full(R, const) if const is not None else 1.0 / np.sqrt(1.0 + sumsq)
-                step = eta[:, None]
-                two = method in TWO_MESSAGES
-                rnd_a, rnd_b = (2 * t - 2, 2 * t - 1) if two else (t - 1, t - 1)
-                if method in ("da", "qgenx", "qoda"):
-                    if method == "qoda":
-                        lead = Vprev
-                    elif method == "qgenx":
-                        lead = oracle(X, t, rnd_a)
-                    else:
-                        lead = 0.0
-                    Xh = _checked(problem.project(X - step * lead), limit, t, method)
-                    Vh = oracle(Xh, t, rnd_b)
-                    Y -= Vh
-                    sumsq += np.sum((Vh - Vprev) ** 2, axis=1)
-                    Vprev = Vh
-                    eta_next = np.full(R, const) if const is not None else 1.0 / np.sqrt(1.0 + sumsq)
-                    X = problem.project(X1b + eta_next[:, None] * Y)
-                elif method == "eg":
-                    V0 = oracle(X, t, rnd_a)
-                    Xh = _checked(problem.project(X - step * V0), limit, t, method)
-                    Vh = oracle(Xh, t, rnd_b)
-                    sumsq += np.sum((Vh - V0) ** 2, axis=1)
-                    X = problem.project(X - step * Vh)
-                elif method == "popov":
-                    Xh = _checked(problem.project(X - step * Vprev), limit, t, method)
-                    Vh = oracle(Xh, t, rnd_b)
-                    sumsq += np.sum((Vh - Vprev) ** 2, axis=1)
-                    Vprev = Vh
-                    X = problem.project(X - step * Vh)
-                else:  # gda
-                    Xh = X
-                    Vh = oracle(X, t, rnd_b)
-                    sumsq += np.sum((Vh - Vprev) ** 2, axis=1)
-                    Vprev = Vh
-                    X = problem.project(X - step * Vh)
-                if const is None and not np.all(np.isfinite(sumsq)):
+                gamma, eta = rule.steps(acc)
+                rnd_a, rnd_b = (2 * t - 2, 2 * t - 1) if tmpl.messages == 2 else (t - 1, t - 1)
+                if tmpl.lead == "oracle":
+                    lead, lead_w = oracle(X, t, rnd_a)
+                elif tmpl.lead == "previous":
+                    lead, lead_w = Vprev, Wprev
+                else:
+                    lead, lead_w = 0.0, 0.0
+                Xh = _checked(problem.project(X - gamma[:, None] * lead), limit, t, method)
+                Vh, Wh = oracle(Xh, t, rnd_b)
+                acc = rule.update(acc, Wh - lead_w if rule.per_worker else Vh - lead)  # δ_t (THEORY §6)
+                if not np.all(np.isfinite(acc)):
                     raise _Diverged(f"the adaptive step's accumulator overflowed at iteration {t} (operator values "
                                     f"too large to square in float64; rescale the problem)")  # fmt: skip
+                if tmpl.dual:
+                    Y -= Vh
+                    X = problem.project(X1b + rule.steps(acc)[1][:, None] * Y)
+                else:
+                    X = problem.project(X - eta[:, None] * Vh)
+                Vprev, Wprev = Vh, Wh
                 _checked(X, limit, t, method)
                 if not np.all(np.isfinite(xsum + Xh)):
                     raise _Diverged(f"the iterate sum overflowed at iteration {t}")

@@ -362,13 +362,23 @@ class KellyAuction(Problem):
 
     @property
     def solution(self) -> np.ndarray:
-        """The interior equilibrium from the first-order conditions (1-D root in ``s = Z + Σx``)."""
+        """The equilibrium from the KKT conditions with the active set (1-D root in ``s = Z + Σx``).
+
+        With ``g_i = G_i Q``: ``A_i(x) = 1 − g_i (s − x_i)/s²``.  A bidder with ``x_i > 0`` has
+        ``A_i = 0``, i.e. ``x_i = s − s²/g_i`` (possible only while ``s < g_i``); one with ``x_i = 0``
+        needs ``A_i = 1 − g_i/s ≥ 0``, i.e. ``g_i ≤ s``.  So ``x_i(s) = max(0, s − s²/g_i)`` and ``s``
+        solves ``Σ_i x_i(s) = s − Z``; the left side minus the right is positive at ``s = Z`` (unless
+        nobody bids: every ``g_i ≤ Z`` gives ``x = 0``) and negative for ``s ≥ max g_i``.
+        """
         from scipy.optimize import brentq
 
-        g = np.asarray(self.G) * self.Q
+        g = np.asarray(self.G, np.float64) * self.Q
 
-        def f(s):  # Σ_i x_i(s) = s − Z with x_i = s − s²/g_i
-            return np.sum(s - s * s / g) - (s - self.Z)
+        def f(s):
+            return np.sum(np.maximum(0.0, s - s * s / g)) - (s - self.Z)
 
-        s = brentq(f, self.Z, self.Z + g.sum() + 10.0)
+        if f(self.Z) <= 0.0:
+            return np.zeros(g.size)
+        hi = max(float(g.max()), self.Z) * 2.0 + 1.0
+        s = brentq(f, self.Z, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=1000)
         return np.maximum(s - s * s / g, 0.0)
