@@ -68,7 +68,12 @@ class Levels:
     # ------------------------------------------------------------------ constructors
     @classmethod
     def uniform(cls, s: int) -> Levels:
-        """QSGD levels ``ℓ_j = j/s``, ``j = 0..s`` (``s`` intervals, ``α = s − 1``)."""
+        """QSGD levels ``ℓ_j = j/s``, ``j = 0..s``.
+
+        Counts **intervals**: ``s`` intervals, ``s + 1`` levels, ``α = s − 1`` interior levels (QSGD's
+        ``s``).  :meth:`exponential` counts interior levels instead; both are spelled out in
+        :attr:`s` and :attr:`alpha` of the result.
+        """
         s = _positive_int(s, "s")
         if s > MAX_INTERVALS:
             raise ValueError(f"s must be at most {MAX_INTERVALS} (one level table entry per level), got {s}")
@@ -78,7 +83,9 @@ class Levels:
     def exponential(cls, alpha: int, p: float = 0.5) -> Levels:
         """Exponential levels ``(0, p^α, …, p^2, p, 1)`` with ``α`` interior levels.
 
-        ``p = 1/2`` gives NUQSGD's / natural dithering's levels.
+        Counts **interior levels** (``α``; ``α + 1`` intervals), unlike :meth:`uniform`, which counts
+        intervals.  ``p = 1/2`` gives NUQSGD's / natural dithering's levels (natural dithering's
+        ``s`` is ``α + 1``).
         """
         if isinstance(alpha, bool) or not isinstance(alpha, (int, np.integer)) or alpha < 0:
             raise ValueError(f"alpha must be an integer >= 0, got {alpha!r}")

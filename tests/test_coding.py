@@ -155,7 +155,7 @@ def test_channel_sends_levels_only_when_they_change():
     # change one type's levels: only that table is sent again, and counted
     q2 = LayerwiseQuantizer(LAYOUT, (lv[0], Levels.exponential(5), lv[2]))
     m3 = enc.encode(q2.quantize(v, Key(2)))
-    assert m3.bits["level_tables"] == 6 + 5 * 64 + 1 - 1  # ω(7) = 6 bits, 5 interior float64
+    assert m3.bits["level_tables"] == 1 + 6 + 5 * 64  # family bit, ω(7) = 6 bits, 5 interior float64
     assert dec.decode(m3).equals(q2.quantize(v, Key(2)))
     # a fresh decoder cannot read a message that relies on channel state
     with pytest.raises(DecodeError, match="none was received"):
@@ -366,7 +366,7 @@ def test_ledger_counts_messages_and_bits(tmp_path):
     assert sum(led.per_worker().values()) == total and led.totals()["total"] == total
     rounds, cum = led.cumulative_by_round()
     assert list(rounds) == [0, 1, 2, 3] and cum[-1] == total
-    assert led.totals()["level_tables"] == 3 * (6 + 3 * 64)  # sent once per worker channel
+    assert led.totals()["level_tables"] == 3 * (1 + 6)  # once per channel: family bit + ω(s = 4) (uniform: no floats)
     back = BitLedger.load(led.save(tmp_path / "ledger.json"))
     assert np.array_equal(back.table(), led.table())
     led.record(0, 5, {"payload": 10.5})

@@ -43,7 +43,12 @@ def check_dimension(d) -> int:
 
 def qsgd_bound(s: int, d: int, *, transmitted: bool = True) -> float:
     """QSGD (Alistarh et al. 2017, Lemma 3.1), uniform levels ``j/s``: ``ε_Q ≤ min(d/s², √d/s)``
-    (times :data:`TRANSMIT_FACTOR` with ``transmitted=True``)."""
+    (times :data:`TRANSMIT_FACTOR` with ``transmitted=True``).
+
+    Argument order: the level parameter first, then the dimension — like every bound here
+    (``simple_bound(levels, d)``, ``tight_variance_bound(levels, d)``); the paper writes ``(d, s)``.
+    Pass them by keyword (``qsgd_bound(s=4, d=1024)``) to be explicit.
+    """
     if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1:
         raise ValueError(f"s must be an integer >= 1, got {s!r}")
     d = check_dimension(d)

@@ -249,35 +249,47 @@ def layerwise_tight_bound(sizes, types, levels, scope: str = "layer", *, transmi
     return max(0.0, float(dual(lam)) / c)
 
 
-def layerwise_tight_bound_lp(sizes, types, levels, n_knots: int = 64, solver: str | None = None) -> tuple[float, float]:
+def layerwise_tight_bound_lp(
+    sizes, types, levels, n_knots: int = 64, solver: str | None = None, *, transmitted: bool = True
+) -> tuple[float, float]:
     """The global-norm layer-wise bound as linear programs in cvxpy: ``(lower, upper)``.
 
-    Each ``ĝ_m`` is represented by its exact values ``ĝ_m(w_k)`` and slopes ``λ_k`` at ``n_knots``
-    knots (geometric in ``w``): the piecewise-linear interpolation is below ``ĝ_m`` (lower bound LP,
-    over convex combinations) and the tangent lines are above it (upper bound LP).  Both bracket
-    :func:`layerwise_tight_bound` and tighten as ``n_knots`` grows.
+    In the variables ``c_l`` (layer ``l``'s share of ``‖v‖²``, ``Σ c_l = c``) and ``τ_l = d_l ĝ(c_l/d_l)``,
+    each layer's ``ĝ`` is represented at ``n_knots`` knots ``κ_k`` of ``c_l ∈ [0, 1]`` (geometric,
+    1e-9 to 1 — so knots sit where that layer's share can be, ``w = κ/d_l``, whatever ``d_l``): by
+    its tangents ``τ_l ≤ d_l ĝ(κ_k/d_l) + λ_k (c_l − κ_k)`` (upper LP) and by the chords between knots
+    (lower LP, convex combinations).  Every coefficient is ``O(1)`` to ``O(√d)`` whatever the layer
+    sizes (a layer of 10^6 coordinates made the unscaled program fail), and both values bracket
+    :func:`layerwise_tight_bound` (same ``transmitted``: ``c = 1/TRANSMIT_FACTOR`` and the value
+    divided by ``c``), tightening as ``n_knots`` grows.
     """
     import cvxpy as cp
 
     from ..optimize.solvers import solve
 
+    if isinstance(n_knots, bool) or not isinstance(n_knots, (int, np.integer)) or n_knots < 2:
+        raise ValueError(f"n_knots must be an integer >= 2, got {n_knots!r}")
     sizes, types, arcs = _layer_terms(sizes, types, levels)
-    knots = np.unique(np.concatenate([np.geomspace(1e-9, 1.0, n_knots), [1.0]]))
-    pts = {m: [envelope(arcs[m], k) for k in knots] for m in set(types.tolist())}
+    c_tot = 1.0 / TRANSMIT_FACTOR if transmitted else 1.0
+    kappa = np.unique(np.concatenate([np.geomspace(1e-9, 1.0, n_knots), [1.0]]))
     n = sizes.size
-    c = cp.Variable(n, nonneg=True)
-    t = cp.Variable(n)
-    # upper: t_l ≤ ĝ(w_k) + λ_k (c_l/d_l − w_k) for every knot (tangents; λ = −inf at w = 1 skipped)
-    cons_u = [cp.sum(c) == 1, c <= sizes]
+    val, lam = np.zeros((n, kappa.size)), np.zeros((n, kappa.size))
     for l in range(n):
-        for k, p in zip(knots, pts[int(types[l])]):
-            if np.isfinite(p.lam):
-                cons_u.append(t[l] <= p.value + p.lam * (c[l] / sizes[l] - k))
-    upper = solve(cp.Problem(cp.Maximize(sizes @ t), cons_u), solver).value
-    # lower: c_l/d_l = Σ_k μ_lk w_k with μ_l in the simplex, value Σ_k μ_lk ĝ(w_k) (w_0 = 0, ĝ(0) = 0)
-    wk = np.concatenate([[0.0], knots])
-    mu = cp.Variable((n, wk.size), nonneg=True)
-    gk = np.stack([np.concatenate([[0.0], [p.value for p in pts[int(types[l])]]]) for l in range(n)])
-    cons_l = [cp.sum(mu, axis=1) == 1, cp.sum(cp.multiply(sizes[:, None], mu) @ wk) == 1]
-    lower = solve(cp.Problem(cp.Maximize(cp.sum(cp.multiply(sizes[:, None] * gk, mu))), cons_l), solver).value
-    return float(lower), float(upper)
+        dl = float(sizes[l])
+        for k, kk in enumerate(kappa):
+            pt = envelope(arcs[int(types[l])], kk / dl)
+            val[l, k], lam[l, k] = dl * pt.value, pt.lam
+    c = cp.Variable(n, nonneg=True)
+    tau = cp.Variable(n)
+    cons_u = [cp.sum(c) == c_tot, c <= 1]
+    for l in range(n):
+        fin = np.isfinite(lam[l])
+        cons_u.append(tau[l] <= val[l, fin] + cp.multiply(lam[l, fin], c[l] - kappa[fin]))
+    upper = solve(cp.Problem(cp.Maximize(cp.sum(tau)), cons_u), solver).value
+    # lower: c_l = Σ_k μ_lk κ_k with μ_l in the simplex (κ_0 = 0, ĝ(0) = 0); value Σ_k μ_lk d_l ĝ(κ_k/d_l)
+    kk0 = np.concatenate([[0.0], kappa])
+    val0 = np.concatenate([np.zeros((n, 1)), val], axis=1)
+    mu = cp.Variable((n, kk0.size), nonneg=True)
+    cons_l = [cp.sum(mu, axis=1) == 1, cp.sum(mu @ kk0) == c_tot]
+    lower = solve(cp.Problem(cp.Maximize(cp.sum(cp.multiply(val0, mu))), cons_l), solver).value
+    return float(lower) / c_tot, float(upper) / c_tot

@@ -10,7 +10,8 @@ Format (version 2), MSB first::
                      · per layer ω(size) ω(type+1) · ω(M) · per type: q-code (2: 2, ∞, 1, explicit)
                        [float64 q] · ω(bucket+1)
              table flags: M bits (1 = this type's levels follow)
-    tables   per flagged type: ω(number of levels) · the interior levels as float64
+    tables   per flagged type: family (1): 1 = uniform ``j/s`` followed by ω(s); 0 = explicit, followed
+             by ω(number of levels) · the interior levels as float64
     norms    one float32 per norm group
     payload  dense or sparse (see :mod:`qodasim.coding._payload`), zero-padded to a byte
 
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..levels import Levels
+from ..levels import MAX_INTERVALS, Levels
 from ..quantize.core import QuantizedVector, cached_plan
 from ..quantize.plan import LayerLayout, PlanSpec
 from ..rng import Key
@@ -187,6 +188,11 @@ def _read_spec(r: _Reader, max_d: int = MAX_D) -> PlanSpec:
 
 
 def _read_levels(r: _Reader) -> Levels:
+    if r.uint(1):  # uniform family: ω(s)
+        s = r.omega()
+        if s > MAX_INTERVALS:
+            raise DecodeError(f"level table: uniform s = {s} exceeds {MAX_INTERVALS}")
+        return Levels.uniform(s)
     n = r.omega()
     if n < 2 or (n - 2) * 64 > r.remaining():
         raise DecodeError(f"level table: {n} levels cannot fit in the message")
@@ -223,6 +229,11 @@ def _header_cached(proto: int, code: int, is_f64: bool, spec, levels, send, crc:
     header_bits = len(w)
     for lv, flag in zip(levels, send):
         if flag:
+            if lv.uniform_s:  # the family and its parameter: exactly reproducible (j/s, correctly rounded)
+                w.uint(1, 1)
+                w.omega(lv.uniform_s)
+                continue
+            w.uint(0, 1)
             w.omega(lv.size)
             for x in lv.values[1:-1]:
                 w.f64(float(x))

@@ -146,7 +146,7 @@ _REQUIRED = object()
 
 @dataclass(frozen=True)
 class Param:
-    """One config key: its kind (``"int"``, ``"float"``, ``"str"``, ``"levels"`` — a level spec string),
+    """One config key: its kind (``"int"``, ``"float"``, ``"bool"``, ``"str"``, ``"levels"`` — a level spec),
     whether it is a non-empty list of those (``many``), a default (required if none), a lower bound
     and allowed values."""
 
@@ -173,6 +173,9 @@ class Param:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"{key}: must be a finite number, got {value!r}")
             value = float(value)
+        elif kind == "bool":
+            if not isinstance(value, bool):
+                raise ValueError(f"{key}: must be true or false, got {value!r}")
         elif kind in ("str", "levels"):
             if not isinstance(value, str):
                 raise ValueError(f"{key}: must be a string, got {value!r}")

@@ -16,7 +16,7 @@ import numpy as np
 from ..solvers import SolverConfig, solve
 from . import plotting
 from .base import Progress, Result, Verdict, check_config, metadata
-from .convergence import BILINEAR_SCHEMA, bilinear_setup, noise_model
+from .convergence import BILINEAR_SCHEMA, bilinear_setup, noise_model, step_from
 
 NAME = "communication"
 #: Config keys (THEORY §7.5): those of the bilinear setup.
@@ -49,7 +49,8 @@ def run(config: dict, progress: bool = True) -> Result:
         curves = {}
         for method in ("qoda", "qgenx"):
             res = solve(problem, SolverConfig(method=method, K=K, T=T, compression="layerwise", levels=levels,
-                                              noise=noise, replicas=R, seed=seed, record=40))  # fmt: skip
+                                              noise=noise, replicas=R, seed=seed, record=40,
+                                              step=step_from(config)))  # fmt: skip
             msgs = res.messages_per_worker
             per_iter = 1 if method == "qoda" else 2
             if not (np.all(msgs == per_iter * T) and res.ledger.messages(worker=0) == per_iter * T):

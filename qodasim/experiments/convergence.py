@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..solvers import SolverConfig, solve
+from ..solvers import AdaptiveStep, SolverConfig, solve
 from ..vi import NoiseModel, bilinear_game
 from . import plotting
 from .base import Param, Progress, Result, Verdict, check_config, metadata
@@ -31,6 +31,11 @@ BILINEAR_SCHEMA = {
     "T": Param("int", minimum=30, maximum=10**8),
     "replicas": Param("int", minimum=1, maximum=10**5),
     "K": Param("int", minimum=1, maximum=10**5),
+    # the adaptive step rule (THEORY §6; qodasim.solvers.AdaptiveStep): scale, exponents, per-worker sums
+    "step_c": Param("float", 1.0, minimum=1e-12),
+    "step_p_eta": Param("float", 0.5, minimum=0.0, maximum=1.0),
+    "step_p_gamma": Param("float", 0.5, minimum=0.0, maximum=1.0),
+    "step_per_worker": Param("bool", False),
 }
 #: Config keys (THEORY §7.4); ``replicas ≥ 2`` so that the gap's standard error exists.
 SCHEMA = {
@@ -43,10 +48,17 @@ SCHEMA = {
 
 
 def fit_slope(iterations, gaps, start_fraction: float = 0.1) -> float:
-    """Least-squares slope of ``log gap`` against ``log t`` over ``t ≥ start_fraction·T``."""
+    """Least-squares slope of ``log gap`` against ``log t`` over ``t ≥ start_fraction·T``.
+
+    A gap ``≤ 0`` in the window is an error, not a point to drop: the gap measures are exact and
+    non-negative, so such a value means a broken measure (or a run that reached the solution exactly,
+    which has no slope on a log scale).
+    """
     it = np.asarray(iterations, float)
     g = np.asarray(gaps, float)
-    m = (it >= start_fraction * it[-1]) & (g > 0)
+    m = it >= start_fraction * it[-1]
+    if np.any(~(g[m] > 0)):
+        raise ValueError(f"fit_slope: {int(np.sum(~(g[m] > 0)))} recorded gaps in the window are <= 0 or NaN")
     if m.sum() < 3:
         raise ValueError("not enough recorded points to fit a slope")
     return float(np.polyfit(np.log(it[m]), np.log(g[m]), 1)[0])
@@ -60,6 +72,12 @@ def bilinear_setup(config: dict):
     if len(levels) == 1:
         levels = levels * problem.layout.n_types
     return problem, levels
+
+
+def step_from(cfg: dict) -> AdaptiveStep:
+    """The adaptive step rule of a bilinear-experiment config (keys ``step_*``)."""
+    return AdaptiveStep(c=cfg["step_c"], p_eta=cfg["step_p_eta"], p_gamma=cfg["step_p_gamma"],
+                        per_worker=cfg["step_per_worker"])  # fmt: skip
 
 
 def noise_model(kind: str, cfg: dict) -> NoiseModel:
@@ -80,7 +98,7 @@ def run(config: dict, progress: bool = True) -> Result:
     for kind in ("absolute", "relative"):
         for method, comp in variants:
             cfg = SolverConfig(method=method, K=K, T=T, compression=comp, levels=levels,
-                               noise=noise_model(kind, config), replicas=R, seed=seed,
+                               noise=noise_model(kind, config), replicas=R, seed=seed, step=step_from(config),
                                record=int(config.get("record", 30)))  # fmt: skip
             res = solve(problem, cfg)
             gaps = res.measures["gap_avg"]
@@ -93,7 +111,8 @@ def run(config: dict, progress: bool = True) -> Result:
     k_rows = []
     for k in Ks:
         cfg = SolverConfig(method="qoda", K=k, T=int(config["T_scaling"]), compression="layerwise", levels=levels,
-                           noise=noise_model("absolute", config), replicas=R, seed=seed, record=10)  # fmt: skip
+                           noise=noise_model("absolute", config), replicas=R, seed=seed, record=10,
+                           step=step_from(config))  # fmt: skip
         res = solve(problem, cfg)
         k_rows.append({"K": k, "final_gap": float(res.measures["gap_avg"][:, -1].mean())})
         bar.step()

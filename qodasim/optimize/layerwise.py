@@ -14,10 +14,10 @@ import numpy as np
 
 from ..levels import Levels
 from ..quantize.core import vector_norm
-from .distributions import Empirical, normalized_magnitudes, psi
+from .distributions import Empirical, psi
 from .levels import optimize_levels
 
-__all__ = ["LayerwiseLevels", "optimize_layerwise"]
+__all__ = ["LayerwiseLevels", "optimize_layerwise", "OBJECTIVES"]
 
 
 @dataclass(frozen=True)
@@ -37,45 +37,115 @@ class LayerwiseLevels:
         return float(self.global_mqv / self.mqv) if self.mqv > 0 else np.inf
 
 
-def optimize_layerwise(layers, types, alpha: int, method: str = "exact", q: float = 2.0,
-                       scope: str = "layer", **kwargs) -> LayerwiseLevels:  # fmt: skip
+OBJECTIVES = ("per_coordinate", "relative")
+
+
+def _groups(v: np.ndarray, q: float, bucket: int | None) -> list[np.ndarray]:
+    """``v`` split into its norm groups: buckets of ``bucket`` coordinates, or the whole."""
+    if not bucket:
+        return [v]
+    return [v[i : i + bucket] for i in range(0, v.size, bucket)]
+
+
+def optimize_layerwise(
+    layers, types, alpha: int, method: str = "exact", q=2.0, scope: str = "layer", *, draws=None,
+    objective: str = "per_coordinate", bucket_size=None, **kwargs
+) -> LayerwiseLevels:  # fmt: skip
     """Optimize one level sequence per type from per-layer samples.
 
     Parameters
     ----------
     layers : sequence of arrays
-        Gradient samples of each layer (each array is one layer's vector; several draws of a layer
-        may be passed as separate entries with the same type).
+        Gradient samples: each entry is one layer of one draw.
     types : sequence of int
         Type of each entry of ``layers``.
+    alpha : int
+        Interior levels per type.
+    method : str
+        Level optimizer (:func:`~qodasim.optimize.optimize_levels`); ``"histogram"`` takes no weights,
+        so it serves ``objective="per_coordinate"`` only.
+    q : float or sequence of float
+        Norm order, one for all types or one per type (per-type orders need ``scope="layer"``).
     scope : {"layer", "global"}
-        Normalize each layer by its own norm, or all layers by the norm of their concatenation.
+        Normalize each layer (or bucket) by its own norm, or each draw by the norm of all its layers.
+    draws : sequence of int, optional
+        Draw id of each entry (default: all entries are one draw).  With ``scope="global"`` each draw
+        is normalized by its own norm — several draws of a vector are several vectors, not one long
+        one (which under-reported the variance eightfold on four draws).
+    objective : {"per_coordinate", "relative"}
+        What is minimized.  ``"per_coordinate"``: the mean normalized variance per coordinate,
+        ``(1/n) Σ_i φ(r_i)`` (``= (1/d) Σ_l Var_l/n_l²`` with per-layer norms) — each coordinate
+        weighs the same.  ``"relative"``: ``E‖Q(v) − v‖²/‖v‖² = Σ_i (n_{g(i)}/‖v‖)² φ(r_i)`` per draw,
+        averaged over draws — a layer weighs by its share of the vector's energy.  The optimum of
+        each is exact for its objective (weighted empirical distributions, QUIVER's DP).
+    bucket_size : int or sequence of (int or None), optional
+        Per-type bucket sizes (``scope="layer"`` only), as in
+        :class:`~qodasim.quantize.LayerwiseQuantizer`.
+
+    Returns :class:`LayerwiseLevels` with ``mqv`` the layer-wise objective and ``global_mqv`` that of
+    the best single sequence for every type (same scope, same objective).
     """
     types = np.asarray(types, np.int64)
     if len(layers) == 0 or types.shape != (len(layers),) or types.min() < 0:
         raise ValueError("layers and types must be non-empty and of equal length, types >= 0")
-    if scope == "layer":
-        mags = [normalized_magnitudes(v, q) for v in layers]
-    elif scope == "global":
-        whole = np.concatenate([np.asarray(v, np.float64).ravel() for v in layers])
-        if not np.all(np.isfinite(whole)):
-            raise ValueError("layers: the concatenated vector is zero or non-finite")
-        norm = vector_norm(whole, q)
-        if norm == 0:
-            raise ValueError("layers: the concatenated vector is zero or non-finite")
-        mags = [np.abs(np.asarray(v, np.float64).ravel()) / norm for v in layers]
-    else:
+    if scope not in ("layer", "global"):
         raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
     m_types = int(types.max()) + 1
-    pooled = [np.concatenate([mags[i] for i in np.flatnonzero(types == m)] or [np.zeros(0)]) for m in range(m_types)]
-    if any(p.size == 0 for p in pooled):
+    qs = tuple(q) if isinstance(q, (tuple, list)) else (q,) * m_types
+    bks = tuple(bucket_size) if isinstance(bucket_size, (tuple, list)) else (bucket_size,) * m_types
+    if len(qs) != m_types or len(bks) != m_types:
+        raise ValueError(f"q and bucket_size need one entry per type ({m_types})")
+    if scope == "global" and (len(set(qs)) > 1 or any(bks)):
+        raise ValueError("scope='global' takes one q for every type and no buckets")
+    draws = np.zeros(len(layers), np.int64) if draws is None else np.asarray(draws, np.int64)
+    if draws.shape != (len(layers),):
+        raise ValueError("draws must give one draw id per entry of layers")
+    vecs = [np.asarray(v, np.float64).ravel() for v in layers]
+    if any(v.size == 0 or not np.all(np.isfinite(v)) for v in vecs):
+        raise ValueError("layers must be non-empty and finite")
+    # the Euclidean norm of each draw (for the relative objective) and its global q-norm (global scope)
+    ids = np.unique(draws)
+    whole = {k: np.concatenate([vecs[i] for i in np.flatnonzero(draws == k)]) for k in ids}
+    energy = {k: vector_norm(w) for k, w in whole.items()}
+    gnorm = {k: vector_norm(w, qs[0]) for k, w in whole.items()} if scope == "global" else None
+    mags, wts = [[] for _ in range(m_types)], [[] for _ in range(m_types)]
+    for v, t, k in zip(vecs, types, draws):
+        groups = [v] if scope == "global" else _groups(v, qs[t], bks[t])
+        for g in groups:
+            n = gnorm[k] if scope == "global" else vector_norm(g, qs[t])
+            if n == 0.0:
+                raise ValueError(
+                    "a layer (or bucket, or draw) is the zero vector: its normalized magnitudes are undefined"
+                )
+            mags[t].append(np.minimum(np.abs(g) / n, 1.0))
+            if objective == "relative":
+                if energy[k] == 0.0:
+                    raise ValueError("a draw is the zero vector")
+                wts[t].append(np.full(g.size, (n / energy[k]) ** 2 / ids.size))
+            else:
+                wts[t].append(np.ones(g.size))
+    if any(len(m) == 0 for m in mags):
         raise ValueError("every type 0..M-1 needs at least one layer")
-    counts = np.array([p.size for p in pooled], np.float64)
-    weights = counts / counts.sum()
-    per_type = [optimize_levels(p, alpha, method, **kwargs) for p in pooled]
-    dists = [Empirical(p) for p in pooled]
+    pooled = [np.concatenate(m) for m in mags]
+    pw = [np.concatenate(w) for w in wts]
+    if objective == "per_coordinate":
+        total = sum(w.size for w in pw)
+        pw = [w / total for w in pw]
+    weights = np.array([w.sum() for w in pw])
+    dists = [Empirical(p, w) for p, w in zip(pooled, pw)]
+    source = pooled if objective == "per_coordinate" else dists
+    if method == "histogram" and objective != "per_coordinate":
+        raise ValueError("method='histogram' takes no weights; use 'exact', 'alq' or 'amq' for objective='relative'")
+    per_type = [optimize_levels(src, alpha, method, **kwargs) for src in source]
     type_psi = np.array([psi(r.levels, dist) for r, dist in zip(per_type, dists)])
-    glob = optimize_levels(np.concatenate(pooled), alpha, method, **kwargs)
+    allsrc = (
+        np.concatenate(pooled)
+        if objective == "per_coordinate"
+        else Empirical(np.concatenate(pooled), np.concatenate(pw))
+    )
+    glob = optimize_levels(allsrc, alpha, method, **kwargs)
     global_mqv = float(sum(w * psi(glob.levels, dist) for w, dist in zip(weights, dists)))
     return LayerwiseLevels(tuple(r.levels for r in per_type), weights, type_psi, float(weights @ type_psi),
                            glob.levels, global_mqv)  # fmt: skip

@@ -98,7 +98,14 @@ def _empirical_candidates(source):
 
 
 def exact_levels(source, alpha: int, quadratic: bool = False) -> LevelResult:
-    """The exact optimum ``argmin Ψ`` over ``alpha`` interior levels for empirical data."""
+    """The exact optimum ``argmin Ψ`` over ``alpha`` interior levels for empirical data.
+
+    The end levels are fixed at ``ℓ_0 = 0`` and ``ℓ_{α+1} = 1`` — the quantizer's levels for
+    normalized magnitudes ``r ∈ [0, 1]`` — and ``alpha`` counts the *interior* levels.  QUIVER
+    (Ben-Basat et al. 2024) instead places its end levels at the data's minimum and maximum; to
+    compare, note that its ``s`` levels correspond to ``alpha = s − 2`` here when the data contain 0
+    and 1 (normalized magnitudes of a vector reach 1 under the ``∞``-norm).
+    """
     alpha = _check_alpha(alpha)
     emp, pts, wts = _empirical_candidates(source)
     n_inner = pts.size - 2
@@ -129,8 +136,9 @@ def histogram_levels(samples, alpha: int, m: int = 4096) -> LevelResult:
     W = np.concatenate([[0.0], np.cumsum(cnt / total)])
     B = np.concatenate([[0.0], np.cumsum(s1 / total)])
     G = np.concatenate([[0.0], np.cumsum(s2 / total)])
-    if m - 1 <= alpha:
-        raise ValueError(f"m = {m} grid points cannot hold alpha = {alpha} interior levels; use m > alpha + 1")
+    if m - 1 < alpha:  # the grid b/m has m − 1 interior points
+        raise ValueError(f"m = {m} grid intervals have {m - 1} interior points, fewer than alpha = {alpha}; "
+                         f"use m >= alpha + 1")  # fmt: skip
     cost, chosen = _dp.dp_levels(grid, W, B, G, alpha)
     lv = Levels.from_interior(grid[chosen], name=f"histogram(alpha={alpha}, m={m})")
     return LevelResult(lv, float(cost), "histogram", {"m": int(m), "error_bound": histogram_error_bound(m)})

@@ -21,12 +21,12 @@ def solve(problem, solver: str | None = None, residual_tol: float = 1e-6):
     import cvxpy as cp
 
     order = [solver] if solver else [cp.CLARABEL, cp.SCS]
-    last = None
+    tried = []
     for name in order:
         try:
             problem.solve(solver=name)
         except (cp.error.SolverError, ValueError) as exc:  # solver missing or failed
-            last = f"{name}: {exc}"
+            tried.append(f"{name}: {exc}")
             continue
         status = problem.status
         if status == cp.OPTIMAL:
@@ -36,7 +36,7 @@ def solve(problem, solver: str | None = None, residual_tol: float = 1e-6):
             if viol <= residual_tol:
                 warnings.warn(f"{name} returned optimal_inaccurate (max violation {viol:.2e})", stacklevel=2)
                 return problem
-            last = f"{name}: optimal_inaccurate with violation {viol:.2e}"
+            tried.append(f"{name}: optimal_inaccurate with violation {viol:.2e}")
             continue
-        last = f"{name}: status {status}"
-    raise SolverError(f"convex program not solved ({last})")
+        tried.append(f"{name}: status {status}")
+    raise SolverError(f"convex program not solved ({'; '.join(tried)})")
