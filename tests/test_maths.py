@@ -57,10 +57,13 @@ def test_step_rules_formulas_and_configs():
     assert np.allclose(gamma, 2.0 * np.array([4.0, 16.0]) ** -0.25) and np.allclose(eta, 2.0 / np.array([2.0, 4.0]))
     assert np.array_equal(rule.update(np.zeros(2), np.ones((2, 3, 4))), [12.0, 12.0])  # per worker: Σ_k Σ_i
     assert step_rule("adaptive") == AdaptiveStep() and step_rule(0.5) == ConstantStep(0.5)
+    assert AdaptiveStep(p_eta=0.0, p_gamma=1.0).steps(np.array([3.0])) == (0.25, 1.0)  # the ends of [0, 1] are allowed
     assert step_rule({"rule": "adaptive", "p_gamma": 0.3}) == AdaptiveStep(p_gamma=0.3)
     cfg = SolverConfig(step={"rule": "adaptive", "c": 0.5, "per_worker": True})
     assert cfg.to_dict()["step"] == {"rule": "adaptive", "c": 0.5, "p_eta": 0.5, "p_gamma": 0.5, "per_worker": True}
-    for bad in ({"rule": "fancy"}, {"p_eta": 2.0}, {"c": -1.0}, {"typo": 1}, "fast", -0.1, True):
+    bads = [{"rule": "fancy"}, {"p_eta": 2.0}, {"p_gamma": -0.1}, {"p_eta": "half"}, {"c": -1.0}, {"c": 0.0},
+            {"c": "x"}, {"c": float("inf")}, {"per_worker": "yes"}, {"typo": 1}, "fast", -0.1, 0.0, True]  # fmt: skip
+    for bad in bads:
         with pytest.raises(SolverError, match="step"):
             SolverConfig(step=bad)
     with pytest.raises(SolverError, match="per-worker"):
@@ -141,8 +144,11 @@ def test_trust_region_hard_case_against_cvxpy():
 def test_gap_at_the_solution_is_zero_and_never_negative_along_runs():
     """layered_problem([3, 5, 4]) had gap −11.4 at x*; deterministic QODA on affine(10, mu=0) recorded
     gap_last = −0.59 once ‖x̂ − x*‖ ≲ 1e-9."""
+    from qodasim.vi import covariance_gan, strongly_monotone_quadratic
+
     for p in (layered_problem([3, 5, 4], [1, 1, 1]), layered_problem([3, 5, 4], [10.0, 0.1, 1.0], seed=3),
-              affine_monotone(10, mu=0.0), bilinear_game(5, seed=1), affine_monotone(6, mu=0.2, seed=5)):  # fmt: skip
+              affine_monotone(10, mu=0.0), bilinear_game(5, seed=1), affine_monotone(6, mu=0.2, seed=5),
+              strongly_monotone_quadratic(4, seed=2), covariance_gan(3, seed=4)):  # fmt: skip
         X1 = p.x0()
         g = RestrictedGap(p, X1, float(np.linalg.norm(X1 - p.solution)) + 1.0)
         scale = 1.0 + float(np.abs(p.b).max()) * (1.0 + float(np.abs(p.solution).max()))
@@ -208,6 +214,35 @@ def test_lgreco_issue_examples():
     assert got.tolist() == [0, 0]
 
 
+def test_lgreco_guarantee_against_the_exact_problem():
+    """Independent of the discretization code: OPT(budget) ≤ bits ≤ OPT(budget·(1 − L/B)), always feasible."""
+    rng = np.random.default_rng(5)
+    for _ in range(60):
+        L, O, B = int(rng.integers(1, 4)), int(rng.integers(2, 5)), int(rng.integers(20, 400))
+        bits = [rng.uniform(0, 20, O) for _ in range(L)]
+        errs = [rng.uniform(0.01, 3, O) for _ in range(L)]
+        default = rng.integers(0, O, L)
+        alpha = float(rng.uniform(1.0, 1.5))
+        got = lgreco(bits, errs, default, alpha, B)
+        cost = sum(b[o] for b, o in zip(bits, got))
+        budget = alpha * sum(e[d] for e, d in zip(errs, default))
+        assert sum(e[o] for e, o in zip(errs, got)) <= budget * (1 + 1e-12)
+        assert cost >= lgreco_brute_force(bits, errs, default, alpha)[1] - 1e-9
+        try:
+            assert cost <= lgreco_brute_force(bits, errs, default, alpha * (1 - L / B))[1] + 1e-9
+        except ValueError:  # nothing meets the tighter budget
+            pass
+    for bad in (0, 10**8, True, 2.5):
+        with pytest.raises(ValueError, match="buckets"):
+            lgreco([np.array([1.0, 2.0])], [np.array([1.0, 0.5])], [0], 1.0, bad)
+    for bits, errs in (([np.array([1.0, 2.0])], [np.array([1.0])]), ([np.array([[1.0]])], [np.array([[1.0]])]),
+                       ([np.array([])], [np.array([])])):  # fmt: skip
+        with pytest.raises(ValueError, match="option"):
+            lgreco(bits, errs, [0], 1.0, 10)
+    # zero error budget: only error-free options qualify
+    assert lgreco([np.array([3.0, 1.0])], [np.array([0.0, 1.0])], [0], 1.0, 10).tolist() == [0]
+
+
 def test_lgreco_optimal_on_the_discretized_problem_and_never_worse_than_default():
     rng = np.random.default_rng(3)
     for _ in range(200):
@@ -250,6 +285,13 @@ def test_dq_sgd_respects_at_least_one_interval():
                    method="SLSQP", options={"ftol": 1e-12, "maxiter": 500})  # fmt: skip
     assert np.sum(np.log(s)) <= ref.fun + 1e-6
     assert np.all(dq_sgd_schedule(g, rho, d, 1e9) == 1.0)  # a loose budget: one interval everywhere
+    for bad in ([1.0, 0.0], [1.0, -2.0], [np.nan], []):
+        with pytest.raises(ValueError, match="grad_norms"):
+            dq_sgd_schedule(bad, rho, d, budget)
+    assert dq_sgd_schedule([0.5, 0.25], 1.0, 10, 0.1).min() > 1.0  # gradients below 1 are fine
+    for bad_rho in (0.0, -0.5, 1.5):
+        with pytest.raises(ValueError, match="rho"):
+            dq_sgd_schedule(g, bad_rho, d, budget)
 
 
 # ------------------------------------------------------------------------- truncated normal
@@ -465,3 +507,46 @@ def test_fit_slope_refuses_non_positive_gaps():
     gaps[-5] = -0.59
     with pytest.raises(ValueError, match="<= 0"):
         fit_slope(it, gaps)
+
+
+# --------------------------------------------------------------- survivors of the mutation run
+def test_simple_and_closed_form_bounds_against_their_formulas():
+    """κ = max (ℓ_{j+1} − ℓ_j)²/(4ℓ_jℓ_{j+1}) written out, on levels with ratios far from 2."""
+    from qodasim import Levels, bounds
+
+    rng = np.random.default_rng(6)
+    for _ in range(30):
+        lv = Levels.from_interior(np.sort(10 ** rng.uniform(-4, -0.01, int(rng.integers(1, 6)))))
+        d = int(rng.integers(1, 10**6))
+        v = lv.values
+        kappa = max(((v[j + 1] - v[j]) ** 2 / (4 * v[j] * v[j + 1]) for j in range(1, v.size - 1)), default=0.0)
+        want = kappa + min(v[1] * np.sqrt(d), d * v[1] ** 2 / 4)
+        assert np.isclose(bounds.simple_bound(lv, d, transmitted=False), want, rtol=1e-12)
+    assert bounds.qsgd_bound(2, 16, transmitted=False) == 2.0  # the √d/s branch
+    assert bounds.qsgd_bound(s=8, d=16, transmitted=False) == 0.25  # the d/s² branch
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="s must"):
+            bounds.natural_dithering_bound(bad, 4)
+        with pytest.raises(ValueError, match="s must"):
+            bounds.qsgd_bound(bad, 4)
+
+
+def test_distance_operator_norm_and_sampled_gap():
+    from qodasim.vi import distance_to_solution, operator_norm, restricted_gap_sampled
+
+    p = affine_monotone(5, mu=0.1, seed=7)
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((3, p.d))
+    assert np.allclose(distance_to_solution(p, X), np.sqrt(((X - p.solution) ** 2).sum(axis=1)))
+    assert np.allclose(operator_norm(p, X), np.sqrt((p.operator(X) ** 2).sum(axis=1)))
+    center = p.solution + 0.3 * rng.standard_normal(p.d)  # off zero: a sign slip on the centre shows
+    radius = float(np.linalg.norm(center - p.solution)) + 0.5
+    exact = RestrictedGap(p, center, radius)(X)
+    sampled = restricted_gap_sampled(p, X, center, radius, n_samples=4000)
+    assert np.all(sampled >= 0) and np.all(sampled <= exact + 1e-9) and np.all(sampled >= 0.5 * exact)
+    with pytest.raises(ValueError, match="dimension"):
+        RestrictedGap(p, np.zeros(p.d - 1), 1.0)
+    for bad_r in (0.0, -1.0, np.inf, np.nan):
+        with pytest.raises(ValueError, match="radius"):
+            RestrictedGap(p, center, bad_r)
+    assert RestrictedGap(p, center, 0.05)(X).shape == (3,)

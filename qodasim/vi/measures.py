@@ -102,10 +102,8 @@ def _trust_region_scaled(lam: np.ndarray, h: np.ndarray, r: float) -> float:
         return g(0.0)
     hi = float(np.sqrt(np.sum(h2))) / (2.0 * r) + 1.0  # ‖z(hi)‖ ≤ ‖h‖/(2 hi) < r
     lo = hi
-    while gprime(lo) >= 0.0 and lo > 1e-300:
+    while gprime(lo) >= 0.0:  # ends: some live λ_i = 0 here, so g'(ν) → −∞ as ν → 0 (at ν = 0 it is −inf)
         lo *= 1e-3
-    if gprime(lo) >= 0.0:  # g non-decreasing on (0, ∞): the infimum is the limit ν → 0⁺
-        return float(np.sum(h2[lamh > 0] / (4.0 * lamh[lamh > 0])))
     nu = sopt.brentq(gprime, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=1000)
     return min(g(nu), g(np.nextafter(nu, np.inf)), g(np.nextafter(nu, 0.0)))
 
