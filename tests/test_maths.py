@@ -550,3 +550,22 @@ def test_distance_operator_norm_and_sampled_gap():
         with pytest.raises(ValueError, match="radius"):
             RestrictedGap(p, center, bad_r)
     assert RestrictedGap(p, center, 0.05)(X).shape == (3,)
+
+
+def test_decoder_group_count_matches_the_plan():
+    """The decoder's pre-allocation check counts norm groups by arithmetic; it must equal the plan's."""
+    from qodasim import LayerLayout
+    from qodasim.coding.protocol import _groups_of
+    from qodasim.quantize import PlanSpec
+    from qodasim.quantize.core import cached_plan
+
+    rng = np.random.default_rng(8)
+    for _ in range(40):
+        sizes = rng.integers(1, 50, int(rng.integers(1, 5)))
+        m = int(rng.integers(1, 3))
+        layout = LayerLayout(sizes, rng.integers(0, m, sizes.size), n_types=m)
+        if rng.random() < 0.5:
+            spec = PlanSpec(layout, "global", (2.0,) * m, (0,) * m, int(rng.choice([0, 1, 3, 7, 64])))
+        else:
+            spec = PlanSpec(layout, "layer", (2.0,) * m, tuple(int(b) for b in rng.choice([0, 1, 4, 9], m)), 0)
+        assert _groups_of(spec) == cached_plan(spec).n_groups

@@ -43,7 +43,11 @@ TARGETS = {
         "conformance_numba or other_checks'",
     ),  # fmt: skip
     "optimize/convex": ("qodasim/optimize/convex.py", "tests/test_bounds_optimize.py -k 'bound_optimal or budget'"),
-    "coding/protocol": ("qodasim/coding/protocol.py", "tests/test_coding.py tests/test_decoder_fuzz.py"),
+    "coding/protocol": (
+        "qodasim/coding/protocol.py",
+        "tests/test_coding.py tests/test_decoder_fuzz.py tests/test_golden.py tests/test_trust.py tests/test_maths.py "
+        "-k 'not experiment and not solver and not variance and not cli and not results'",
+    ),
     "bounds/tight": ("qodasim/bounds/tight.py", "tests/test_bounds_optimize.py -k 'tight or adversarial or layerwise'"),
 }
 
