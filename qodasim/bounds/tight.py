@@ -86,11 +86,18 @@ def tight_variance_bound(levels: Levels, d: int, *, transmitted: bool = True) ->
     d = check_dimension(d)
     arcs = variance_arcs(levels)
     pt = envelope(arcs, 1.0 / d)  # touching points of the adversarial vector
-    c = 1.0 / TRANSMIT_FACTOR if transmitted else 1.0
-    value = max(0.0, d * (envelope(arcs, c / d).value / c if transmitted else pt.value))
+    value = _tight_value(arcs, d, transmitted, pt)
     counts, ws = _adversarial_parts(levels, d, pt.w_left, pt.w_right)
     attained = float(sum(k * arcs(w) for k, w in zip(counts, ws)))
     return TightBound(value, min(attained, value), pt.w_left, pt.w_right, d)
+
+
+def _tight_value(arcs: Arcs, d: int, transmitted: bool, pt=None) -> float:
+    """``d·ĝ(1/d)`` or, for the transmitted norm, ``d·ĝ(c/d)/c`` (see :func:`tight_variance_bound`)."""
+    if transmitted:
+        c = 1.0 / TRANSMIT_FACTOR
+        return max(0.0, d * envelope(arcs, c / d).value / c)
+    return max(0.0, d * (pt or envelope(arcs, 1.0 / d)).value)
 
 
 def _two_valued(arcs: Arcs, lv: np.ndarray, d: int, counts: np.ndarray, iters: int = 64):
@@ -235,8 +242,7 @@ def layerwise_tight_bound(sizes, types, levels, scope: str = "layer", *, transmi
     """
     sizes, types, arcs = _layer_terms(sizes, types, levels)
     if scope == "layer":
-        per_type = [levels if isinstance(levels, Levels) else levels[m] for m in types]
-        return max(tight_variance_bound(lv, int(dl), transmitted=transmitted).value for dl, lv in zip(sizes, per_type))
+        return max(_tight_value(arcs[m], int(dl), transmitted) for dl, m in zip(sizes, types))
     if scope != "global":
         raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
     weight = np.bincount(types, weights=sizes, minlength=len(arcs))
