@@ -40,6 +40,7 @@ CASES = {
     "uniform-L2": dict(levels=LEVELS["uniform15"]),
     "exp-Linf-bucket": dict(levels=LEVELS["exp3"], q=np.inf, bucket_size=16),
     "random-L3": dict(levels=LEVELS["random5"], q=3.0),
+    "exp-L1-bucket": dict(levels=LEVELS["exp6_p0.3"], q=1.0, bucket_size=24),
     "layerwise": dict(
         layout=LAYOUT, levels=(LEVELS["uniform4"], LEVELS["exp3"], LEVELS["random5"]), bucket_size=(None, 8, 16)
     ),  # fmt: skip
@@ -56,9 +57,9 @@ def test_cpu_and_gpu_give_the_same_quantized_vector(name):
     for seed, dtype in ((0, np.float32), (1, np.float64)):
         v = test_vector(d, seed, dtype)
         a, b = cpu.quantize(v, Key(seed, 1, 2)), gpu.quantize(v, Key(seed, 1, 2))
-        if np.all((a.plan.group_q == 2) | np.isinf(a.plan.group_q)):
+        if np.all(np.isin(a.plan.group_q, (1.0, 2.0, np.inf))):
             assert a.equals(b)
-        else:  # q ∉ {2, ∞}: pow may differ in the last ulp; the rest must agree given equal norms
+        else:  # q ∉ {1, 2, ∞}: the device's pow may differ in the last ulp (_cuda's docstring)
             assert np.allclose(a.norms, b.norms, rtol=1e-6)
         assert np.array_equal(a.dequantize(np.float64), b.dequantize(np.float64, engine="cuda")) or not a.equals(b)
         j1, r1, _, _ = cpu.intervals(v)
@@ -132,7 +133,7 @@ def test_device_workspace_equals_cpu_batch_and_stays_resident(name):
     cpu = WORKSPACE_CASES[name]("numba")
     d, K, R = 32, 3, 2
     ws = DeviceWorkspace(WORKSPACE_CASES[name]("cuda"), d, K, R)
-    allocated = ws.stats["device_allocations"]
+    allocated = ws.stats["device_allocations"] + 1  # + the upload buffer, on the first host input
     rng = np.random.default_rng(5)
     for call in range(3):
         V = rng.standard_normal((R * K, d)) * rng.uniform(0.1, 10, (R * K, 1))
@@ -170,6 +171,8 @@ def test_device_workspace_bad_input():
         ws.quantize(np.ones((2, 10)), [1])
     with pytest.raises(ValueError, match="n_workers"):
         DeviceWorkspace(q, 10, 0)
+    with pytest.raises(ValueError, match="replicas must be at most 65535"):
+        DeviceWorkspace(q, 10, 1, replicas=65536)
     with pytest.raises(ValueError, match="another plan"):
         ws.set_quantizer(Quantizer(LEVELS["uniform4"], bucket_size=4))
     with pytest.raises(ValueError, match="level-table size"):
@@ -209,9 +212,10 @@ def test_device_workspace_reads_device_arrays_in_place():
     V = np.random.default_rng(2).standard_normal((2, 40)).astype(np.float32)
     ws = DeviceWorkspace(q, 40, 2, dtype=np.float32)
     dV = cuda.to_device(V)
-    up = ws.stats["h2d_bytes"]
+    up, mem = ws.stats["h2d_bytes"], ws.stats["device_bytes"]
     ws.quantize(dV, [1, 2])
     assert ws.stats["h2d_bytes"] - up < V.nbytes  # only scales, stream bases and norms went up
+    assert ws.stats["device_bytes"] == mem and ws._v is None  # no B·d upload buffer for device input
     dev = ws.quantized()
     ws.quantize(V, [1, 2])
     assert all(a.equals(b) for a, b in zip(dev, ws.quantized()))
@@ -261,3 +265,91 @@ def test_edge_hashes_on_the_cuda_engine():
             if hashlib.sha256(blob).hexdigest()[:32] != golden[f"{vname}/{qname}"]:
                 bad.append(f"{vname}/{qname}")
     assert n >= 60 and not bad, bad
+
+
+def _twelve_layers() -> LayerLayout:
+    sizes = [5, 17, 33, 1, 64, 9, 40, 2, 31, 16, 70, 3]
+    return LayerLayout(sizes, [i % 3 for i in range(12)])
+
+
+EDGE_SHAPES = {  # (quantizer kwargs, d): the shapes where a block, a lane or a bucket is cut short
+    "d=1": (dict(levels=LEVELS["uniform4"]), 1),
+    "d=33-bucket": (dict(levels=LEVELS["uniform15"], bucket_size=32), 33),
+    "d<block-Linf": (dict(levels=LEVELS["exp3"], q=np.inf), 20),
+    "d=50-bucket16-L1": (dict(levels=LEVELS["random5"], q=1.0, bucket_size=16), 50),
+    "12-layers-3-types": (
+        dict(
+            layout=_twelve_layers(),
+            levels=(LEVELS["uniform4"], LEVELS["exp3"], LEVELS["random5"]),
+            bucket_size=(None, 8, 16),
+        ),
+        None,
+    ),  # fmt: skip
+}
+
+
+@pytest.mark.parametrize("name", sorted(EDGE_SHAPES))
+def test_cpu_and_gpu_agree_on_edge_shapes(name):
+    """Bit for bit on shapes that cut a lane, a block or a bucket short, in float32 and float64."""
+    kw, d = EDGE_SHAPES[name]
+    cpu, gpu = pair(**dict(kw))
+    d = d or cpu.dimension
+    for seed, dtype in ((3, np.float32), (4, np.float64)):
+        v = test_vector(d, seed, dtype)
+        a, b = cpu.quantize(v, Key(seed, 5)), gpu.quantize(v, Key(seed, 5))
+        assert a.equals(b), name
+        assert np.array_equal(a.dequantize(np.float64), b.dequantize(np.float64, engine="cuda"))
+        assert np.array_equal(cpu.intervals(v)[1], gpu.intervals(v)[1])
+
+
+def test_device_workspace_with_one_worker_and_a_level_switch():
+    """K = 1 (the worker sum is the worker's vector) and :meth:`set_quantizer` mid-run: each call's
+    result equals the CPU's with the levels in force at that call."""
+    from qodasim.quantize import dequantize_batch
+    from qodasim.quantize.device import DeviceWorkspace
+
+    layout = _twelve_layers()
+    first = (LEVELS["uniform4"], LEVELS["exp3"], LEVELS["random5"])
+    second = (Levels.uniform(4), Levels.exponential(3, 0.4), random_levels_like(LEVELS["random5"]))
+    d, R = layout.d, 2
+    ws = DeviceWorkspace(LayerwiseQuantizer(layout, first, engine="cuda"), d, 1, R, dtype=np.float32)
+    rng = np.random.default_rng(8)
+    for call, levels in enumerate((first, second, second)):
+        if call == 1:
+            ws.set_quantizer(LayerwiseQuantizer(layout, levels, engine="cuda"))
+        cpu = LayerwiseQuantizer(layout, levels)
+        V = rng.standard_normal((R, d)).astype(np.float32)
+        keys = [Key(4, r, call) for r in range(R)]
+        ws.quantize(V, keys)
+        want = cpu.quantize_batch(V, keys)
+        assert all(a.equals(b) for a, b in zip(ws.quantized(), want))
+        assert np.array_equal(ws.worker_sums(), dequantize_batch(want).astype(np.float64).reshape(R, d))
+
+
+def random_levels_like(levels: Levels) -> Levels:
+    """Other levels of the same size (a level re-optimization keeps the table size)."""
+    rng = np.random.default_rng(21)
+    return Levels.from_interior(np.sort(rng.uniform(0.0, 1.0, levels.values.size - 2)), name="random-other")
+
+
+def test_cuda_engine_uploads_the_vector_once_and_caches_the_plan(monkeypatch):
+    """``engine="cuda"`` outside a workspace: one upload of ``v`` per call (norm and rounding passes
+    share it), and the plan arrays and level tables go up on the first call only."""
+    from qodasim.quantize import _cuda_engine
+
+    gpu = Quantizer(LEVELS["uniform15"], q=1.0, bucket_size=8, engine="cuda")
+    v = test_vector(77, 2)
+    gpu.quantize(v, Key(1))  # warms the plan cache
+    sizes = []
+    real = _cuda_engine.cuda.to_device
+
+    def counting(a, *args, **kw):
+        sizes.append(np.asarray(a).size)
+        return real(a, *args, **kw)
+
+    monkeypatch.setattr(_cuda_engine.cuda, "to_device", counting)
+    qv = gpu.quantize(v, Key(2))
+    assert sizes.count(v.size) == 1, sizes  # v once (no plan array has d entries here: 10 tasks)
+    n_groups = qv.plan.n_groups
+    assert len(sizes) == 1 + 3 + 2, sizes  # v; scale, q, need of the L1 pass; segment scales and bases
+    assert max(s for s in sizes if s != v.size) <= max(n_groups, qv.plan.n_segments)

@@ -3,10 +3,20 @@
 They reproduce the CPU kernels bit for bit: the same counter-based uniforms (SplitMix64 of the
 coordinate's address), the same rounding formulas, and the same reduction order for norms —
 coordinate ``a + p`` of a task into lane ``p mod 32`` (one thread per lane, sequential), then the
-fixed fold 16, 8, 4, 2, 1 in shared memory.  Kernels are compiled without ``fastmath``, so NVVM does
-not contract multiply-adds into FMAs and divisions are IEEE-exact (Numba CUDA's defaults).
+fixed fold 16, 8, 4, 2, 1 in shared memory.  Kernels are compiled without ``fastmath`` (IEEE
+division), but that alone does not stop NVVM from contracting ``a·b + c`` into one FMA (its default
+``-fma=1``): every product that feeds a sum is therefore written with the round-to-nearest intrinsics
+``__nv_dmul_rn``/``__nv_dadd_rn`` (:func:`._scalar.rebind`), which compile to ``mul.rn``/``add.rn``
+and are never fused.  ``tests/test_cuda_ptx.py`` compiles every kernel to PTX and checks that no
+``fma`` is left in them.
+
+Bit-exact with the CPU: every kernel for ``q ∈ {1, 2, ∞}``.  For other ``q`` the norm pass needs
+``|y|^q``, which on the device is libdevice's ``pow`` (≤ 2 ulp, not the CPU's libm): that kernel,
+:data:`task_scaled_powsum_pow`, is the one exception, and the norms — hence possibly the quantized
+vectors — may then differ from the CPU's in the last bits.
 
 This module imports ``numba.cuda``; it is only imported when ``engine="cuda"`` is requested.
+
 """
 
 from __future__ import annotations
@@ -15,16 +25,26 @@ import math
 
 import numpy as np
 from numba import cuda
+from numba.core import config
 
 from . import _scalar
 
 LANES = 32
-THREADS = 128
+THREADS = 256
+MAX_GRID_X = 2**31 - 1  # CUDA's limits on the grid: blocks in x ...
+MAX_GRID_Y = 65535  # ... and in y (replicas of mean_dequantize_kernel)
 
+if config.ENABLE_CUDASIM:  # the simulator runs Python floats: one rounding per operation already
+    _mul = cuda.jit(device=True)(_scalar.mul)
+    _add = cuda.jit(device=True)(_scalar.add)
+else:  # pragma: no cover - needs a GPU (the PTX is checked by tests/test_cuda_ptx.py)
+    from numba.cuda import libdevice
 
-_uniform_of = cuda.jit(device=True)(_scalar.uniform_of)
+    _mul, _add = libdevice.dmul_rn, libdevice.dadd_rn
+
+_uniform_of = cuda.jit(device=True)(_scalar.rebind(_scalar.uniform_of, mul=_mul))
 _first_state = cuda.jit(device=True)(_scalar.first_state)
-_split = cuda.jit(device=True)(_scalar.split)
+_split = cuda.jit(device=True)(_scalar.rebind(_scalar.split, mul=_mul, add=_add))
 
 
 @cuda.jit
@@ -41,7 +61,7 @@ def task_max_sumsq(v, task_start, task_end, out_max, out_sumsq):
     i = a + k
     while i < b:
         x = abs(np.float64(v[i]))
-        acc += x * x
+        acc = _add(acc, _mul(x, x))
         if x > mx:
             mx = x
         i += LANES
@@ -61,24 +81,38 @@ def task_max_sumsq(v, task_start, task_end, out_max, out_sumsq):
         out_sumsq[t] = acc_sm[0]
 
 
-@cuda.jit
-def task_scaled_powsum(v, task_start, task_end, task_group, group_scale, group_q, need, out):
-    """Per task: ``Σ (|v_i|/scale_g)^{q_g}`` in the lane order (``q = 2`` bitwise equal to the CPU)."""
+def _term_exact(y, q):
+    """``y^q`` for ``q ∈ {1, 2}`` (the only ``q`` of :data:`task_scaled_powsum`)."""
+    return _mul(y, y) if q == 2.0 else y
+
+
+def _term_pow(y, q):
+    """``y^q`` for any ``q``: libdevice ``pow`` (≤ 2 ulp) unless ``q ∈ {1, 2}``."""
+    if q == 2.0:
+        return _mul(y, y)
+    if q == 1.0:
+        return y
+    return y**q
+
+
+_term = None  # rebound below to the ``y^q`` device function of each kernel
+
+
+def _scaled_powsum(v, task_start, task_end, task_group, group_scale, group_q, need, out):
+    """Per task: ``Σ (|v_i|/scale_g)^{q_g}`` in the lane order (``q ∈ {1, 2}`` bitwise equal to the CPU)."""
     t = cuda.blockIdx.x
     k = cuda.threadIdx.x
     sm = cuda.shared.array(LANES, dtype=np.float64)
     g = task_group[t]
     m = group_scale[g]
     q = group_q[g]
+    b = task_end[t]
     acc = 0.0
     if need[g] and m > 0.0:
         i = task_start[t] + k
-        while i < task_end[t]:
+        while i < b:
             y = abs(np.float64(v[i])) / m
-            if q == 2.0:
-                acc += y * y
-            else:
-                acc += y**q
+            acc = _add(acc, _term(y, q))
             i += LANES
     sm[k] = acc
     cuda.syncthreads()
@@ -90,6 +124,18 @@ def task_scaled_powsum(v, task_start, task_end, task_group, group_scale, group_q
         step //= 2
     if k == 0:
         out[t] = sm[0]
+
+
+#: The norm pass's power sums for groups with ``q ∈ {1, 2}``: no ``pow``, bit-exact with the CPU.
+task_scaled_powsum = cuda.jit(_scalar.rebind(_scaled_powsum, _term=cuda.jit(device=True)(_term_exact)))
+#: The same for any ``q`` (used when some group needs ``q ∉ {1, 2}``): libdevice ``pow``, not bit-exact.
+task_scaled_powsum_pow = cuda.jit(_scalar.rebind(_scaled_powsum, _term=cuda.jit(device=True)(_term_pow)))
+
+
+def powsum_kernel(q: np.ndarray, need: np.ndarray):
+    """The power-sum kernel for groups' ``q`` (``need``: the groups summed): exact unless it must not be."""
+    qn = np.asarray(q)[np.asarray(need, bool)]
+    return task_scaled_powsum if np.all((qn == 1.0) | (qn == 2.0)) else task_scaled_powsum_pow
 
 
 @cuda.jit
@@ -105,8 +151,9 @@ def round_kernel(v, seg_scale, seg_type, seg_base, seg_shift, task_start, task_e
     nl = lv_start[ty + 1] - lo
     base = seg_base[s]
     shift = seg_shift[s]
+    b = task_end[t]  # a local: the byte stores below might alias task_end, so the loop would reload it
     i = task_start[t] + cuda.threadIdx.x
-    while i < task_end[t]:
+    while i < b:
         x = np.float64(v[i])
         j, rho = _split(abs(x), c, su, lv, lo, nl)
         kk = j + (1 if _uniform_of(_first_state(base, i + shift)) < rho else 0)
@@ -121,8 +168,9 @@ def dequantize_kernel(idx, sign, norms, seg_group, seg_type, task_start, task_en
     s = task_seg[t]
     n = norms[seg_group[s]]
     lo = lv_start[seg_type[s]]
+    b = task_end[t]
     i = task_start[t] + cuda.threadIdx.x
-    while i < task_end[t]:
+    while i < b:
         out[i] = n * np.float64(sign[i]) * lv[lo + np.int64(idx[i])]
         i += cuda.blockDim.x
 
@@ -142,15 +190,16 @@ def mean_dequantize_kernel(idx, sign, norms, seg_group, seg_type, task_start, ta
     s = task_seg[t]
     g = seg_group[s]
     lo = lv_start[seg_type[s]]
+    end = task_end[t]
     i = task_start[t] + cuda.threadIdx.x
-    while i < task_end[t]:
+    while i < end:
         b = r * n_workers
         p = b * d + i
         acc = norms[b * n_groups + g] * np.float64(sign[p]) * lv[lo + np.int64(idx[p])]
         for k in range(1, n_workers):
             b = r * n_workers + k
             p = b * d + i
-            acc += norms[b * n_groups + g] * np.float64(sign[p]) * lv[lo + np.int64(idx[p])]
+            acc = _add(acc, _mul(_mul(norms[b * n_groups + g], np.float64(sign[p])), lv[lo + np.int64(idx[p])]))
         out[r, i] = acc
         i += cuda.blockDim.x
 
@@ -165,8 +214,9 @@ def interval_kernel(v, seg_scale, seg_type, task_start, task_end, task_seg, lv, 
     su = type_uni[ty]
     lo = lv_start[ty]
     nl = lv_start[ty + 1] - lo
+    b = task_end[t]
     i = task_start[t] + cuda.threadIdx.x
-    while i < task_end[t]:
+    while i < b:
         j, rho = _split(abs(np.float64(v[i])), c, su, lv, lo, nl)
         out_j[i] = j
         out_rho[i] = rho
@@ -179,7 +229,7 @@ def expected_cost_kernel(j, rho, ctype, cost, cost_start, out):
     i = cuda.grid(1)
     if i < j.size:
         base = cost_start[ctype[i]] + j[i]
-        out[i] = (1.0 - rho[i]) * cost[base] + rho[i] * cost[base + 1]
+        out[i] = _add(_mul(1.0 - rho[i], cost[base]), _mul(rho[i], cost[base + 1]))
 
 
 def threads_for(plan) -> int:

@@ -2,9 +2,15 @@
 
 Reductions across tasks and groups are combined on the host by the same serial combiners as the CPU
 engines, so the float32 norms — and hence every quantized vector — are identical to the CPU's.
+
+Transfers: the input vector goes up once per call (:func:`stage`; the norm and rounding passes read
+the same device copy), and the plan arrays and level tables — immutable once built — go up once per
+process and stay cached on the device (:func:`_const`, a bounded most-recently-used cache).
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 import numpy as np
 from numba import cuda
@@ -13,38 +19,76 @@ from . import _cuda as K
 from .plan import Plan
 
 name = "cuda"
+_CACHE_SIZE = 256  # device copies of plan arrays / level tables kept (a few per plan)
+_cache: OrderedDict = OrderedDict()
+
+
+def _is_device(a) -> bool:
+    return cuda.devicearray.is_cuda_ndarray(a)
 
 
 def _dev(a):
-    return cuda.to_device(np.ascontiguousarray(a))
+    """A device array for ``a``: ``a`` itself if already on the device, else a fresh upload."""
+    return a if _is_device(a) else cuda.to_device(np.ascontiguousarray(a))
 
 
-def _task_group(plan: Plan) -> np.ndarray:
-    return plan.seg_group[plan.task_seg]
+def _const(a, key=None):
+    """The cached device copy of an array that is never written after it is built (plan, levels).
+
+    Keyed by ``id`` of the host object (``key`` defaults to ``a``), which is held so the id stays its own.
+    """
+    owner = a if key is None else key[0]
+    k = (id(owner),) if key is None else (id(owner),) + tuple(key[1:])
+    hit = _cache.get(k)
+    if hit is not None and hit[0] is owner:
+        _cache.move_to_end(k)
+        return hit[1]
+    dev = cuda.to_device(np.ascontiguousarray(a))
+    _cache[k] = (owner, dev)
+    while len(_cache) > _CACHE_SIZE:
+        _cache.popitem(last=False)
+    return dev
+
+
+def stage(v):
+    """Upload ``v`` once for the norm and rounding passes of one call."""
+    return _dev(v)
+
+
+def _task_group(plan: Plan):
+    return _const(plan.seg_group[plan.task_seg], key=(plan, "task_group"))
+
+
+def _check_grid(n_blocks: int) -> int:
+    if n_blocks > K.MAX_GRID_X:
+        raise ValueError(f"engine='cuda': {n_blocks} tasks exceed the CUDA grid limit {K.MAX_GRID_X}; "
+                         "use larger buckets or the CPU engine")  # fmt: skip
+    return n_blocks
 
 
 def task_stats(v, plan: Plan):
-    n = plan.task_start.size
+    n = _check_grid(plan.task_start.size)
     mx, ss = cuda.device_array(n), cuda.device_array(n)
-    K.task_max_sumsq[n, K.LANES](_dev(v), _dev(plan.task_start), _dev(plan.task_end), mx, ss)
+    K.task_max_sumsq[n, K.LANES](_dev(v), _const(plan.task_start), _const(plan.task_end), mx, ss)
     return mx.copy_to_host(), ss.copy_to_host()
 
 
 def task_powsum(v, plan, scale, q, need):
-    n = plan.task_start.size
+    n = _check_grid(plan.task_start.size)
     out = cuda.device_array(n)
-    K.task_scaled_powsum[n, K.LANES](_dev(v), _dev(plan.task_start), _dev(plan.task_end), _dev(_task_group(plan)),
+    K.powsum_kernel(q, need)[n, K.LANES](_dev(v), _const(plan.task_start), _const(plan.task_end), _task_group(plan),
                                      _dev(scale), _dev(q), _dev(need), out)  # fmt: skip
     return out.copy_to_host()
 
 
 def round(v, seg_scale, plan, seg_base, lv, lv_start, type_uni, idx_dtype, out=None):
-    n = plan.task_start.size
+    n = _check_grid(plan.task_start.size)
     idx = cuda.device_array(plan.d, idx_dtype)
     sign = cuda.device_array(plan.d, np.int8)
     K.round_kernel[n, K.threads_for(plan)](
-        _dev(v), _dev(seg_scale), _dev(plan.seg_type), _dev(seg_base), _dev(plan.seg_shift), _dev(plan.task_start),
-        _dev(plan.task_end), _dev(plan.task_seg), _dev(lv), _dev(lv_start), _dev(type_uni), idx, sign,
+        _dev(v), _dev(seg_scale), _const(plan.seg_type), _dev(seg_base), _const(plan.seg_shift),
+        _const(plan.task_start), _const(plan.task_end), _const(plan.task_seg), _const(lv), _const(lv_start),
+        _const(type_uni), idx, sign,
     )  # fmt: skip
     if out is None:
         return idx.copy_to_host(), sign.copy_to_host()
@@ -55,9 +99,9 @@ def round(v, seg_scale, plan, seg_base, lv, lv_start, type_uni, idx_dtype, out=N
 
 def dequantize(idx, sign, norms, plan, lv, lv_start, dtype):
     out = cuda.device_array(plan.d, dtype)
-    K.dequantize_kernel[plan.task_start.size, K.threads_for(plan)](
-        _dev(idx), _dev(sign), _dev(norms), _dev(plan.seg_group), _dev(plan.seg_type), _dev(plan.task_start),
-        _dev(plan.task_end), _dev(plan.task_seg), _dev(lv), _dev(lv_start), out,
+    K.dequantize_kernel[_check_grid(plan.task_start.size), K.threads_for(plan)](
+        _dev(idx), _dev(sign), _dev(norms), _const(plan.seg_group), _const(plan.seg_type), _const(plan.task_start),
+        _const(plan.task_end), _const(plan.task_seg), _const(lv), _const(lv_start), out,
     )  # fmt: skip
     return out.copy_to_host()
 
@@ -65,9 +109,9 @@ def dequantize(idx, sign, norms, plan, lv, lv_start, dtype):
 def intervals(v, seg_scale, plan, lv, lv_start, type_uni):
     j = cuda.device_array(plan.d, np.int64)
     rho = cuda.device_array(plan.d)
-    K.interval_kernel[plan.task_start.size, K.threads_for(plan)](
-        _dev(v), _dev(seg_scale), _dev(plan.seg_type), _dev(plan.task_start), _dev(plan.task_end),
-        _dev(plan.task_seg), _dev(lv), _dev(lv_start), _dev(type_uni), j, rho,
+    K.interval_kernel[_check_grid(plan.task_start.size), K.threads_for(plan)](
+        _dev(v), _dev(seg_scale), _const(plan.seg_type), _const(plan.task_start), _const(plan.task_end),
+        _const(plan.task_seg), _const(lv), _const(lv_start), _const(type_uni), j, rho,
     )  # fmt: skip
     return j.copy_to_host(), rho.copy_to_host()
 

@@ -96,6 +96,8 @@ def task_scaled_powsum(v, task_start, task_end, task_group, group_scale, group_q
             k = up & (_ULANES - np.uint64(1))
             if q == 2.0:
                 acc[k] += y * y
+            elif q == 1.0:
+                acc[k] += y
             else:
                 acc[k] += y**q
         out[t] = fold_lanes(acc)

@@ -6,7 +6,10 @@ basis of the CPU/GPU bit-for-bit agreement (private).
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
+from numba.extending import register_jitable
 
 from ..rng import GOLDEN, MIX1, MIX2
 
@@ -18,12 +21,37 @@ ONE_U64 = np.uint64(1)
 TWO_M53 = 2.0**-53
 
 
+@register_jitable(inline="always")
+def mul(a, b):
+    """``a·b`` rounded once.  On the GPU it is rebound to ``__nv_dmul_rn`` (see :func:`rebind`)."""
+    return a * b
+
+
+@register_jitable(inline="always")
+def add(a, b):
+    """``a + b`` rounded once.  On the GPU it is rebound to ``__nv_dadd_rn`` (see :func:`rebind`)."""
+    return a + b
+
+
+def rebind(fn, **names):
+    """A copy of ``fn`` whose global ``names`` are replaced (e.g. ``mul``/``add`` by ``.rn`` intrinsics).
+
+    NVVM contracts a product followed by a sum into an FMA (its default ``-fma=1``; numba-cuda passes
+    no option to turn it off without ``fastmath``), and an FMA rounds once where the CPU rounds twice.
+    The intrinsics ``__nv_dmul_rn``/``__nv_dadd_rn`` become ``mul.rn.f64``/``add.rn.f64``, which
+    neither NVVM nor ``ptxas`` may fuse (PTX ISA: an explicit rounding modifier forbids contraction).
+    """
+    g = dict(fn.__globals__)
+    g.update(names)
+    return types.FunctionType(fn.__code__, g, fn.__name__, fn.__defaults__, fn.__closure__)
+
+
 def uniform_of(z):
     """``(mix64(z) >> 11) · 2^{-53}``: the uniform of SplitMix64 state ``z`` (uint64)."""
     z = (z ^ (z >> S30)) * MIX1_U64
     z = (z ^ (z >> S27)) * MIX2_U64
     z = z ^ (z >> S31)
-    return np.float64(z >> S11) * TWO_M53
+    return mul(np.float64(z >> S11), TWO_M53)
 
 
 def first_state(base, index):
@@ -40,12 +68,12 @@ def split(ax, c, su, lv, lo, nl):
     levels ``lv[lo : lo + nl]``; ``ℓ_0 = 0 ≤ r``), ``ρ = (r − ℓ_j)/(ℓ_{j+1} − ℓ_j)``.
     """
     if su > 0:
-        t = ax * c
+        t = mul(ax, c)
         j = np.int64(np.int32(t))
         if j >= su:
             return su - 1, 1.0
-        return j, t - np.float64(j)
-    r = ax * c
+        return j, add(t, -np.float64(j))
+    r = mul(ax, c)
     if r > 1.0:
         r = 1.0
     j = 0

@@ -157,6 +157,11 @@ def _check_bucket(b) -> int:
     return int(b)
 
 
+def stage(engine, v: np.ndarray):
+    """``v`` as ``engine`` reads it: the CUDA engine's one device copy per call, else ``v`` itself."""
+    return engine.stage(v) if hasattr(engine, "stage") else v
+
+
 def round_up_to_float32(x: np.ndarray) -> np.ndarray:
     """Smallest float32 ``≥ x`` elementwise (float64 in, float32 out)."""
     with np.errstate(over="ignore"):
@@ -166,16 +171,18 @@ def round_up_to_float32(x: np.ndarray) -> np.ndarray:
     return f
 
 
-def compute_norms(v: np.ndarray, plan: Plan, engine) -> np.ndarray:
+def compute_norms(v: np.ndarray, plan: Plan, engine, staged=None) -> np.ndarray:
     """Float64 ``q``-norms of the plan's groups, deterministic for a given engine family.
 
     ``q = ∞``: ``max |v_i|``.  ``q = 2`` with ``max|v_i|`` in ``[1e-150, 1e150]``: ``√Σ v_i²``.
     Otherwise ``m·(Σ (|v_i|/m)^q)^{1/q}`` with ``m = max |v_i|`` (no overflow, no underflow).
-    Raises ``ValueError`` if ``v`` holds NaN or Inf.
+    Raises ``ValueError`` if ``v`` holds NaN or Inf.  ``staged``, optional, is ``v`` as the engine
+    already holds it (the CUDA engine's device copy, see :func:`stage`); the kernels read it.
     """
     from ._numba import combine_max, combine_sum  # serial combiners, shared by every engine
 
-    mx, ss = engine.task_stats(v, plan)
+    kv = v if staged is None else staged
+    mx, ss = engine.task_stats(kv, plan)
     if not np.all(np.isfinite(ss)) and not np.all(np.isfinite(v)):
         raise ValueError("v contains NaN or Inf")
     tg = plan.seg_group[plan.task_seg]
@@ -185,7 +192,7 @@ def compute_norms(v: np.ndarray, plan: Plan, engine) -> np.ndarray:
     norms = np.where(np.isinf(q), gmax, np.sqrt(gss))
     need = ~np.isinf(q) & (gmax > 0.0) & ((q != 2.0) | (gmax < _SAFE_LO) | (gmax > _SAFE_HI))
     if need.any():
-        part = engine.task_powsum(v, plan, gmax, q, need)
+        part = engine.task_powsum(kv, plan, gmax, q, need)
         ps = combine_sum(tg, part, plan.n_groups)
         with np.errstate(divide="ignore"):
             scaled = gmax * np.where(q == 2.0, np.sqrt(ps), ps ** (1.0 / np.where(need, q, 1.0)))
@@ -362,17 +369,19 @@ class BaseQuantizer:
         return smallest_index_dtype(max(lv.size for lv in self.type_levels))
 
     def _prepare(self, v, layout):
+        """``(v, staged v, plan, engine, float32 norms)``: the norm pass, ``v`` staged once for the engine."""
         v = check_vector(v)
         plan = self.plan(v.size, layout)
         eng = get_engine(self.engine)
-        norms = compute_norms(v, plan, eng)
+        sv = stage(eng, v)
+        norms = compute_norms(v, plan, eng, staged=sv)
         n32 = round_up_to_float32(norms)
         check_norm_range(n32)
-        return v, plan, eng, n32
+        return v, sv, plan, eng, n32
 
     def norms(self, v, layout: LayerLayout | None = None) -> np.ndarray:
         """The float32 norms ``n_g`` this quantizer would use for ``v``."""
-        return self._prepare(v, layout)[3]
+        return self._prepare(v, layout)[4]
 
     def quantize(self, v, key, layout: LayerLayout | None = None, *, out=None) -> QuantizedVector:
         """Quantize ``v`` with the random key ``key`` (a :class:`~qodasim.rng.Key` or an int seed).
@@ -387,13 +396,13 @@ class BaseQuantizer:
         (BENCHMARKS.md).  The returned :class:`QuantizedVector` then holds these arrays.
         """
         key = as_key(key)
-        v, plan, eng, n32 = self._prepare(v, layout)
+        v, sv, plan, eng, n32 = self._prepare(v, layout)
         if out is not None:
             out = check_out(out, v, self.index_dtype)
         lv, lv_start, type_uni = self._tables
         seg_base = segment_bases(plan, key)
         scale = segment_scales(plan, n32, type_uni)
-        idx, sign = eng.round(v, scale, plan, seg_base, lv, lv_start, type_uni, self.index_dtype, out)
+        idx, sign = eng.round(sv, scale, plan, seg_base, lv, lv_start, type_uni, self.index_dtype, out)
         return QuantizedVector._trusted(idx, sign, n32, plan, self.type_levels, v.dtype, key)
 
     def quantize_batch(self, V, keys, layout: LayerLayout | None = None) -> list[QuantizedVector]:
@@ -413,11 +422,12 @@ class BaseQuantizer:
         plan = self.plan(d, layout)
         tplan = _cached_tile(plan, B)
         eng = get_engine(self.engine)
-        n32 = round_up_to_float32(compute_norms(flat, tplan, eng))
+        sflat = stage(eng, flat)
+        n32 = round_up_to_float32(compute_norms(flat, tplan, eng, staged=sflat))
         check_norm_range(n32, "V")
         lv, lv_start, type_uni = self._tables
         seg_base = np.concatenate([segment_bases(plan, k) for k in keys])
-        idx, sign = eng.round(flat, segment_scales(tplan, n32, type_uni), tplan, seg_base, lv, lv_start, type_uni,
+        idx, sign = eng.round(sflat, segment_scales(tplan, n32, type_uni), tplan, seg_base, lv, lv_start, type_uni,
                               self.index_dtype)  # fmt: skip
         G = plan.n_groups
         return [
@@ -432,9 +442,9 @@ class BaseQuantizer:
 
     def intervals(self, v, layout: LayerLayout | None = None):
         """``(j, ρ, norms32, plan)``: interval and up-probability of every coordinate (no randomness)."""
-        v, plan, eng, n32 = self._prepare(v, layout)
+        _, sv, plan, eng, n32 = self._prepare(v, layout)
         lv, lv_start, type_uni = self._tables
-        j, rho = eng.intervals(v, segment_scales(plan, n32, type_uni), plan, lv, lv_start, type_uni)
+        j, rho = eng.intervals(sv, segment_scales(plan, n32, type_uni), plan, lv, lv_start, type_uni)
         return j, rho, n32, plan
 
     def exact_variance(self, v, layout: LayerLayout | None = None, normalized: bool = False) -> float:
@@ -450,10 +460,10 @@ class BaseQuantizer:
         would underflow or overflow for tiny or huge vectors).  The norms are the deterministic
         ones of :func:`vector_norm`.
         """
-        v, plan, eng, n32 = self._prepare(v, layout)
+        v, sv, plan, eng, n32 = self._prepare(v, layout)
         lv, lv_start, type_uni = self._tables
         n64 = n32.astype(np.float64)
-        phi = eng.task_phi(v, segment_scales(plan, n32, type_uni), plan, lv, lv_start, type_uni)
+        phi = eng.task_phi(sv, segment_scales(plan, n32, type_uni), plan, lv, lv_start, type_uni)
         if normalized:
             nv = vector_norm(v, engine=self.engine)
             if nv == 0.0:

@@ -113,6 +113,8 @@ class DeviceWorkspace:
         self.d = _positive_int(d, "d")
         self.n_workers = _positive_int(n_workers, "n_workers")
         self.replicas = _positive_int(replicas, "replicas")
+        if self.replicas > _cuda.MAX_GRID_Y:  # the worker-sum kernel runs one grid row per replica
+            raise ValueError(f"replicas must be at most {_cuda.MAX_GRID_Y} (CUDA's grid y limit), got {replicas}")
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
@@ -121,6 +123,9 @@ class DeviceWorkspace:
         self.plan = quantizer.plan(self.d, layout)
         self.B = self.replicas * self.n_workers
         self.tplan = _cached_tile(self.plan, self.B)
+        if self.tplan.task_start.size > _cuda.MAX_GRID_X:
+            raise ValueError(f"replicas·n_workers·tasks = {self.tplan.task_start.size} blocks exceed CUDA's grid limit "
+                             f"{_cuda.MAX_GRID_X}; use fewer replicas or larger buckets")  # fmt: skip
         self.stats = {"calls": 0, "h2d_bytes": 0, "d2h_bytes": 0, "device_allocations": 0, "device_bytes": 0}
         tp, rp = self.tplan, self.plan
         self._tp = {name: self._to_device(getattr(tp, name)) for name in ("task_start", "task_end", "task_seg",
@@ -130,7 +135,7 @@ class DeviceWorkspace:
                                                                          "seg_group", "seg_type")}  # fmt: skip
         self._tables = [self._to_device(a) for a in quantizer._tables]
         n_tasks, n = tp.task_start.size, self.B * self.d
-        self._v = self._alloc(n, self.dtype)
+        self._v = None  # the upload buffer, allocated on the first host input (device input is read in place)
         self._idx = self._alloc(n, quantizer.index_dtype)
         self._sign = self._alloc(n, np.int8)
         self._mx, self._ss, self._pw = (self._alloc(n_tasks, np.float64) for _ in range(3))
@@ -141,7 +146,7 @@ class DeviceWorkspace:
                             self._alloc(tp.n_groups, np.bool_))  # fmt: skip
         self._sums = self._alloc((self.replicas, self.d), np.float64)
         self._threads = _cuda.threads_for(tp)
-        self._cur = self._v
+        self._cur = None
         self._n32: np.ndarray | None = None
         self._keys: list | None = None
 
@@ -179,7 +184,7 @@ class DeviceWorkspace:
         for dev, host in zip(self._group_args, (scale, q, need)):
             self._up(dev, host)
         t = self._tp
-        K.task_scaled_powsum[plan.task_start.size, K.LANES](
+        K.powsum_kernel(q, need)[plan.task_start.size, K.LANES](
             self._cur, t["task_start"], t["task_end"], t["task_group"], *self._group_args, self._pw
         )
         return self._down(self._pw)
@@ -205,9 +210,11 @@ class DeviceWorkspace:
     def quantize(self, V, keys) -> np.ndarray:
         """Quantize ``V`` (shape ``(R·K, d)``, row ``r·K + k``) with one key per row.
 
-        ``V`` is a host array (uploaded into the resident buffer) or a C-contiguous CUDA device array
-        (anything with ``__cuda_array_interface__``; read in place, nothing is copied).  Returns the
-        float32 norms (``(R·K)·groups``, row after row); indices and signs stay on the device.
+        ``V`` is a host array (uploaded into the resident buffer, allocated on first use) or a
+        C-contiguous CUDA device array (anything with ``__cuda_array_interface__``; read in place,
+        nothing is copied or allocated for it).  Returns the float32 norms (``(R·K)·groups``, row after
+        row) once the kernels that read ``V`` have finished (so the caller may overwrite ``V`` on any
+        stream); indices and signs stay on the device.
         """
         self._n32 = None  # an error below leaves nothing half-quantized behind
         on_device = _is_device_array(self._cuda, V)
@@ -226,6 +233,8 @@ class DeviceWorkspace:
             flat = _DeviceVector(self, self._cur)  # downloaded only to name a NaN/Inf in an error
         else:
             flat = np.ascontiguousarray(V).reshape(-1)
+            if self._v is None:
+                self._v = self._alloc(self.B * self.d, self.dtype)
             self._up(self._v, flat)
             self._cur = self._v
         tp = self.tplan
@@ -240,6 +249,8 @@ class DeviceWorkspace:
             self._cur, self._scale, t["seg_type"], self._base, t["seg_shift"], t["task_start"], t["task_end"],
             t["task_seg"], lv, lv_start, type_uni, self._idx, self._sign,
         )  # fmt: skip
+        if on_device:  # the caller may reuse V as soon as this returns (on any stream): wait for the reads
+            self._cuda.synchronize()
         self._n32, self._keys = n32, keys
         self.stats["calls"] += 1
         return n32
