@@ -39,6 +39,14 @@ class Levels:
     -----
     Families (THEORY §1): uniform ``ℓ_j = j/s`` (QSGD, ``s = α + 1``); exponential
     ``(0, p^α, …, p, 1)`` (NUQSGD uses ``p = 1/2``; AMQ optimizes ``p``); arbitrary arrays.
+
+    Examples
+    --------
+    >>> from qodasim import Levels
+    >>> Levels.uniform(4).values
+    array([0.  , 0.25, 0.5 , 0.75, 1.  ])
+    >>> Levels.exponential(3).values  # (0, p^3, p^2, p, 1) with p = 1/2
+    array([0.   , 0.125, 0.25 , 0.5  , 1.   ])
     """
 
     values: np.ndarray

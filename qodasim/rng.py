@@ -44,6 +44,12 @@ class Key:
         Worker id ``k`` (``0..K-1``) in a distributed run.
     round : int
         Communication round (a solver uses one round per message it sends).
+
+    Examples
+    --------
+    >>> from qodasim import Key
+    >>> Key(7, worker=1, round=2)
+    Key(seed=7, worker=1, round=2)
     """
 
     seed: int

@@ -82,6 +82,17 @@ def tight_variance_bound(levels: Levels, d: int, *, transmitted: bool = True) ->
 
     Check values (``transmitted=False``): ``s = 1`` gives ``√d − 1``; never above QSGD's
     ``min(d/s², √d/s)``.  The value is never negative (``ĝ ≥ 0``).
+
+    Examples
+    --------
+    For one interior level (``s = 1``) the tight bound is ``√d − 1`` (THEORY §2), here with the
+    transmitted-norm factor ``(1 + 2^{-22})²``:
+
+    >>> from qodasim import Levels
+    >>> from qodasim.bounds import tight_variance_bound
+    >>> b = tight_variance_bound(Levels.uniform(1), 16)
+    >>> round(b.value, 6), round(b.attained, 6)
+    (3.000001, 3.0)
     """
     d = check_dimension(d)
     arcs = variance_arcs(levels)

@@ -33,6 +33,7 @@ __all__ = [
     "MAX_INT",
 ]
 
+#: The Elias codes for positive integers (THEORY §3).
 CODES = ("gamma", "delta", "omega")
 MAX_INT = 2**62
 

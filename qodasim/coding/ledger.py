@@ -11,6 +11,7 @@ from .protocol import Message
 
 __all__ = ["BitLedger", "CATEGORIES"]
 
+#: Bit categories a ledger counts separately.
 CATEGORIES = ("header", "level_tables", "norms", "payload")
 
 
@@ -25,6 +26,8 @@ class BitLedger:
         self._rows: list[tuple[int, int, float, float, float, float]] = []
 
     def record(self, worker: int, round: int, message) -> None:
+        """Add one message of ``worker`` in ``round``: a :class:`~qodasim.coding.Message` or a mapping
+        category → bits (categories from :data:`CATEGORIES`; finite, non-negative)."""
         if isinstance(message, Message):
             bits = message.bits
         elif isinstance(message, dict):
@@ -57,6 +60,7 @@ class BitLedger:
         return float(t[:, 2 + CATEGORIES.index(category)].sum())
 
     def totals(self) -> dict[str, float]:
+        """Bits per category and ``"total"`` over every recorded message."""
         t = self.table()
         return {c: float(t[:, 2 + i].sum()) for i, c in enumerate(CATEGORIES)} | {"total": float(t[:, 2:].sum())}
 
@@ -71,10 +75,12 @@ class BitLedger:
         return int(m.sum())
 
     def per_worker(self) -> dict[int, float]:
+        """Total bits sent by each worker."""
         t = self.table()
         return {int(w): float(t[t[:, 0] == w, 2:].sum()) for w in np.unique(t[:, 0])}
 
     def per_round(self) -> dict[int, float]:
+        """Total bits sent in each round (all workers)."""
         t = self.table()
         return {int(r): float(t[t[:, 1] == r, 2:].sum()) for r in np.unique(t[:, 1])}
 
@@ -85,20 +91,24 @@ class BitLedger:
         return r, np.cumsum([rounds[int(x)] for x in r])
 
     def to_dict(self) -> dict:
+        """A JSON-able mapping (columns and rows); :meth:`from_dict` reads it back."""
         return {"columns": ["worker", "round", *CATEGORIES], "rows": [list(r) for r in self._rows]}
 
     @classmethod
     def from_dict(cls, raw: dict) -> BitLedger:
+        """The ledger written by :meth:`to_dict`."""
         led = cls()
         for row in raw["rows"]:
             led._rows.append((int(row[0]), int(row[1]), *map(float, row[2:])))
         return led
 
     def save(self, path) -> Path:
+        """Write the ledger as JSON to ``path``; returns the path."""
         path = Path(path)
         path.write_text(json.dumps(self.to_dict()))
         return path
 
     @classmethod
     def load(cls, path) -> BitLedger:
+        """Read a ledger written by :meth:`save`."""
         return cls.from_dict(json.loads(Path(path).read_text()))

@@ -300,6 +300,9 @@ class Encoder:
         self._spec, self._levels = None, {}
 
     def encode(self, qv: QuantizedVector) -> Message:
+        """The bit stream of ``qv`` (a :class:`~qodasim.coding.Message`), bits counted from the stream.
+
+        Level tables are sent only when they differ from the last ones this encoder sent (THEORY §3)."""
         if not isinstance(qv, QuantizedVector):
             raise TypeError(f"qv must be a QuantizedVector, got {type(qv).__name__}")
         qv.validate()
@@ -451,10 +454,33 @@ class Decoder:
 
 
 def encode(qv: QuantizedVector, protocol: str = "dense", code: str = "gamma", *, crc: bool = False) -> Message:
-    """Encode one self-describing message (spec and level tables included; a CRC-32 with ``crc=True``)."""
+    """Encode one self-describing message (spec and level tables included; a CRC-32 with ``crc=True``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qodasim import Key, Levels, Quantizer
+    >>> from qodasim.coding import decode, encode
+    >>> qv = Quantizer(Levels.uniform(4)).quantize(np.array([0.3, -0.4, 0.0, 1.2]), Key(0))
+    >>> msg = encode(qv, code="gamma")
+    >>> msg.bits  # counted from the stream itself
+    {'header': 34, 'level_tables': 7, 'norms': 32, 'payload': 15}
+    >>> decode(msg).equals(qv)
+    True
+    """
     return Encoder(protocol, code, crc).encode(qv)
 
 
 def decode(message, key: Key | None = None, *, max_d: int = MAX_D, require_crc: bool = False) -> QuantizedVector:
-    """Decode one self-describing message (see :meth:`Decoder.decode`)."""
+    """Decode one self-describing message (see :meth:`Decoder.decode`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qodasim import Key, Levels, Quantizer
+    >>> from qodasim.coding import decode, encode
+    >>> qv = Quantizer(Levels.exponential(3), q=np.inf).quantize(np.arange(-3.0, 4.0), Key(5))
+    >>> decode(encode(qv, "sparse", "omega", crc=True), require_crc=True).equals(qv)
+    True
+    """
     return Decoder(max_d, require_crc).decode(message, key)

@@ -49,6 +49,7 @@ class Result:
 
     @property
     def passed(self) -> bool:
+        """True when every verdict passed."""
         return all(v.passed for v in self.verdicts)
 
     def save(self, path: Path) -> Path:
@@ -59,6 +60,7 @@ class Result:
 
     @classmethod
     def load(cls, path: Path) -> Result:
+        """Read a result written by :meth:`save`."""
         raw = json.loads(Path(path).read_text())
         raw["verdicts"] = [Verdict(**v) for v in raw["verdicts"]]
         return cls(**raw)
@@ -295,9 +297,11 @@ class Progress:
                          dynamic_ncols=True, bar_format="{desc:<16}{bar}| {percentage:3.0f}% {elapsed}")  # fmt: skip
 
     def step(self, n: int = 1) -> None:
+        """Advance the bar by ``n`` units (closes it when full)."""
         self._bar.update(n)
         if self._bar.n >= self._bar.total:
             self.close()
 
     def close(self) -> None:
+        """Close the bar."""
         self._bar.close()

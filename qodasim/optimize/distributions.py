@@ -53,9 +53,11 @@ class Distribution:
     """Interface: a distribution on ``[0, 1]``."""
 
     def cdf(self, x):  # pragma: no cover - interface
+        """``F(x) = P(r ≤ x)`` (arrays broadcast)."""
         raise NotImplementedError
 
     def ppf(self, p):  # pragma: no cover - interface
+        """The quantile function ``F^{-1}(p)`` (ALQ's closed-form level update uses it, THEORY §4)."""
         raise NotImplementedError
 
     def moments(self, a, b):  # pragma: no cover - interface

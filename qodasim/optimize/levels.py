@@ -36,6 +36,7 @@ from .distributions import Distribution, Empirical, psi
 __all__ = ["LevelResult", "optimize_levels", "exact_levels", "histogram_levels", "alq_levels", "amq_levels",
            "brute_force_levels", "histogram_error_bound", "METHODS"]  # fmt: skip
 
+#: Level-optimization methods of :func:`optimize_levels`.
 METHODS = ("exact", "histogram", "alq", "amq")
 
 
@@ -105,6 +106,14 @@ def exact_levels(source, alpha: int, quadratic: bool = False) -> LevelResult:
     (Ben-Basat et al. 2024) instead places its end levels at the data's minimum and maximum; to
     compare, note that its ``s`` levels correspond to ``alpha = s − 2`` here when the data contain 0
     and 1 (normalized magnitudes of a vector reach 1 under the ``∞``-norm).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qodasim.optimize import exact_levels
+    >>> res = exact_levels(np.random.default_rng(0).random(1000), 2)
+    >>> res.levels.values.round(4), round(res.psi, 6)
+    (array([0.    , 0.3553, 0.6808, 1.    ]), 0.018605)
     """
     alpha = _check_alpha(alpha)
     emp, pts, wts = _empirical_candidates(source)

@@ -34,6 +34,7 @@ __all__ = [
     "ENGINES",
 ]
 
+#: Engine names: Numba kernels (default), the plain NumPy reference, CUDA (numba-cuda).
 ENGINES = ("numba", "numpy", "cuda")
 _F32_MAX = float(np.finfo(np.float32).max)
 #: Smallest positive normal float32 (~1.18e-38): a transmitted norm below it loses relative precision.
@@ -241,6 +242,7 @@ class QuantizedVector:
 
     @property
     def d(self) -> int:
+        """Dimension of the quantized vector."""
         return self.plan.d
 
     def validate(self) -> QuantizedVector:
@@ -366,6 +368,7 @@ class BaseQuantizer:
 
     @property
     def index_dtype(self) -> np.dtype:
+        """The smallest unsigned integer dtype that holds every level index (``uint8`` up to 256 levels)."""
         return smallest_index_dtype(max(lv.size for lv in self.type_levels))
 
     def _prepare(self, v, layout):
@@ -547,6 +550,20 @@ class Quantizer(BaseQuantizer):
         ``b`` for ``d``).
     engine : {"numba", "numpy"}
         Compiled kernels or the NumPy reference.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qodasim import Key, Levels, Quantizer
+    >>> Q = Quantizer(Levels.uniform(4))
+    >>> v = np.array([0.3, -0.4, 0.0, 1.2])
+    >>> qv = Q.quantize(v, Key(0))
+    >>> qv.indices, qv.signs, qv.norms  # level indices, signs, the transmitted float32 norm
+    (array([1, 1, 0, 3], dtype=uint8), array([ 1, -1,  1,  1], dtype=int8), array([1.3000001], dtype=float32))
+    >>> qv.dequantize()
+    array([ 0.32500002, -0.32500002,  0.        ,  0.97500005])
+    >>> round(Q.exact_variance(v), 6)  # E‖Q(v) − v‖², exactly (n̂² Σ φ(r_i))
+    0.04875
     """
 
     levels: Levels
@@ -563,9 +580,14 @@ class Quantizer(BaseQuantizer):
 
     @property
     def type_levels(self) -> tuple[Levels, ...]:
+        """The level sequence of each type: ``(levels,)`` (a global quantizer has one type)."""
         return (self.levels,)
 
     def plan(self, d: int, layout: LayerLayout | None = None) -> Plan:
+        """The kernel plan for dimension ``d``: tasks, segments, norm groups and stream addresses.
+
+        ``layout`` only sets the random-stream addresses ``(layer, index)``; every coordinate uses
+        :attr:`levels`.  Raises ``ValueError`` if ``layout.d != d``."""
         if layout is None:
             layout = LayerLayout.single(d)
         elif not isinstance(layout, LayerLayout):
@@ -602,6 +624,17 @@ class LayerwiseQuantizer(BaseQuantizer):
     bucket_size : int or sequence of (int or None), optional
         Bucket size per type (``scope="layer"`` only).
     engine : {"numba", "numpy"}
+
+    Examples
+    --------
+    Two layers of two types, each type with its own levels and each layer with its own norm:
+
+    >>> import numpy as np
+    >>> from qodasim import Key, LayerLayout, LayerwiseQuantizer, Levels
+    >>> layout = LayerLayout([3, 2], types=[0, 1])
+    >>> Q = LayerwiseQuantizer(layout, (Levels.uniform(4), Levels.exponential(2)))
+    >>> Q.quantize(np.array([1.0, -2.0, 0.5, 0.01, 0.02]), Key(1, 2, 3)).norms
+    array([2.291288  , 0.02236068], dtype=float32)
     """
 
     layout: LayerLayout
@@ -639,13 +672,16 @@ class LayerwiseQuantizer(BaseQuantizer):
 
     @property
     def type_levels(self) -> tuple[Levels, ...]:
+        """The level sequence ``ℓ^m`` of each type ``m`` (QODA's layer-wise quantization)."""
         return self.levels
 
     @property
     def dimension(self) -> int:
+        """The dimension ``d`` fixed by the layout."""
         return self.layout.d
 
     def plan(self, d: int, layout: LayerLayout | None = None) -> Plan:
+        """The kernel plan of the layout (``d`` must equal the layout's; ``layout`` may only be the quantizer's own)."""
         if layout is not None and layout != self.layout:
             raise ValueError("layout: a LayerwiseQuantizer uses its own layout")
         if d != self.layout.d:

@@ -103,9 +103,11 @@ class LayerLayout:
 
     @property
     def n_layers(self) -> int:
+        """Number of layers ``L``."""
         return int(self.sizes.size)
 
     def layer_slice(self, layer: int) -> slice:
+        """The coordinates ``[offset_l, offset_{l+1})`` of layer ``layer`` as a slice."""
         return slice(int(self.offsets[layer]), int(self.offsets[layer + 1]))
 
     def __eq__(self, other: object) -> bool:
@@ -187,10 +189,12 @@ class Plan:
 
     @property
     def n_groups(self) -> int:
+        """Number of norm groups (one float32 norm each: layers, buckets or the whole vector)."""
         return int(self.group_bounds.size - 1)
 
     @property
     def n_segments(self) -> int:
+        """Number of segments (maximal runs of coordinates with one group, one type and one layer)."""
         return int(self.seg_bounds.size - 1)
 
     @functools.cached_property

@@ -75,6 +75,7 @@ class Template:
         return 2 if self.lead == "oracle" else 1
 
 
+#: Method name → :class:`Template` (leading vector and dual step) of the one-template solver (THEORY §6).
 TEMPLATES = {
     "da": Template("zero", True),
     "qgenx": Template("oracle", True),
@@ -83,8 +84,11 @@ TEMPLATES = {
     "popov": Template("previous", False),
     "gda": Template("zero", False),
 }
+#: Every solver method name.
 METHODS = tuple(TEMPLATES)
+#: Methods that communicate twice per iteration (Q-GenX / extra-gradient family).
 TWO_MESSAGES = tuple(m for m, t in TEMPLATES.items() if t.messages == 2)
+#: Methods that communicate once per iteration (QODA / optimistic family, DA, GDA).
 ONE_MESSAGE = tuple(m for m, t in TEMPLATES.items() if t.messages == 1)
 
 
@@ -200,6 +204,7 @@ class SolverConfig:
         return step_rule(self.step)
 
     def to_dict(self) -> dict:
+        """A JSON-able mapping of the configuration (noise model and step rule expanded)."""
         out = asdict(replace(self, step="adaptive"))
         out["noise"] = asdict(self.noise)
         out["step"] = step_to_dict(self.step_rule)
@@ -225,6 +230,7 @@ class SolverResult:
 
     @property
     def diverged(self) -> bool:
+        """True when the run stopped because an iterate exceeded the divergence threshold."""
         return self.status == "diverged"
 
     def cumulative_bits(self) -> np.ndarray:
@@ -233,6 +239,7 @@ class SolverResult:
         return cum[:, self.iterations - 1]
 
     def save(self, path) -> Path:
+        """Write the arrays to ``path.npz`` and the rest to ``path.json``; returns the JSON path."""
         path = Path(path)
         arrays = {f"m_{k}": v for k, v in self.measures.items()}
         np.savez_compressed(path.with_suffix(".npz"), iterations=self.iterations,
@@ -245,6 +252,7 @@ class SolverResult:
 
     @classmethod
     def load(cls, path) -> SolverResult:
+        """Read a result written by :meth:`save`."""
         path = Path(path)
         meta = json.loads(path.with_suffix(".json").read_text())
         with np.load(path.with_suffix(".npz")) as z:
@@ -405,6 +413,18 @@ def solve(problem: Problem, config: SolverConfig | None = None, **overrides) -> 
     accumulator — stops early with ``status = "diverged"`` and a message saying which (measures after
     that iteration are not recorded, never reported as NaN values; ``x_avg`` averages the iterations
     completed).
+
+    Examples
+    --------
+    QODA with four workers on a bilinear game, each worker's vector quantized with 4 uniform levels:
+
+    >>> from qodasim.solvers import SolverConfig, solve
+    >>> from qodasim.vi import NoiseModel, bilinear_game
+    >>> cfg = SolverConfig(method="qoda", T=200, K=4, compression="global", levels="uniform:4",
+    ...                    noise=NoiseModel("absolute", 0.1), seed=0)
+    >>> res = solve(bilinear_game(8, seed=0), cfg)
+    >>> res.status, res.ledger.messages()  # one message per worker and iteration
+    ('ok', 800)
     """
     if not isinstance(problem, Problem):
         raise SolverError(f"problem must be a qodasim.vi.Problem, got {type(problem).__name__}")

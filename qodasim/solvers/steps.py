@@ -77,13 +77,16 @@ class AdaptiveStep:
             raise ValueError(f"step per_worker must be True or False, got {self.per_worker!r}")
 
     def init(self, replicas: int) -> np.ndarray:
+        """The running sum ``Σ‖δ_s‖²`` before the first iteration: zeros, one per replica."""
         return np.zeros(int(replicas))
 
     def steps(self, acc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(γ_t, η_t) = c·(1 + Σ_{s<t}‖δ_s‖²)^{−(p_γ, p_η)}`` per replica (THEORY §6)."""
         base = 1.0 + acc
         return self.c * _inv_pow(base, self.p_gamma), self.c * _inv_pow(base, self.p_eta)
 
     def update(self, acc: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        """The running sum plus ``‖δ_t‖²`` (summed over workers when ``per_worker``)."""
         sq = delta * delta
         return acc + (np.sum(sq, axis=(1, 2)) if delta.ndim == 3 else np.sum(sq, axis=1))
 
@@ -101,12 +104,15 @@ class ConstantStep:
         object.__setattr__(self, "eta", self.gamma if self.eta is None else _positive("step eta", self.eta))
 
     def init(self, replicas: int) -> np.ndarray:
+        """No state: zeros, one per replica."""
         return np.zeros(int(replicas))
 
     def steps(self, acc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(γ, η)`` for every replica."""
         return np.full(acc.shape, self.gamma), np.full(acc.shape, self.eta)
 
     def update(self, acc: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        """The state unchanged (constant steps accumulate nothing)."""
         return acc
 
 

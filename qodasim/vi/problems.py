@@ -49,12 +49,15 @@ class Problem:
     name: str = "problem"
 
     def operator(self, X: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+        """The operator ``A(X)`` row by row: ``X`` has shape ``(B, d)``, so does the result."""
         raise NotImplementedError
 
     def project(self, X: np.ndarray) -> np.ndarray:
+        """Euclidean projection of each row onto the feasible set (the identity when unconstrained)."""
         return X
 
     def x0(self) -> np.ndarray:
+        """The starting point ``X_1`` (zeros unless the problem says otherwise)."""
         return np.zeros(self.d)
 
     def sample_operator(self, X: np.ndarray, K: int, batch: int, rng: np.random.Generator) -> np.ndarray:
@@ -64,6 +67,7 @@ class Problem:
 
     @property
     def solution(self) -> np.ndarray | None:
+        """A solution ``x*`` when known in closed form, else ``None``."""
         return None
 
     def __call__(self, X):
@@ -122,6 +126,7 @@ class AffineProblem(Problem):
 
     @property
     def d(self) -> int:
+        """Dimension ``d`` (the sum of the block sizes)."""
         return int(self.offsets[-1])
 
     def operator(self, X: np.ndarray) -> np.ndarray:
@@ -301,10 +306,12 @@ class MatrixGame(Problem):
 
     @classmethod
     def random(cls, n: int, m: int | None = None, seed: int = 0) -> MatrixGame:
+        """A game with payoffs uniform on ``[−1, 1]`` (``n × m``, square by default), seeded."""
         return cls(_rng(seed).uniform(-1, 1, (n, m or n)))
 
     @property
     def d(self) -> int:
+        """Dimension ``n + m`` (both players' mixed strategies)."""
         return int(sum(self.G.shape))
 
     def operator(self, X):
@@ -347,6 +354,7 @@ class KellyAuction(Problem):
 
     @property
     def d(self) -> int:
+        """Number of players."""
         return len(self.G)
 
     def operator(self, X):
