@@ -13,7 +13,7 @@ thread count, the chunking, or the device.  The generator is SplitMix64 used as 
 rounding bias is below ``2^{-53}``.
 
 Three implementations share these constants: Python integers (stream bases), NumPy ``uint64`` arrays
-(the reference, :func:`uniforms`), and the Numba device/host function :func:`mix64_nb` used in kernels.
+(the reference, :func:`uniforms`), and the Numba device/host function ``mix64_nb`` used in kernels.
 Tests check that they agree bit for bit.
 """
 
@@ -25,9 +25,13 @@ import numpy as np
 
 __all__ = ["Key", "stream_base", "stream_bases", "uniforms", "MASK64", "GOLDEN", "MIX1", "MIX2"]
 
+#: ``2^64 − 1``: arithmetic on SplitMix64 states is modulo ``2^64``.
 MASK64 = (1 << 64) - 1
+#: SplitMix64's increment ``⌊2^64/φ⌋`` (golden ratio): state of coordinate ``i`` is ``base + (i + 1)·GOLDEN``.
 GOLDEN = 0x9E3779B97F4A7C15
+#: First multiplier of the SplitMix64 output mix (Steele, Lea & Flood 2014).
 MIX1 = 0xBF58476D1CE4E5B9
+#: Second multiplier of the SplitMix64 output mix.
 MIX2 = 0x94D049BB133111EB
 _TWO_M53 = 2.0**-53
 

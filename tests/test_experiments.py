@@ -61,3 +61,15 @@ def test_full_experiment_verdicts_pass(name):
     _, config = load_config(name, "full")
     result = get(name).run(config, progress=False)
     assert result.passed, [v for v in result.verdicts if not v.passed]
+
+
+def test_importing_the_experiments_leaves_the_matplotlib_backend_alone():
+    """A notebook that imports an experiment keeps its inline plots (the docs gallery relies on it):
+    the plotting module draws on ``Figure`` objects and never calls ``matplotlib.use``."""
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; matplotlib.use('svg'); import qodasim.experiments.convergence; "
+            "from qodasim.experiments import plotting; fig, ax = plotting.figure(); "
+            "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -1,6 +1,6 @@
 """Variance and code-length bounds (THEORY §2–3)."""
 
-from .closed_form import natural_dithering_bound, qsgd_bound, simple_bound
+from .closed_form import TRANSMIT_FACTOR, natural_dithering_bound, qsgd_bound, simple_bound
 from .envelope import Arcs, envelope
 from .tight import (
     TightBound,
@@ -12,6 +12,7 @@ from .tight import (
 )
 
 __all__ = [
+    "TRANSMIT_FACTOR",
     "Arcs",
     "TightBound",
     "adversarial_vector",

@@ -21,6 +21,7 @@ __all__ = ["qsgd_bound", "natural_dithering_bound", "simple_bound", "check_dimen
 #: ``(1 + 2^{-22})²`` ≥ ``(n̂/‖v‖)²``: rounding up to float32 costs a relative ``2^{-23}`` at most, and
 #: the float64 norm's own relative error (lane sums, THEORY §1) stays below another ``2^{-23}`` for
 #: ``d < 2^{35}``.  Norms outside the float32 normal range are rejected by the quantizers.
+#: Safe factor (1 + 2^-22)^2 ≥ (n̂/‖v‖)^2 for a norm rounded up to float32 (THEORY §1), applied by the bounds.
 TRANSMIT_FACTOR = (1.0 + 2.0**-22) ** 2
 
 

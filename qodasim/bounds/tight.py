@@ -176,10 +176,10 @@ def adversarial_vector(levels: Levels, d: int, bound: TightBound | None = None) 
        ``d ≤ EXHAUSTIVE_D``, which makes it the exact two-valued optimum; above, a log/linear grid
        refined within ±700 of its best three — the best count can be an isolated spike, so there it is a good
        vector, not a proven optimum), the exact 1-D maximum over the two values on the sphere
-       (piecewise concave, :func:`_two_valued`).
+       (piecewise concave, ``_two_valued``).
 
     The vector is normalized by :func:`~qodasim.quantize.vector_norm` (deterministic, not BLAS), so it
-    is the same on every machine.  ``d`` is limited to :data:`MAX_VECTOR_D`.
+    is the same on every machine.  ``d`` is limited to ``MAX_VECTOR_D`` (8192).
     """
     d = check_dimension(d)
     _check_levels(levels)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from .base import Progress, Result, Verdict, load_config
+from .base import Param, Progress, Result, Verdict, check_config, load_config
 
 #: Experiment name → module (each defines NAME, run(config, progress) and plot(result, outdir)).
 REGISTRY = {
@@ -23,4 +23,4 @@ def get(name: str):
     return import_module(REGISTRY[name])
 
 
-__all__ = ["REGISTRY", "Progress", "Result", "Verdict", "get", "load_config"]
+__all__ = ["REGISTRY", "Param", "Progress", "Result", "Verdict", "check_config", "get", "load_config"]

@@ -160,6 +160,7 @@ class Param:
     choices: tuple | None = None
 
     def check(self, key: str, value):
+        """``value`` checked and converted for config key ``key`` (a ``ValueError`` naming the key)."""
         if self.many:
             if not isinstance(value, (list, tuple)) or len(value) == 0:
                 raise ValueError(f"{key}: must be a non-empty list, got {value!r}")

@@ -1,13 +1,15 @@
-"""A consistent, publication-quality matplotlib style; figures saved as PNG and PDF."""
+"""A consistent, publication-quality matplotlib style; figures saved as PNG and PDF.
+
+Figures are :class:`matplotlib.figure.Figure` objects made without pyplot, so importing this module
+never changes the caller's backend (a notebook keeps its inline plots) and needs no display.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
 STYLE = {
     "figure.dpi": 110,
@@ -33,7 +35,8 @@ def figure(ncols: int = 1, nrows: int = 1, width: float = 3.4, height: float = 2
 
     The style is applied to matplotlib's global settings (the experiments draw right after)."""
     matplotlib.rcParams.update(STYLE)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
+    fig = Figure(figsize=(width * ncols, height * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     return fig, axes
 
 
@@ -46,5 +49,4 @@ def save(fig, outdir: Path, name: str, caption: str) -> list[Path]:
     paths = [outdir / f"{name}.png", outdir / f"{name}.pdf"]
     for p in paths:
         fig.savefig(p, metadata={"CreationDate": None} if p.suffix == ".pdf" else None)
-    plt.close(fig)
     return paths

@@ -4,7 +4,7 @@
     ``u_j = log ℓ_j``: ``max_j (cosh(u_{j+1} − u_j) − 1)/2 + min(√d e^{u_1}, d e^{2u_1}/4)``; each
     branch of the ``min`` is convex in ``u``.  (``(τ−1)²/(4τ) = (cosh(log τ) − 1)/2`` for consecutive
     ratios ``τ``.)  By symmetry the optimum of each branch is geometric, ``u_j = −(α+1−j)Δ``
-    (:func:`geometric_optimum`): the closed form, and the optimality check of the cvxpy programs.
+    (``geometric_optimum``): the closed form, and the optimality check of the cvxpy programs.
 (b) :func:`split_bit_budget` minimizes ``Σ_m w_m d_m e^{−2x_m}`` subject to ``Σ_m d_m x_m ≤ B``,
     ``x ≥ 0`` (variance with ``~2^{x_m}`` levels for type ``m``).  KKT gives water-filling,
     ``x_m = max(0, ½ log(2w_m/λ))`` with ``λ`` set by the budget (:func:`split_bit_budget_kkt`).
@@ -72,7 +72,7 @@ def bound_optimal_levels(alpha: int, d: int, solver: str | None = None, method: 
     """Levels minimizing the simple bound ``κ + min(ℓ_1√d, dℓ_1²/4)`` (THEORY §4a) over ``α`` levels.
 
     Both branches of the ``min`` are minimized and the better kept.  ``method="closed_form"`` (default)
-    uses :func:`geometric_optimum` (exact up to a 1-D root).  ``method="cvxpy"`` solves the convex
+    uses ``geometric_optimum`` (exact up to a 1-D root).  ``method="cvxpy"`` solves the convex
     programs over log-levels (Clarabel, SCS fallback) and **checks optimality** against the closed
     form: an answer more than ``1e-6`` (relative) above it raises
     :class:`~qodasim.optimize.SolverError` rather than being returned — a feasible point is not an

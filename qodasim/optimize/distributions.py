@@ -158,7 +158,7 @@ class TruncatedNormal(Distribution):
     """Normal ``N(μ, σ²)`` truncated to ``[0, 1]`` (ALQ's model of normalized magnitudes).
 
     Any ``μ`` and ``σ > 0`` — also ``μ`` many ``σ`` outside ``[0, 1]``, where fitted magnitudes often
-    land.  Masses use :func:`log_ndtr_diff`; the moments and the per-interval variance
+    land.  Masses use ``log_ndtr_diff``; the moments and the per-interval variance
     ``∫_a^b (b − r)(r − a) dF`` are integrals of positive functions of the density scaled by its
     maximum on ``[0, 1]`` (no overflow, no cancellation), by Gauss–Legendre quadrature on pieces that
     are monotone (split at the mode) and cut to the density's length scale ``σ²/(|e − μ| + σ)`` at
@@ -275,7 +275,7 @@ def fit_truncated_normal(samples) -> TruncatedNormal:
     """Maximum-likelihood truncated normal on ``[0, 1]`` for normalized magnitudes.
 
     The negative log-likelihood ``Σ (x_i − μ)²/(2σ²) + n log σ + n log(Φ((1−μ)/σ) − Φ(−μ/σ))`` (up to
-    a constant) uses :func:`log_ndtr_diff`, so it stays exact when ``μ`` lies many ``σ`` outside
+    a constant) uses ``log_ndtr_diff``, so it stays exact when ``μ`` lies many ``σ`` outside
     ``[0, 1]`` (Laplace-like magnitudes fit ``μ < 0``).  Nelder–Mead from several starts (moments,
     a decaying profile with ``μ < 0``, a rising one with ``μ > 1``), polished, the best kept.
     """

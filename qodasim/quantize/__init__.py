@@ -7,6 +7,7 @@ the GPU across calls (its workspace needs numba-cuda and a GPU, or the CUDA simu
 
 from .core import (
     ENGINES,
+    BaseQuantizer,
     LayerwiseQuantizer,
     NormRangeError,
     QuantizedVector,
@@ -21,6 +22,7 @@ from .plan import LayerLayout, Plan, PlanSpec
 
 __all__ = [
     "ENGINES",
+    "BaseQuantizer",
     "LayerLayout",
     "LayerwiseQuantizer",
     "NormRangeError",

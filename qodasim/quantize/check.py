@@ -181,7 +181,8 @@ def check_unbiased(quantizer: BaseQuantizer, d: int = 64, n: int = 4000, seed: i
 
 
 def check_variance_matches_exact(quantizer: BaseQuantizer, d: int = 64, n: int = 4000, seed: int = 2) -> None:
-    """Monte Carlo ``E‖Q(v) − v‖²`` equals :meth:`exact_variance` within ``Z`` standard errors."""
+    """Monte Carlo ``E‖Q(v) − v‖²`` equals :meth:`~qodasim.quantize.Quantizer.exact_variance` within ``Z``
+    standard errors."""
     d = _dim(quantizer, d)
     v = test_vector(d, seed)
     exact = quantizer.exact_variance(v)

@@ -348,13 +348,14 @@ def dequantize(qv: QuantizedVector, dtype=None, engine: str = "numba") -> np.nda
 class BaseQuantizer:
     """Shared machinery of the global and layer-wise quantizers.
 
-    Subclasses define :attr:`type_levels` and :meth:`plan`.  Every quantizer has ``engine``.
+    Subclasses define ``type_levels`` and :meth:`plan`.  Every quantizer has ``engine``.
     """
 
     engine: str
     type_levels: tuple[Levels, ...]
 
     def plan(self, d: int, layout: LayerLayout | None = None) -> Plan:  # pragma: no cover - abstract
+        """The kernel plan for dimension ``d`` (tasks, segments, norm groups, stream addresses)."""
         raise NotImplementedError
 
     @property
@@ -412,7 +413,7 @@ class BaseQuantizer:
         """Quantize the rows of ``V`` (shape ``(B, d)``) with one key each, in one kernel pass.
 
         Bit-for-bit the same as ``[quantize(V[b], keys[b]) for b in range(B)]``: the batch runs on
-        the row plan tiled ``B`` times (:func:`~qodasim.quantize.plan.tile_plan`).
+        the row plan tiled ``B`` times (``qodasim.quantize.plan.tile_plan``).
         """
         V = np.asarray(V) if not isinstance(V, np.ndarray) else V
         if V.ndim != 2 or V.shape[0] == 0:
@@ -489,7 +490,7 @@ def vector_norm(v, q: float = 2.0, engine: str = "numba") -> float:
     """The float64 ``q``-norm of ``v``, computed exactly as the quantizers compute it.
 
     Deterministic: the summation order is fixed by the algorithm (32 lanes folded by a fixed tree,
-    tasks combined in order; :func:`compute_norms`), not by the CPU's SIMD width, the BLAS library or
+    tasks combined in order; ``compute_norms``), not by the CPU's SIMD width, the BLAS library or
     the thread count — unlike ``np.linalg.norm``.  Vectors with tiny or huge entries are scaled by
     their maximum first, so no square underflows or overflows.  Raises ``ValueError`` on NaN/Inf.
     """
@@ -587,7 +588,7 @@ class Quantizer(BaseQuantizer):
         """The kernel plan for dimension ``d``: tasks, segments, norm groups and stream addresses.
 
         ``layout`` only sets the random-stream addresses ``(layer, index)``; every coordinate uses
-        :attr:`levels`.  Raises ``ValueError`` if ``layout.d != d``."""
+        ``levels``.  Raises ``ValueError`` if ``layout.d != d``."""
         if layout is None:
             layout = LayerLayout.single(d)
         elif not isinstance(layout, LayerLayout):
@@ -692,7 +693,7 @@ class LayerwiseQuantizer(BaseQuantizer):
 def exact_variance(v, quantizer: BaseQuantizer, layout: LayerLayout | None = None, normalized: bool = False) -> float:
     """Exact ``E‖Q(v) − v‖²`` of one draw of ``quantizer`` at ``v`` (THEORY §2).
 
-    See :meth:`BaseQuantizer.exact_variance`.
+    See :meth:`~qodasim.quantize.BaseQuantizer.exact_variance`.
     """
     if not isinstance(quantizer, BaseQuantizer):
         raise TypeError(f"quantizer must be a qodasim quantizer, got {type(quantizer).__name__}")

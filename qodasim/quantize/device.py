@@ -11,11 +11,11 @@ and reused by every call of a run.  Per call the host ↔ device traffic is
 
 the quantized vectors leave the device only on request (:meth:`DeviceWorkspace.quantized`, used when
 the solver writes real bit streams).  Results are bit for bit those of the CPU engines: the norms
-are combined on the host by the same serial combiners (:func:`~qodasim.quantize.core.compute_norms`),
+are combined on the host by the same serial combiners (``qodasim.quantize.core.compute_norms``),
 rounding uses the same counter-based uniforms, and the worker sum adds workers in order
 ``Σ_k = ((x_0 + x_1) + x_2) + …`` like :func:`worker_sums` on the CPU.
 
-:attr:`DeviceWorkspace.stats` counts bytes moved and device buffers allocated, so the residency
+``DeviceWorkspace.stats`` counts bytes moved and device buffers allocated, so the residency
 claim is tested, not assumed.
 """
 
@@ -174,12 +174,14 @@ class DeviceWorkspace:
 
     # -- the engine interface compute_norms needs, on the resident vectors -------------------------
     def task_stats(self, v, plan):
+        """Per task ``max |v_i|`` and ``Σ v_i²`` of the resident vectors (the engine interface of the norm pass)."""
         n = plan.task_start.size
         self._K.task_max_sumsq[n, self._K.LANES](self._cur, self._tp["task_start"], self._tp["task_end"], self._mx,
                                                  self._ss)  # fmt: skip
         return self._down(self._mx), self._down(self._ss)
 
     def task_powsum(self, v, plan, scale, q, need):
+        """Per task ``Σ (|v_i|/scale_g)^{q_g}`` of the resident vectors (the engine interface of the norm pass)."""
         K = self._K
         for dev, host in zip(self._group_args, (scale, q, need)):
             self._up(dev, host)

@@ -10,7 +10,7 @@ With ``V̂ = (1/K) Σ_k Q(V_k)`` at a point:
 3. ``X_{t+1} = Π(X_1 + η_{t+1} Y_{t+1})`` (``Π`` the projection onto the feasible set; identity when
    unconstrained).
 
-Steps come from a step rule (:mod:`qodasim.solvers.steps`): adaptive (Q-GenX / "Sifting through the
+Steps come from a step rule (:class:`AdaptiveStep`, :class:`ConstantStep`): adaptive (Q-GenX / "Sifting through the
 noise"), ``η_t = c·(1 + Σ_{s<t} ‖δ_s‖²)^{−p_η}``, ``γ_t = c·(…)^{−p_γ}`` where ``δ_s`` is the
 difference between the two vectors iteration ``s`` used — ``V̂_{s+1/2} − V̂_s`` for dual
 extrapolation (Q-GenX, extra-gradient), ``V̂_{s+1/2} − V̂_{s−1/2}`` for optimistic methods (QODA,
@@ -112,7 +112,7 @@ class SolverConfig:
     T : int
         Iterations.
     step : "adaptive", float, step rule or dict
-        The step rule (:mod:`qodasim.solvers.steps`): ``"adaptive"`` (``AdaptiveStep()``), a constant
+        The step rule (:class:`AdaptiveStep`, :class:`ConstantStep`): ``"adaptive"`` (``AdaptiveStep()``), a constant
         ``γ = η``, an :class:`~qodasim.solvers.steps.AdaptiveStep` / ``ConstantStep``, or its dict form
         ``{"rule": "adaptive", "c": 1.0, "p_eta": 0.5, "p_gamma": 0.4, "per_worker": False}``.
     compression : {"none", "global", "layerwise"}
@@ -177,7 +177,7 @@ class SolverConfig:
             rule = step_rule(self.step)
         except ValueError as exc:
             raise SolverError(str(exc)) from None
-        if rule.per_worker and self.engine == "cuda":
+        if getattr(rule, "per_worker", False) and self.engine == "cuda":
             raise SolverError("step: per-worker differences need the workers' vectors on the host (engine numba/numpy)")
         if self.compression not in ("none", "global", "layerwise"):
             raise SolverError(f"compression must be 'none', 'global' or 'layerwise', got {self.compression!r}")
@@ -200,7 +200,7 @@ class SolverConfig:
 
     @property
     def step_rule(self) -> StepRule:
-        """The step rule object of :attr:`step`."""
+        """The step rule object of ``step``."""
         return step_rule(self.step)
 
     def to_dict(self) -> dict:
@@ -435,13 +435,14 @@ def solve(problem: Problem, config: SolverConfig | None = None, **overrides) -> 
         raise SolverError(f"problem.x0() has shape {X1.shape}, expected ({problem.d},)")
     limit = cfg.divergence_threshold * (1.0 + float(np.linalg.norm(X1)))
     rule, tmpl = cfg.step_rule, TEMPLATES[method]
-    oracle = _Oracle(problem, cfg, limit, keep_workers=rule.per_worker)
+    per_worker = bool(getattr(rule, "per_worker", False))  # a user rule without the field: δ of the mean
+    oracle = _Oracle(problem, cfg, limit, keep_workers=per_worker)
     fns = _measure_fns(problem, cfg, X1)
     rec = record_points(T, cfg.record)
     measures = {f"{m}_{w}": np.full((R, rec.size), np.nan) for m in fns for w in ("avg", "last")}
     X1b = np.broadcast_to(X1, (R, problem.d)).copy()
     X, Y = X1b.copy(), np.zeros_like(X1b)
-    Vprev, Wprev = np.zeros_like(X1b), (np.zeros((R, cfg.K, problem.d)) if rule.per_worker else None)
+    Vprev, Wprev = np.zeros_like(X1b), (np.zeros((R, cfg.K, problem.d)) if per_worker else None)
     acc = rule.init(R)
     xsum = np.zeros_like(X1b)
     status, message, k_rec = "ok", "", 0
@@ -460,7 +461,7 @@ def solve(problem: Problem, config: SolverConfig | None = None, **overrides) -> 
                     lead, lead_w = 0.0, 0.0
                 Xh = _checked(problem.project(X - gamma[:, None] * lead), limit, t, method)
                 Vh, Wh = oracle(Xh, t, rnd_b)
-                acc = rule.update(acc, Wh - lead_w if rule.per_worker else Vh - lead)  # δ_t (THEORY §6)
+                acc = rule.update(acc, Wh - lead_w if per_worker else Vh - lead)  # δ_t (THEORY §6)
                 if not np.all(np.isfinite(acc)):
                     raise _Diverged(f"the adaptive step's accumulator overflowed at iteration {t} (operator values "
                                     f"too large to square in float64; rescale the problem)")  # fmt: skip

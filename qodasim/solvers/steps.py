@@ -17,7 +17,7 @@ The method decides ``δ_t``: the difference between the two vectors its iteratio
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 
 import numpy as np
 
@@ -125,6 +125,8 @@ def step_rule(step) -> StepRule:
     ...fields}`` (as saved in results and written in TOML configs)."""
     if isinstance(step, (AdaptiveStep, ConstantStep)):
         return step
+    if all(callable(getattr(step, m, None)) for m in ("init", "steps", "update")):
+        return step  # a user-defined rule with the same three methods (docs: extending)
     if isinstance(step, str):
         if step == "adaptive":
             return AdaptiveStep()
@@ -145,5 +147,12 @@ def step_rule(step) -> StepRule:
 
 
 def step_to_dict(rule: StepRule) -> dict:
-    """Plain data for saving (``step_rule`` reads it back)."""
-    return {"rule": "adaptive" if isinstance(rule, AdaptiveStep) else "constant", **asdict(rule)}
+    """Plain data for saving (``step_rule`` reads it back for the built-in rules).
+
+    A user-defined rule is saved as ``{"rule": "module.Class", ...}`` (its dataclass fields, if any):
+    readable, though ``step_rule`` cannot rebuild it from the name.
+    """
+    if isinstance(rule, (AdaptiveStep, ConstantStep)):
+        return {"rule": "adaptive" if isinstance(rule, AdaptiveStep) else "constant", **asdict(rule)}
+    fields = asdict(rule) if is_dataclass(rule) else {}
+    return {"rule": f"{type(rule).__module__}.{type(rule).__qualname__}", **fields}
