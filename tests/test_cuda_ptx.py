@@ -72,11 +72,17 @@ def _signatures():
             (it, nt.int8[::1], f64, i64, i64, i64, i64, i64, f64, i64, nt.int64, nt.int64, nt.float64[:, ::1]),
         )
     out["expected_cost_kernel"] = (K.expected_cost_kernel, (i64, f64, i64, f64, i64, f64))
+    b1 = nt.boolean[::1]
+    out["group_stats_kernel"] = (K.group_stats_kernel, (f64, f64, i64, i64, f64, f64, f64, b1))
+    norms = (f64, f64, f64, i64, i64, f64, b1, nt.float32[::1], f64)
+    out["group_norms_kernel"] = (K.group_norms_kernel, norms)
+    out["group_norms_kernel_pow"] = (K.group_norms_kernel_pow, norms)
+    out["segment_scales_kernel"] = (K.segment_scales_kernel, (f64, i64, i64, i64, f64))
     return out
 
 
 SIGNATURES = _signatures()
-EXCEPTIONS = {name for name in SIGNATURES if name.startswith("task_scaled_powsum_pow")}
+EXCEPTIONS = {name for name in SIGNATURES if name.startswith(("task_scaled_powsum_pow", "group_norms_kernel_pow"))}
 FMA = re.compile(r"^\s*fma\.\w+", re.MULTILINE)
 
 
@@ -126,11 +132,20 @@ def test_the_split_arithmetic_is_explicitly_rounded(ptx):
         assert re.search(r"\bmul\.rn\.f64", text) and re.search(r"\badd\.rn\.f64", text), name
 
 
-def test_the_pow_kernel_is_the_documented_exception(ptx):
-    """The non-exact kernel exists because of ``pow``; the exact one must not contain it."""
-    text = ptx["task_scaled_powsum_pow[float64]"]
-    assert "pow" in text.lower() or FMA.search(text), "expected libdevice pow in the general-q kernel"
-    assert "__nv_pow" not in ptx["task_scaled_powsum[float64]"]
+def test_the_pow_kernels_are_the_documented_exceptions(ptx):
+    """The non-exact kernels exist because of ``pow`` (inlined: its FMAs show); the exact ones have none."""
+    for name in ("task_scaled_powsum_pow[float64]", "group_norms_kernel_pow"):
+        assert FMA.search(ptx[name]), f"expected libdevice pow in {name}"
+    assert not FMA.search(ptx["task_scaled_powsum[float64]"]) and not FMA.search(ptx["group_norms_kernel"])
+
+
+def test_round_kernel_stages_levels_in_shared_memory_and_unrolls(ptx):
+    """Issue 18's reading of the SASS: a non-uniform type's levels are staged in shared memory (the
+    search then reads them through generic addresses, ``ld.f64``), and a loop trip issues several
+    global loads of ``v`` (the unrolled coordinates), not one."""
+    text = ptx["round_kernel[float64,uint8]"]
+    assert re.search(r"\bst\.shared\.f64", text) and re.search(r"\bld\.f64", text)
+    assert len(re.findall(r"\bld\.global\.f64", text)) >= 4
 
 
 def test_kernel_choice_by_q():
@@ -140,3 +155,10 @@ def test_kernel_choice_by_q():
     assert K.powsum_kernel(np.array([2.0, 1.0, 3.0]), need) is K.task_scaled_powsum
     assert K.powsum_kernel(np.array([2.0, 3.0, 2.0]), need) is K.task_scaled_powsum_pow
     assert K.powsum_kernel(np.array([1.5]), np.array([False])) is K.task_scaled_powsum
+
+
+def test_the_device_norm_constants_are_the_hosts():
+    from qodasim.quantize import _cuda as K
+    from qodasim.quantize import core
+
+    assert (K.SAFE_LO, K.SAFE_HI) == (core._SAFE_LO, core._SAFE_HI)

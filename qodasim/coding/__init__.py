@@ -7,6 +7,7 @@ from .errors import DecodeError
 from .expected import (
     entropy_floor,
     expected_bits,
+    expected_bits_of_intervals,
     expected_gap_bits,
     qsgd_dense_bound,
     qsgd_sparse_bound,
@@ -31,6 +32,7 @@ __all__ = [
     "encode_ints",
     "entropy_floor",
     "expected_bits",
+    "expected_bits_of_intervals",
     "expected_gap_bits",
     "fixed_bits",
     "qsgd_dense_bound",

@@ -27,6 +27,7 @@ from .protocol import PROTOCOLS, fixed_bits
 
 __all__ = [
     "expected_bits",
+    "expected_bits_of_intervals",
     "entropy_floor",
     "qsgd_sparse_bound",
     "qsgd_dense_bound",
@@ -84,10 +85,21 @@ def expected_bits(v, quantizer: BaseQuantizer, protocol: str = "dense", code: st
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-    cid = code_id(code)
+    code_id(code)
     j, rho, n32, plan = quantizer.intervals(v, layout)
+    dtype = np.float64 if np.asarray(v).dtype == np.float64 else np.float32
+    return expected_bits_of_intervals(j, rho, plan, quantizer.type_levels, dtype, protocol, code)
+
+
+def expected_bits_of_intervals(j, rho, plan, levels, dtype, protocol: str = "dense", code: str = "gamma") -> dict:
+    """:func:`expected_bits` from the intervals ``(j, ρ)`` of every coordinate (one vector, its plan).
+
+    The shared second half of :func:`expected_bits`, for callers that already hold ``(j, ρ)`` — e.g.
+    the solver on the GPU, which computes them for all workers at once on the device
+    (:meth:`~qodasim.quantize.device.DeviceWorkspace.intervals`).
+    """
+    cid = code_id(code)
     ctype = plan.coord_type()
-    levels = quantizer.type_levels
     payload = 0.0
     p_send = np.zeros(plan.d)
     for m, lv in enumerate(levels):
@@ -102,7 +114,6 @@ def expected_bits(v, quantizer: BaseQuantizer, protocol: str = "dense", code: st
         p_send[sel] = np.where(jj >= 1, 1.0, rr)
     if protocol == "sparse":
         payload += expected_gap_bits(p_send, code)
-    dtype = np.float64 if np.asarray(v).dtype == np.float64 else np.float32
     out = fixed_bits(plan.spec, levels, dtype, protocol, code)
     out["norms"] = 32 * plan.n_groups
     out["payload"] = payload

@@ -138,10 +138,28 @@ def powsum_kernel(q: np.ndarray, need: np.ndarray):
     return task_scaled_powsum if np.all((qn == 1.0) | (qn == 2.0)) else task_scaled_powsum_pow
 
 
+SHARED_LEVELS = 512  # a non-uniform type with at most this many levels is searched in shared memory
+UNROLL = 4  # coordinates per thread per loop trip (independent loads in flight)
+
+
+@cuda.jit(device=True)
+def _round_one(v, i, c, su, tab, lo, nl, base, shift, out_idx, out_sign):
+    x = np.float64(v[i])
+    j, rho = _split(abs(x), c, su, tab, lo, nl)
+    kk = j + (1 if _uniform_of(_first_state(base, i + shift)) < rho else 0)
+    out_idx[i] = kk
+    out_sign[i] = -1 if (x < 0.0 and kk > 0) else 1
+
+
 @cuda.jit
 def round_kernel(v, seg_scale, seg_type, seg_base, seg_shift, task_start, task_end, task_seg, lv, lv_start, type_uni,
                  out_idx, out_sign):  # fmt: skip
-    """One block per task, threads striding over its coordinates; same law and uniforms as the CPU."""
+    """One block per task, threads striding over its coordinates; same law and uniforms as the CPU.
+
+    A non-uniform type's levels (at most :data:`SHARED_LEVELS`) are first copied to shared memory,
+    where the binary search of ``split`` reads them; each thread handles :data:`UNROLL` coordinates
+    per trip.  Neither changes a result (tested against the CPU under the simulator).
+    """
     t = cuda.blockIdx.x
     s = task_seg[t]
     c = seg_scale[s]
@@ -152,14 +170,25 @@ def round_kernel(v, seg_scale, seg_type, seg_base, seg_shift, task_start, task_e
     base = seg_base[s]
     shift = seg_shift[s]
     b = task_end[t]  # a local: the byte stores below might alias task_end, so the loop would reload it
+    step = cuda.blockDim.x
+    shared = cuda.shared.array(SHARED_LEVELS, dtype=np.float64)
+    if su == 0 and nl <= SHARED_LEVELS:  # the same branch for every thread of the block
+        k = cuda.threadIdx.x
+        while k < nl:
+            shared[k] = lv[lo + k]
+            k += step
+        cuda.syncthreads()
+        tab, off = shared, 0
+    else:
+        tab, off = lv, lo
     i = task_start[t] + cuda.threadIdx.x
+    while i + (UNROLL - 1) * step < b:
+        for u in range(UNROLL):
+            _round_one(v, i + u * step, c, su, tab, off, nl, base, shift, out_idx, out_sign)
+        i += UNROLL * step
     while i < b:
-        x = np.float64(v[i])
-        j, rho = _split(abs(x), c, su, lv, lo, nl)
-        kk = j + (1 if _uniform_of(_first_state(base, i + shift)) < rho else 0)
-        out_idx[i] = kk
-        out_sign[i] = -1 if (x < 0.0 and kk > 0) else 1
-        i += cuda.blockDim.x
+        _round_one(v, i, c, su, tab, off, nl, base, shift, out_idx, out_sign)
+        i += step
 
 
 @cuda.jit
@@ -236,3 +265,105 @@ def threads_for(plan) -> int:
     """Threads per block for the per-coordinate kernels (a multiple of 32, at most THREADS)."""
     longest = int((plan.task_end - plan.task_start).max()) if plan.task_start.size else 1
     return int(min(THREADS, max(32, 32 * math.ceil(longest / 32))))
+
+
+# -- the norm pass finished on the device (DeviceWorkspace): one host sync per call -----------------
+# The host engines combine task partials with serial loops in task order (``_numba.combine_max`` /
+# ``combine_sum``: ``out[g] = 0; out[g] += part[t]`` for t = 0, 1, …) and then form the norms in
+# ``core.compute_norms``.  When each group's tasks are contiguous (true of every plan: layers,
+# buckets and rows are consecutive), one thread per group walks its tasks in the same order, so the
+# sums — and every norm — are the host's bit for bit.
+
+SAFE_LO, SAFE_HI = 1e-150, 1e150  # = core._SAFE_LO/_SAFE_HI (checked by a test)
+
+if config.ENABLE_CUDASIM:
+
+    @cuda.jit(device=True)
+    def _next_up32(f):
+        return np.nextafter(np.float32(f), np.float32(np.inf))
+
+else:  # pragma: no cover - needs a GPU
+
+    @cuda.jit(device=True)
+    def _next_up32(f):
+        return libdevice.nextafterf(f, np.float32(np.inf))
+
+
+@cuda.jit
+def group_stats_kernel(mx, ss, g_task_start, g_task_end, group_q, gmax, gss, need):
+    """Per group: ``max`` and ``Σ`` of its tasks' partials in task order, and whether it needs the
+    scaled power-sum pass (``q ≠ ∞``, ``max > 0`` and ``q ≠ 2`` or ``max`` outside the safe range)."""
+    g = cuda.grid(1)
+    if g < gmax.size:
+        m = 0.0
+        s = 0.0
+        for t in range(g_task_start[g], g_task_end[g]):
+            if mx[t] > m:
+                m = mx[t]
+            s += ss[t]
+        gmax[g] = m
+        gss[g] = s
+        q = group_q[g]
+        need[g] = (not math.isinf(q)) and m > 0.0 and (q != 2.0 or m < SAFE_LO or m > SAFE_HI)
+
+
+def _root_exact(ps, q):
+    """``ps^{1/q}`` for ``q ∈ {1, 2}`` (IEEE ``sqrt``; exact)."""
+    return math.sqrt(ps) if q == 2.0 else ps
+
+
+def _root_pow(ps, q):
+    """``ps^{1/q}`` for any ``q``: libdevice ``pow`` unless ``q ∈ {1, 2}`` (not bit-exact otherwise)."""
+    if q == 2.0:
+        return math.sqrt(ps)
+    if q == 1.0:
+        return ps
+    return ps ** (1.0 / q)
+
+
+_root = None  # rebound below to the root of each kernel
+
+
+def _group_norms(gmax, gss, pw, g_task_start, g_task_end, group_q, need, out_n32, out_n64):
+    """Per group: the float64 norm as ``core.compute_norms`` forms it, then rounded up to float32."""
+    g = cuda.grid(1)
+    if g < gmax.size:
+        q = group_q[g]
+        m = gmax[g]
+        if need[g]:
+            ps = 0.0
+            for t in range(g_task_start[g], g_task_end[g]):
+                ps += pw[t]
+            x = _mul(m, _root(ps, q))
+        elif math.isinf(q):
+            x = m
+        else:
+            x = math.sqrt(gss[g])
+        f = np.float32(x)
+        if np.float64(f) < x:
+            f = _next_up32(f)
+        out_n32[g] = f
+        out_n64[g] = np.float64(f)
+
+
+#: Group norms for ``q ∈ {1, 2, ∞}``: bit-exact with the host's ``compute_norms``.
+group_norms_kernel = cuda.jit(_scalar.rebind(_group_norms, _root=cuda.jit(device=True)(_root_exact)))
+#: The same for any ``q`` (libdevice ``pow`` for ``q ∉ {1, 2, ∞}``: not bit-exact).
+group_norms_kernel_pow = cuda.jit(_scalar.rebind(_group_norms, _root=cuda.jit(device=True)(_root_pow)))
+
+
+def exact_q(q: np.ndarray) -> bool:
+    """Whether every group's ``q`` is one of ``1, 2, ∞`` (the bit-exact kernels suffice)."""
+    q = np.asarray(q)
+    return bool(np.all((q == 1.0) | (q == 2.0) | np.isinf(q)))
+
+
+@cuda.jit
+def segment_scales_kernel(norms64, seg_group, seg_type, type_uni, out):
+    """Per segment ``c = s/n`` (uniform type) or ``1/n``, 0 where ``n = 0`` (``core.segment_scales``)."""
+    s = cuda.grid(1)
+    if s < out.size:
+        n = norms64[seg_group[s]]
+        su = type_uni[seg_type[s]]
+        num = np.float64(su) if su > 0 else 1.0
+        out[s] = num / n if n > 0.0 else 0.0

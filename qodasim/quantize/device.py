@@ -145,10 +145,48 @@ class DeviceWorkspace:
         self._group_args = (self._alloc(tp.n_groups, np.float64), self._alloc(tp.n_groups, np.float64),
                             self._alloc(tp.n_groups, np.bool_))  # fmt: skip
         self._sums = self._alloc((self.replicas, self.d), np.float64)
+        self._device_norms = self._norm_plan()
         self._threads = _cuda.threads_for(tp)
         self._cur = None
+        self._j = self._rho = None  # buffers of intervals(), allocated on first use
         self._n32: np.ndarray | None = None
         self._keys: list | None = None
+
+    def _norm_plan(self) -> bool:
+        """Device buffers for finishing the norm pass on the device, when every group's tasks are
+        contiguous (then one thread per group sums them in the host's order); ``False`` otherwise."""
+        tp = self.tplan
+        tg = tp.seg_group[tp.task_seg]
+        if tg.size == 0 or np.any(np.diff(tg) < 0):
+            return False
+        groups = np.arange(tp.n_groups)
+        self._g_start = self._to_device(np.searchsorted(tg, groups, "left").astype(np.int64))
+        self._g_end = self._to_device(np.searchsorted(tg, groups, "right").astype(np.int64))
+        self._gq = self._to_device(np.asarray(tp.group_q, np.float64))
+        self._gmax, self._gss = self._alloc(tp.n_groups, np.float64), self._alloc(tp.n_groups, np.float64)
+        self._gneed = self._alloc(tp.n_groups, np.bool_)
+        self._n32dev = self._alloc(tp.n_groups, np.float32)
+        self._tseg_group = self._to_device(tp.seg_group)
+        K = self._K
+        exact = K.exact_q(tp.group_q)
+        self._powsum = K.task_scaled_powsum if exact else K.task_scaled_powsum_pow
+        self._group_norms = K.group_norms_kernel if exact else K.group_norms_kernel_pow
+        return True
+
+    def _norms_on_device(self) -> None:
+        """Norm pass, group norms, float32 rounding and segment scales, all on the device (no sync)."""
+        K, t, tp = self._K, self._tp, self.tplan
+        n, G, S = tp.task_start.size, tp.n_groups, tp.n_segments
+        K.task_max_sumsq[n, K.LANES](self._cur, t["task_start"], t["task_end"], self._mx, self._ss)
+        gb = (G + 127) // 128
+        K.group_stats_kernel[gb, 128](self._mx, self._ss, self._g_start, self._g_end, self._gq, self._gmax,
+                                      self._gss, self._gneed)  # fmt: skip
+        self._powsum[n, K.LANES](self._cur, t["task_start"], t["task_end"], t["task_group"], self._gmax, self._gq,
+                                 self._gneed, self._pw)  # fmt: skip
+        self._group_norms[gb, 128](self._gmax, self._gss, self._pw, self._g_start, self._g_end, self._gq,
+                                   self._gneed, self._n32dev, self._norms)  # fmt: skip
+        K.segment_scales_kernel[(S + 127) // 128, 128](self._norms, self._tseg_group, t["seg_type"],
+                                                       self._tables[2], self._scale)  # fmt: skip
 
     # -- transfers and allocations, counted -------------------------------------------------------
     def _alloc(self, shape, dtype):
@@ -240,18 +278,27 @@ class DeviceWorkspace:
             self._up(self._v, flat)
             self._cur = self._v
         tp = self.tplan
-        n32 = round_up_to_float32(compute_norms(flat, tp, self))
-        check_norm_range(n32, "V")
         lv, lv_start, type_uni = self._tables
-        self._up(self._scale, segment_scales(tp, n32, self.quantizer._tables[2]))
-        self._up(self._base, np.concatenate([segment_bases(self.plan, k) for k in keys]))
-        self._up(self._norms, n32.astype(np.float64))
         t = self._tp
+        if self._device_norms:  # norms, scales and rounding queued on the device; one download below
+            self._up(self._base, np.concatenate([segment_bases(self.plan, k) for k in keys]))
+            self._norms_on_device()
+        else:  # the host combines the task partials (kept for plans whose groups are not contiguous)
+            n32 = round_up_to_float32(compute_norms(flat, tp, self))
+            check_norm_range(n32, "V")
+            self._up(self._scale, segment_scales(tp, n32, self.quantizer._tables[2]))
+            self._up(self._base, np.concatenate([segment_bases(self.plan, k) for k in keys]))
+            self._up(self._norms, n32.astype(np.float64))
         self._K.round_kernel[tp.task_start.size, self._threads](
             self._cur, self._scale, t["seg_type"], self._base, t["seg_shift"], t["task_start"], t["task_end"],
             t["task_seg"], lv, lv_start, type_uni, self._idx, self._sign,
         )  # fmt: skip
-        if on_device:  # the caller may reuse V as soon as this returns (on any stream): wait for the reads
+        if self._device_norms:
+            n32 = self._down(self._n32dev)  # the one synchronization of a call
+            if not np.all(np.isfinite(n32)) and not np.all(np.isfinite(np.asarray(flat))):
+                raise ValueError("V contains NaN or Inf")
+            check_norm_range(n32, "V")
+        elif on_device:  # the caller may reuse V as soon as this returns (on any stream): wait for the reads
             self._cuda.synchronize()
         self._n32, self._keys = n32, keys
         self.stats["calls"] += 1
@@ -277,6 +324,26 @@ class DeviceWorkspace:
             r["task_seg"], lv, lv_start, self.n_workers, self.plan.n_groups, self._sums,
         )  # fmt: skip
         return self._down(self._sums)
+
+    def intervals(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(j, ρ)`` of every coordinate of the last :meth:`quantize`, shape ``(R·K, d)`` each.
+
+        Computed on the device from the resident vectors and the segment scales of that call (no
+        upload, no second norm pass; a device ``V`` must not have changed since); the host receives
+        ``16·R·K·d`` bytes.  Equal, bit for bit, to
+        each row's :meth:`~qodasim.quantize.Quantizer.intervals` on the CPU.
+        """
+        self._require_quantized()
+        if self._j is None:
+            n = self.B * self.d
+            self._j, self._rho = self._alloc(n, np.int64), self._alloc(n, np.float64)
+        t = self._tp
+        lv, lv_start, type_uni = self._tables
+        self._K.interval_kernel[self.tplan.task_start.size, self._threads](
+            self._cur, self._scale, t["seg_type"], t["task_start"], t["task_end"], t["task_seg"], lv, lv_start,
+            type_uni, self._j, self._rho,
+        )  # fmt: skip
+        return self._down(self._j).reshape(self.B, self.d), self._down(self._rho).reshape(self.B, self.d)
 
     def quantized(self) -> list[QuantizedVector]:
         """Host copies of the last call's ``R·K`` quantized vectors (for encoding real bit streams)."""

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..coding import BitLedger, Encoder, expected_bits
+from ..coding import BitLedger, Encoder, expected_bits, expected_bits_of_intervals
 from ..levels import Levels
 from ..optimize import normalized_magnitudes, optimize_layerwise, optimize_levels
 from ..quantize import LayerwiseQuantizer, NormRangeError, Quantizer, dequantize_batch
@@ -337,6 +337,7 @@ class _Oracle:
                 raise _Diverged(f"an oracle output at iteration {t} cannot be sent: {exc}") from None
             out = self.device.worker_sums()
             qvs = self.device.quantized() if cfg.bits == "stream" else None
+            J, RHO = self.device.intervals() if cfg.bits == "expected" else (None, None)
         else:
             try:
                 qvs = self.quant.quantize_batch(V.reshape(R * K, d), keys)
@@ -344,7 +345,9 @@ class _Oracle:
                 raise _Diverged(f"an oracle output at iteration {t} cannot be sent: {exc}") from None
             workers = dequantize_batch(qvs, engine=self.quant.engine).reshape(R, K, d)
             out = worker_sums(workers)
-        spec = self.quant.plan(d).spec if cfg.bits == "expected" else None
+        plan = self.quant.plan(d) if cfg.bits == "expected" else None
+        spec = plan.spec if plan is not None else None
+        vdtype = np.float64 if V.dtype == np.float64 else np.float32
         for r in range(R):
             for k in range(K):
                 if cfg.bits == "stream":
@@ -353,7 +356,12 @@ class _Oracle:
                     if r == 0:
                         self.ledger.record(k, rnd, msg)
                 elif cfg.bits == "expected":
-                    e = expected_bits(V[r, k], self.quant, cfg.protocol, cfg.code)
+                    if self.device is not None:  # (j, ρ) of all workers from one device pass
+                        b = r * K + k
+                        e = expected_bits_of_intervals(J[b], RHO[b], plan, self.quant.type_levels, vdtype,
+                                                       cfg.protocol, cfg.code)  # fmt: skip
+                    else:
+                        e = expected_bits(V[r, k], self.quant, cfg.protocol, cfg.code)
                     parts = self.encoders[r][k].account(spec, self.quant.type_levels, V.dtype)
                     parts.update(norms=e["norms"], payload=e["payload"])
                     self.bits[r, t - 1] += sum(parts.values())
