@@ -119,7 +119,12 @@ WORKSPACE_CASES = {
     "layerwise": lambda eng: LayerwiseQuantizer(
         LayerLayout([20, 12], [0, 1]), (LEVELS["uniform4"], LEVELS["exp3"]), bucket_size=(None, 8), engine=eng
     ),  # fmt: skip
+    # one norm over two layers of two types: a group of several tasks (the unfused device path)
+    "layerwise-global-scope": lambda eng: LayerwiseQuantizer(
+        LayerLayout([20, 12], [0, 1]), (LEVELS["uniform4"], LEVELS["exp3"]), scope="global", engine=eng
+    ),  # fmt: skip
 }
+FUSED = {"global-bucket": True, "global-L3": True, "layerwise": True, "layerwise-global-scope": False}
 
 
 @pytest.mark.parametrize("name", sorted(WORKSPACE_CASES))
@@ -366,7 +371,7 @@ def test_device_workspace_host_combine_fallback_and_intervals(name, monkeypatch)
     V = np.random.default_rng(11).standard_normal((R * K, d)) * np.array([[1.0], [1e-3], [50.0], [0.2]])
     keys = [Key(3, k, 1) for k in range(R * K)]
     ws = DeviceWorkspace(WORKSPACE_CASES[name]("cuda"), d, K, R)
-    assert ws._device_norms
+    assert ws._device_norms and (ws._fused is not None) == FUSED[name]
     n_dev = ws.quantize(V, keys)
     J, RHO = ws.intervals()
     for b in range(R * K):

@@ -78,11 +78,17 @@ def _signatures():
     out["group_norms_kernel"] = (K.group_norms_kernel, norms)
     out["group_norms_kernel_pow"] = (K.group_norms_kernel_pow, norms)
     out["segment_scales_kernel"] = (K.segment_scales_kernel, (f64, i64, i64, i64, f64))
+    for vt in (nt.float32[::1], nt.float64[::1]):
+        fused = (vt, i64, i64, i64, i64, u64, i64, f64, f64, i64, i64, nt.float32[::1], f64, f64, nt.uint8[::1],
+                 nt.int8[::1])  # fmt: skip
+        out[f"fused_group_round[{vt.dtype}]"] = (K.fused_group_round, fused)
+        out[f"fused_group_round_pow[{vt.dtype}]"] = (K.fused_group_round_pow, fused)
     return out
 
 
 SIGNATURES = _signatures()
-EXCEPTIONS = {name for name in SIGNATURES if name.startswith(("task_scaled_powsum_pow", "group_norms_kernel_pow"))}
+POW_KERNELS = ("task_scaled_powsum_pow", "group_norms_kernel_pow", "fused_group_round_pow")  # documented exceptions
+EXCEPTIONS = {name for name in SIGNATURES if name.startswith(POW_KERNELS)}
 FMA = re.compile(r"^\s*fma\.\w+", re.MULTILINE)
 
 

@@ -47,15 +47,9 @@ _first_state = cuda.jit(device=True)(_scalar.first_state)
 _split = cuda.jit(device=True)(_scalar.rebind(_scalar.split, mul=_mul, add=_add))
 
 
-@cuda.jit
-def task_max_sumsq(v, task_start, task_end, out_max, out_sumsq):
-    """One block of 32 threads per task: lane sums and maxima, folded in the CPU's order."""
-    t = cuda.blockIdx.x
-    k = cuda.threadIdx.x
-    acc_sm = cuda.shared.array(LANES, dtype=np.float64)
-    mx_sm = cuda.shared.array(LANES, dtype=np.float64)
-    a = task_start[t]
-    b = task_end[t]
+@cuda.jit(device=True)
+def _lane_max_sumsq(v, a, b, k):
+    """Lane ``k``'s ``(Σ x², max |x|)`` over coordinates ``a + k, a + k + 32, …`` (the CPU's lane order)."""
     acc = 0.0
     mx = 0.0
     i = a + k
@@ -65,9 +59,12 @@ def task_max_sumsq(v, task_start, task_end, out_max, out_sumsq):
         if x > mx:
             mx = x
         i += LANES
-    acc_sm[k] = acc
-    mx_sm[k] = mx
-    cuda.syncthreads()
+    return acc, mx
+
+
+@cuda.jit(device=True)
+def _fold(acc_sm, mx_sm, k):
+    """The fixed fold 16, 8, 4, 2, 1 of the 32 lane values in shared memory (every thread calls it)."""
     step = LANES // 2
     while step >= 1:
         if k < step:
@@ -76,6 +73,18 @@ def task_max_sumsq(v, task_start, task_end, out_max, out_sumsq):
                 mx_sm[k] = mx_sm[k + step]
         cuda.syncthreads()
         step //= 2
+
+
+@cuda.jit
+def task_max_sumsq(v, task_start, task_end, out_max, out_sumsq):
+    """One block of 32 threads per task: lane sums and maxima, folded in the CPU's order."""
+    t = cuda.blockIdx.x
+    k = cuda.threadIdx.x
+    acc_sm = cuda.shared.array(LANES, dtype=np.float64)
+    mx_sm = cuda.shared.array(LANES, dtype=np.float64)
+    acc_sm[k], mx_sm[k] = _lane_max_sumsq(v, task_start[t], task_end[t], k)
+    cuda.syncthreads()
+    _fold(acc_sm, mx_sm, k)
     if k == 0:
         out_max[t] = mx_sm[0]
         out_sumsq[t] = acc_sm[0]
@@ -151,6 +160,29 @@ def _round_one(v, i, c, su, tab, lo, nl, base, shift, out_idx, out_sign):
     out_sign[i] = -1 if (x < 0.0 and kk > 0) else 1
 
 
+@cuda.jit(device=True)
+def _stage_levels(shared, lv, lo, nl):
+    """Copy a type's ``nl`` levels to shared memory (all threads; the caller synchronizes)."""
+    k = cuda.threadIdx.x
+    while k < nl:
+        shared[k] = lv[lo + k]
+        k += cuda.blockDim.x
+
+
+@cuda.jit(device=True)
+def _round_range(v, a, b, c, su, tab, off, nl, base, shift, out_idx, out_sign):
+    """Round coordinates ``[a, b)``: thread ``x`` takes ``a + x, a + x + blockDim, …``, :data:`UNROLL` per trip."""
+    step = cuda.blockDim.x
+    i = a + cuda.threadIdx.x
+    while i + (UNROLL - 1) * step < b:
+        for u in range(UNROLL):
+            _round_one(v, i + u * step, c, su, tab, off, nl, base, shift, out_idx, out_sign)
+        i += UNROLL * step
+    while i < b:
+        _round_one(v, i, c, su, tab, off, nl, base, shift, out_idx, out_sign)
+        i += step
+
+
 @cuda.jit
 def round_kernel(v, seg_scale, seg_type, seg_base, seg_shift, task_start, task_end, task_seg, lv, lv_start, type_uni,
                  out_idx, out_sign):  # fmt: skip
@@ -162,33 +194,20 @@ def round_kernel(v, seg_scale, seg_type, seg_base, seg_shift, task_start, task_e
     """
     t = cuda.blockIdx.x
     s = task_seg[t]
-    c = seg_scale[s]
     ty = seg_type[s]
     su = type_uni[ty]
     lo = lv_start[ty]
     nl = lv_start[ty + 1] - lo
-    base = seg_base[s]
-    shift = seg_shift[s]
-    b = task_end[t]  # a local: the byte stores below might alias task_end, so the loop would reload it
-    step = cuda.blockDim.x
     shared = cuda.shared.array(SHARED_LEVELS, dtype=np.float64)
     if su == 0 and nl <= SHARED_LEVELS:  # the same branch for every thread of the block
-        k = cuda.threadIdx.x
-        while k < nl:
-            shared[k] = lv[lo + k]
-            k += step
+        _stage_levels(shared, lv, lo, nl)
         cuda.syncthreads()
         tab, off = shared, 0
     else:
         tab, off = lv, lo
-    i = task_start[t] + cuda.threadIdx.x
-    while i + (UNROLL - 1) * step < b:
-        for u in range(UNROLL):
-            _round_one(v, i + u * step, c, su, tab, off, nl, base, shift, out_idx, out_sign)
-        i += UNROLL * step
-    while i < b:
-        _round_one(v, i, c, su, tab, off, nl, base, shift, out_idx, out_sign)
-        i += step
+    # bounds in locals: the byte stores might alias task_end, so a loop reading it would reload it
+    _round_range(v, task_start[t], task_end[t], seg_scale[s], su, tab, off, nl, seg_base[s], seg_shift[s], out_idx,
+                 out_sign)  # fmt: skip
 
 
 @cuda.jit
@@ -367,3 +386,96 @@ def segment_scales_kernel(norms64, seg_group, seg_type, type_uni, out):
         su = type_uni[seg_type[s]]
         num = np.float64(su) if su > 0 else 1.0
         out[s] = num / n if n > 0.0 else 0.0
+
+
+# -- fused norm + rounding, when every group is a single task (buckets, small layers) --------------
+
+
+def _fused_group_round(v, task_start, task_end, task_seg, seg_type, seg_base, seg_shift, group_q, lv, lv_start,
+                       type_uni, out_n32, out_n64, out_scale, out_idx, out_sign):  # fmt: skip
+    """One block per group of a single task: the norm pass (lanes, fold), the group norm, its float32
+    rounding and the segment scale, then the rounding — one launch instead of six, no host round trip.
+
+    Every step is the separate kernels' (hence the CPU's) arithmetic in the same order: lanes
+    ``k < 32`` sum as :func:`task_max_sumsq` / the power-sum kernel, the group combine starts from
+    ``0.0`` as the host's, and the rest is :func:`_group_norms` and :func:`segment_scales_kernel`.
+    """
+    g = cuda.blockIdx.x
+    k = cuda.threadIdx.x
+    a = task_start[g]
+    b = task_end[g]
+    acc_sm = cuda.shared.array(LANES, dtype=np.float64)
+    mx_sm = cuda.shared.array(LANES, dtype=np.float64)
+    res_sm = cuda.shared.array(2, dtype=np.float64)  # (max, need as 0/1), then (scale, -)
+    if k < LANES:
+        acc_sm[k], mx_sm[k] = _lane_max_sumsq(v, a, b, k)
+    cuda.syncthreads()
+    _fold(acc_sm, mx_sm, k)
+    q = group_q[g]
+    if k == 0:
+        m = 0.0
+        if mx_sm[0] > m:
+            m = mx_sm[0]
+        res_sm[0] = m
+        need = (not math.isinf(q)) and m > 0.0 and (q != 2.0 or m < SAFE_LO or m > SAFE_HI)
+        res_sm[1] = 1.0 if need else 0.0
+        mx_sm[0] = 0.0 + acc_sm[0]  # the host's combine: out = 0; out += part
+    cuda.syncthreads()
+    m = res_sm[0]
+    ss = mx_sm[0]
+    need = res_sm[1] > 0.0
+    cuda.syncthreads()
+    if need:  # the scaled power sum, lane by lane as task_scaled_powsum
+        if k < LANES:
+            acc = 0.0
+            i = a + k
+            while i < b:
+                acc = _add(acc, _term(abs(np.float64(v[i])) / m, q))
+                i += LANES
+            acc_sm[k] = acc
+        cuda.syncthreads()
+        step = LANES // 2
+        while step >= 1:
+            if k < step:
+                acc_sm[k] += acc_sm[k + step]
+            cuda.syncthreads()
+            step //= 2
+    s = task_seg[g]
+    ty = seg_type[s]
+    su = type_uni[ty]
+    if k == 0:
+        if need:
+            x = _mul(m, _root(0.0 + acc_sm[0], q))
+        elif math.isinf(q):
+            x = m
+        else:
+            x = math.sqrt(ss)
+        f = np.float32(x)
+        if np.float64(f) < x:
+            f = _next_up32(f)
+        out_n32[g] = f
+        n = np.float64(f)
+        out_n64[g] = n
+        num = np.float64(su) if su > 0 else 1.0
+        c = num / n if n > 0.0 else 0.0
+        out_scale[s] = c
+        res_sm[0] = c
+    lo = lv_start[ty]
+    nl = lv_start[ty + 1] - lo
+    shared = cuda.shared.array(SHARED_LEVELS, dtype=np.float64)
+    if su == 0 and nl <= SHARED_LEVELS:
+        _stage_levels(shared, lv, lo, nl)
+        cuda.syncthreads()
+        tab, off = shared, 0
+    else:
+        cuda.syncthreads()
+        tab, off = lv, lo
+    _round_range(v, a, b, res_sm[0], su, tab, off, nl, seg_base[s], seg_shift[s], out_idx, out_sign)
+
+
+#: Fused kernel for ``q ∈ {1, 2, ∞}`` (bit-exact).
+fused_group_round = cuda.jit(_scalar.rebind(_fused_group_round, _term=cuda.jit(device=True)(_term_exact),
+                                            _root=cuda.jit(device=True)(_root_exact)))  # fmt: skip
+#: The same for any ``q`` (libdevice ``pow``; not bit-exact for ``q ∉ {1, 2, ∞}``).
+fused_group_round_pow = cuda.jit(_scalar.rebind(_fused_group_round, _term=cuda.jit(device=True)(_term_pow),
+                                                _root=cuda.jit(device=True)(_root_pow)))  # fmt: skip

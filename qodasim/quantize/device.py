@@ -5,15 +5,19 @@
 task partials, per-replica worker sums, the tiled plan and the level tables — are allocated **once**
 and reused by every call of a run.  Per call the host ↔ device traffic is
 
-* up: the ``B × d`` oracle outputs (the problems' operators run on the host), the segment scales
-  and stream bases (``O(B · segments)``);
-* down: the task partials of the norm pass (``O(B · tasks)``) and the ``R × d`` worker sums;
+* up: the ``B × d`` oracle outputs (the problems' operators run on the host; nothing when they
+  are already device arrays) and the stream bases (``O(B · segments)``);
+* down: the float32 norms (``O(B · groups)``) and the ``R × d`` worker sums;
 
-the quantized vectors leave the device only on request (:meth:`DeviceWorkspace.quantized`, used when
-the solver writes real bit streams).  Results are bit for bit those of the CPU engines: the norms
-are combined on the host by the same serial combiners (``qodasim.quantize.core.compute_norms``),
-rounding uses the same counter-based uniforms, and the worker sum adds workers in order
-``Σ_k = ((x_0 + x_1) + x_2) + …`` like :func:`worker_sums` on the CPU.
+with one host synchronization per call: the norm pass is finished on the device (task partials
+combined per group in the host's serial order, the float32 rounding and the segment scales), and
+where every group is a single task (buckets, small layers) norm and rounding are one fused launch.
+The quantized vectors leave the device only on request (:meth:`DeviceWorkspace.quantized`, used when
+the solver writes real bit streams; :meth:`DeviceWorkspace.intervals` for exact expected bits).
+Results are bit for bit those of the CPU engines for ``q ∈ {1, 2, ∞}``: the same lane order and
+combiners as ``qodasim.quantize.core.compute_norms``, the same counter-based uniforms, and the
+worker sum adds workers in order ``Σ_k = ((x_0 + x_1) + x_2) + …`` like :func:`worker_sums` on the
+CPU (for other ``q`` the device's ``pow`` may differ in the last ulp).
 
 ``DeviceWorkspace.stats`` counts bytes moved and device buffers allocated, so the residency
 claim is tested, not assumed.
@@ -145,6 +149,7 @@ class DeviceWorkspace:
         self._group_args = (self._alloc(tp.n_groups, np.float64), self._alloc(tp.n_groups, np.float64),
                             self._alloc(tp.n_groups, np.bool_))  # fmt: skip
         self._sums = self._alloc((self.replicas, self.d), np.float64)
+        self._fused = None  # the fused kernel, when every group is one task (set by _norm_plan)
         self._device_norms = self._norm_plan()
         self._threads = _cuda.threads_for(tp)
         self._cur = None
@@ -160,8 +165,9 @@ class DeviceWorkspace:
         if tg.size == 0 or np.any(np.diff(tg) < 0):
             return False
         groups = np.arange(tp.n_groups)
-        self._g_start = self._to_device(np.searchsorted(tg, groups, "left").astype(np.int64))
-        self._g_end = self._to_device(np.searchsorted(tg, groups, "right").astype(np.int64))
+        g_start, g_end = np.searchsorted(tg, groups, "left"), np.searchsorted(tg, groups, "right")
+        self._g_start = self._to_device(g_start.astype(np.int64))
+        self._g_end = self._to_device(g_end.astype(np.int64))
         self._gq = self._to_device(np.asarray(tp.group_q, np.float64))
         self._gmax, self._gss = self._alloc(tp.n_groups, np.float64), self._alloc(tp.n_groups, np.float64)
         self._gneed = self._alloc(tp.n_groups, np.bool_)
@@ -171,6 +177,9 @@ class DeviceWorkspace:
         exact = K.exact_q(tp.group_q)
         self._powsum = K.task_scaled_powsum if exact else K.task_scaled_powsum_pow
         self._group_norms = K.group_norms_kernel if exact else K.group_norms_kernel_pow
+        # every group one task (buckets, small layers): norm and rounding in one launch
+        if np.all(g_end - g_start == 1):
+            self._fused = K.fused_group_round if exact else K.fused_group_round_pow
         return True
 
     def _norms_on_device(self) -> None:
@@ -280,7 +289,13 @@ class DeviceWorkspace:
         tp = self.tplan
         lv, lv_start, type_uni = self._tables
         t = self._tp
-        if self._device_norms:  # norms, scales and rounding queued on the device; one download below
+        if self._device_norms and self._fused is not None:  # one launch: norms, scales, rounding
+            self._up(self._base, np.concatenate([segment_bases(self.plan, k) for k in keys]))
+            self._fused[tp.task_start.size, self._threads](
+                self._cur, t["task_start"], t["task_end"], t["task_seg"], t["seg_type"], self._base, t["seg_shift"],
+                self._gq, lv, lv_start, type_uni, self._n32dev, self._norms, self._scale, self._idx, self._sign,
+            )  # fmt: skip
+        elif self._device_norms:  # norms, scales and rounding queued on the device; one download below
             self._up(self._base, np.concatenate([segment_bases(self.plan, k) for k in keys]))
             self._norms_on_device()
         else:  # the host combines the task partials (kept for plans whose groups are not contiguous)
@@ -289,10 +304,11 @@ class DeviceWorkspace:
             self._up(self._scale, segment_scales(tp, n32, self.quantizer._tables[2]))
             self._up(self._base, np.concatenate([segment_bases(self.plan, k) for k in keys]))
             self._up(self._norms, n32.astype(np.float64))
-        self._K.round_kernel[tp.task_start.size, self._threads](
-            self._cur, self._scale, t["seg_type"], self._base, t["seg_shift"], t["task_start"], t["task_end"],
-            t["task_seg"], lv, lv_start, type_uni, self._idx, self._sign,
-        )  # fmt: skip
+        if self._fused is None or not self._device_norms:
+            self._K.round_kernel[tp.task_start.size, self._threads](
+                self._cur, self._scale, t["seg_type"], self._base, t["seg_shift"], t["task_start"], t["task_end"],
+                t["task_seg"], lv, lv_start, type_uni, self._idx, self._sign,
+            )  # fmt: skip
         if self._device_norms:
             n32 = self._down(self._n32dev)  # the one synchronization of a call
             if not np.all(np.isfinite(n32)) and not np.all(np.isfinite(np.asarray(flat))):
