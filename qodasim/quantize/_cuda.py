@@ -75,6 +75,17 @@ def _fold(acc_sm, mx_sm, k):
         step //= 2
 
 
+@cuda.jit(device=True)
+def _fold_sum(sm, k):
+    """The fixed fold 16, 8, 4, 2, 1 of 32 lane sums in shared memory (every thread calls it)."""
+    step = LANES // 2
+    while step >= 1:
+        if k < step:
+            sm[k] += sm[k + step]
+        cuda.syncthreads()
+        step //= 2
+
+
 @cuda.jit
 def task_max_sumsq(v, task_start, task_end, out_max, out_sumsq):
     """One block of 32 threads per task: lane sums and maxima, folded in the CPU's order."""
@@ -125,12 +136,7 @@ def _scaled_powsum(v, task_start, task_end, task_group, group_scale, group_q, ne
             i += LANES
     sm[k] = acc
     cuda.syncthreads()
-    step = LANES // 2
-    while step >= 1:
-        if k < step:
-            sm[k] += sm[k + step]
-        cuda.syncthreads()
-        step //= 2
+    _fold_sum(sm, k)
     if k == 0:
         out[t] = sm[0]
 
@@ -434,12 +440,7 @@ def _fused_group_round(v, task_start, task_end, task_seg, seg_type, seg_base, se
                 i += LANES
             acc_sm[k] = acc
         cuda.syncthreads()
-        step = LANES // 2
-        while step >= 1:
-            if k < step:
-                acc_sm[k] += acc_sm[k + step]
-            cuda.syncthreads()
-            step //= 2
+        _fold_sum(acc_sm, k)
     s = task_seg[g]
     ty = seg_type[s]
     su = type_uni[ty]
