@@ -6,6 +6,11 @@ run; the ratios are what matter.  ``--quick`` uses d = 2^20.
 Two like-for-like pairs: ``quantize(v, key, out=(idx, sign))`` writing into existing arrays against
 ``np.copyto(dst, v)`` (the issue's target), and the allocating ``quantize(v, key)`` against the
 allocating ``v.copy()`` — fresh output memory costs page faults in both.
+
+``--sizes``: time per call of ``quantize(v, key, out=...)`` for d = 2^4 … 2^24 (``--quick``: … 2^20),
+as shipped (serial kernels for single-task plans, parallel otherwise) against the kernels forced
+serial and forced parallel, in the same run; writes ``benchmarks/results/quantize_sizes.json``.
+Run it also under ``NUMBA_NUM_THREADS=1``.  The per-call overhead is the time at d = 16.
 """
 
 from __future__ import annotations
@@ -32,8 +37,45 @@ def numpy_quantize(v: np.ndarray, levels: np.ndarray, rng: np.random.Generator):
     return np.float32(norm), idx, np.signbit(v)
 
 
+def sizes(args) -> None:
+    """Time per call across sizes: shipped kernel choice vs forced serial vs forced parallel."""
+    from qodasim.quantize import _numba as K
+    from qodasim.quantize import _numba_engine as E
+
+    shipped = E._k
+    choices = {"shipped": shipped, "serial": lambda plan, name: K.SERIAL[name],
+               "parallel": lambda plan, name: getattr(K, name)}  # fmt: skip
+    quant, key = Quantizer(Levels.uniform(15)), Key(1)
+    rows, worst = [], 0.0
+    top = 20 if args.quick else 24
+    for log2d in range(4, top + 1, 2):
+        d = 2**log2d
+        v = np.random.default_rng(log2d).standard_normal(d).astype(np.float32)
+        out = (np.empty(d, quant.index_dtype), np.empty(d, np.int8))
+        reps = args.repeats or (200 if d <= 4096 else 5 if d >= 2**22 else 20)
+        times = {}
+        for label, choice in choices.items():
+            E._k = choice
+            try:
+                times[label] = best_time(lambda v=v, out=out: quant.quantize(v, key, out=out), reps, warmup=2)
+            finally:
+                E._k = shipped
+        worst = max(worst, times["shipped"] / times["serial"])
+        rows += [(f"d=2^{log2d} shipped_us", times["shipped"] * 1e6, "us per call"),
+                 (f"d=2^{log2d} serial_us", times["serial"] * 1e6, "us per call"),
+                 (f"d=2^{log2d} parallel_us", times["parallel"] * 1e6, "us per call")]  # fmt: skip
+    rows.append(("worst_shipped_over_serial", worst, "x (target <= 1.10)"))
+    rows.append(("overhead_us_d16", rows[0][1], "us per call at d = 16 (target <= 10)"))
+    report("quantize_sizes", rows, {"quick": args.quick})
+
+
 def main() -> None:
-    args = parser(__doc__).parse_args()
+    ap = parser(__doc__)
+    ap.add_argument("--sizes", action="store_true", help="time per call across d = 2^4 ... 2^24")
+    args = ap.parse_args()
+    if args.sizes:
+        sizes(args)
+        return
     d = 2**20 if args.quick else 2**24
     repeats = args.repeats or (3 if args.quick else 7)
     v = np.random.default_rng(0).standard_normal(d).astype(np.float32)

@@ -137,3 +137,33 @@ def test_the_most_used_objects_have_examples():
     for obj in (Levels, Quantizer, LayerwiseQuantizer, Key, coding.encode, coding.decode,
                 bounds.tight_variance_bound, optimize.exact_levels, solvers.solve):  # fmt: skip
         assert ">>> " in (obj.__doc__ or ""), obj.__qualname__
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def _python_blocks(page: str) -> list[str]:
+    text = (DOCS / page).read_text(encoding="utf-8")
+    return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+
+
+@pytest.mark.parametrize("page", ["getting_started.md", "extending.md", "platforms.md"])
+def test_the_code_on_the_docs_pages_runs(page, monkeypatch):
+    """Every ``python`` block of a guide page runs, in order, in one namespace (what a reader pastes).
+
+    ``engine="cuda"`` blocks are run only where a GPU or the simulator is available."""
+    import sys
+    import types
+
+    from qodasim.quantize.core import cuda_available
+
+    blocks = _python_blocks(page)
+    assert blocks, page
+    module = types.ModuleType(f"docs_{page.removesuffix('.md')}")  # a real module: dataclasses look it up
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    namespace = module.__dict__
+    for block in blocks:
+        if 'engine="cuda"' in block and not cuda_available():
+            continue
+        block = block.replace("T=2000", "T=200")  # the same code, a shorter run
+        exec(compile(block, f"docs/{page}", "exec"), namespace)

@@ -420,3 +420,34 @@ def test_cuda_engine_unavailable_gives_a_clear_message():
         pytest.skip("a GPU (or the CUDA simulator) is available here")
     with pytest.raises(ValueError, match="NUMBA_ENABLE_CUDASIM"):
         Quantizer(Levels.uniform(2), engine="cuda")
+
+
+def test_serial_twins_equal_the_parallel_kernels():
+    """The serial kernels used for single-task plans (no thread-pool wake-up) are the parallel ones'
+    code: on a plan of several tasks both give identical partials, indices and signs."""
+    from qodasim.quantize import _numba as K
+    from qodasim.quantize import _numba_engine as E
+    from qodasim.quantize.core import segment_bases, segment_scales
+
+    q = Quantizer(LEVELS["random5"], q=3.0, bucket_size=1000)
+    v = np.random.default_rng(4).standard_normal(5003)
+    plan = q.plan(v.size)
+    assert plan.task_start.size > 1 and E._k(q.plan(7), "round_kernel") is K.SERIAL["round_kernel"]
+    n = plan.task_start.size
+    outs = []
+    for kernels in ({name: getattr(K, name) for name in K.SERIAL}, K.SERIAL):
+        mx, ss, pw = np.empty(n), np.empty(n), np.empty(n)
+        kernels["task_max_sumsq"](v, plan.task_start, plan.task_end, mx, ss)
+        tg = plan.seg_group[plan.task_seg]
+        g = np.ones(plan.n_groups)
+        kernels["task_scaled_powsum"](v, plan.task_start, plan.task_end, tg, g, np.full(plan.n_groups, 3.0),
+                                      np.ones(plan.n_groups, bool), pw)  # fmt: skip
+        lv, lv_start, type_uni = q._tables
+        scale = segment_scales(plan, np.ones(plan.n_groups, np.float32), type_uni)
+        idx, sign = np.empty(v.size, np.uint8), np.empty(v.size, np.int8)
+        bases = segment_bases(plan, Key(3))
+        kernels["round_kernel"](v, scale, plan.seg_type, bases, plan.seg_shift, plan.task_start, plan.task_end,
+                                plan.task_seg, lv, lv_start, type_uni, idx, sign)  # fmt: skip
+        outs.append((mx, ss, pw, idx, sign))
+    for a, b in zip(*outs):
+        assert np.array_equal(a, b)

@@ -7,6 +7,8 @@ not depend on the thread count; reductions combine task partials serially in tas
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 from numba import njit, prange
 
@@ -243,3 +245,22 @@ def task_phi_sum(v, seg_scale, seg_type, task_start, task_end, task_seg, lv, lv_
             w = lv[lo + j + 1] - lv[lo + j]
             acc += rho * (1.0 - rho) * w * w
         out[t] = acc
+
+
+def _serial_twin(kernel):
+    """The same kernel compiled without ``parallel`` (``prange`` runs as ``range``), cached under its
+    own name.  Each task is computed by the same code in the same order either way, so the results
+    are identical; only the thread pool is not woken (which, for a plan of one task, costs more than
+    the work — up to milliseconds on a busy machine)."""
+    fn = kernel.py_func
+    twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__, fn.__closure__)
+    twin.__qualname__ = fn.__qualname__ + "_serial"
+    twin.__doc__ = fn.__doc__
+    return njit(cache=True)(twin)
+
+
+#: Serial twins of the parallel kernels, by name (used by the engine for single-task plans).
+SERIAL = {
+    k.py_func.__name__: _serial_twin(k)
+    for k in (task_max_sumsq, task_scaled_powsum, round_kernel, dequantize_kernel, interval_kernel, task_phi_sum)
+}

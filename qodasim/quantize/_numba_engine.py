@@ -10,6 +10,12 @@ from .plan import Plan
 name = "numba"
 
 
+def _k(plan: Plan, name: str):
+    """The kernel ``name`` for ``plan``: its serial twin when the plan has a single task (no thread
+    pool wake-up for small vectors: the per-call cliff of issue 15), else the parallel kernel."""
+    return K.SERIAL[name] if plan.task_start.size == 1 else getattr(K, name)
+
+
 def _task_group(plan: Plan) -> np.ndarray:
     return plan.seg_group[plan.task_seg]
 
@@ -18,19 +24,19 @@ def task_stats(v: np.ndarray, plan: Plan):
     n = plan.task_start.size
     mx = np.empty(n)
     ss = np.empty(n)
-    K.task_max_sumsq(v, plan.task_start, plan.task_end, mx, ss)
+    _k(plan, "task_max_sumsq")(v, plan.task_start, plan.task_end, mx, ss)
     return mx, ss
 
 
 def task_powsum(v, plan, scale, q, need):
     out = np.empty(plan.task_start.size)
-    K.task_scaled_powsum(v, plan.task_start, plan.task_end, _task_group(plan), scale, q, need, out)
+    _k(plan, "task_scaled_powsum")(v, plan.task_start, plan.task_end, _task_group(plan), scale, q, need, out)
     return out
 
 
 def round(v, seg_scale, plan, seg_base, lv, lv_start, type_uni, idx_dtype, out=None):
     idx, sign = (np.empty(plan.d, idx_dtype), np.empty(plan.d, np.int8)) if out is None else out
-    K.round_kernel(
+    _k(plan, "round_kernel")(
         v, seg_scale, plan.seg_type, seg_base, plan.seg_shift, plan.task_start, plan.task_end, plan.task_seg,
         lv, lv_start, type_uni, idx, sign,
     )  # fmt: skip
@@ -39,7 +45,7 @@ def round(v, seg_scale, plan, seg_base, lv, lv_start, type_uni, idx_dtype, out=N
 
 def dequantize(idx, sign, norms, plan, lv, lv_start, dtype):
     out = np.empty(plan.d, dtype)
-    K.dequantize_kernel(
+    _k(plan, "dequantize_kernel")(
         idx,
         sign,
         norms,
@@ -58,7 +64,7 @@ def dequantize(idx, sign, norms, plan, lv, lv_start, dtype):
 def intervals(v, seg_scale, plan, lv, lv_start, type_uni):
     j = np.empty(plan.d, np.int64)
     rho = np.empty(plan.d)
-    K.interval_kernel(
+    _k(plan, "interval_kernel")(
         v, seg_scale, plan.seg_type, plan.task_start, plan.task_end, plan.task_seg, lv, lv_start, type_uni, j, rho
     )
     return j, rho
@@ -66,7 +72,7 @@ def intervals(v, seg_scale, plan, lv, lv_start, type_uni):
 
 def task_phi(v, seg_scale, plan, lv, lv_start, type_uni):
     part = np.empty(plan.task_start.size)
-    K.task_phi_sum(
+    _k(plan, "task_phi_sum")(
         v, seg_scale, plan.seg_type, plan.task_start, plan.task_end, plan.task_seg, lv, lv_start, type_uni, part
     )
     return K.combine_sum(_task_group(plan), part, plan.n_groups)

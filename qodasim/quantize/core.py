@@ -578,6 +578,7 @@ class Quantizer(BaseQuantizer):
         object.__setattr__(self, "q", _check_q(self.q))
         _check_bucket(self.bucket_size)
         get_engine(self.engine)
+        object.__setattr__(self, "_plans", {})  # d -> plan for layout=None (the per-call fast path)
 
     @property
     def type_levels(self) -> tuple[Levels, ...]:
@@ -590,7 +591,13 @@ class Quantizer(BaseQuantizer):
         ``layout`` only sets the random-stream addresses ``(layer, index)``; every coordinate uses
         ``levels``.  Raises ``ValueError`` if ``layout.d != d``."""
         if layout is None:
-            layout = LayerLayout.single(d)
+            hit = self._plans.get(d)
+            if hit is not None:
+                return hit
+            if len(self._plans) >= 64:
+                self._plans.clear()
+            plan = self._plans[d] = self.plan(d, LayerLayout.single(d))
+            return plan
         elif not isinstance(layout, LayerLayout):
             raise TypeError(f"layout must be a LayerLayout, got {type(layout).__name__}")
         elif layout.d != d:
@@ -683,11 +690,15 @@ class LayerwiseQuantizer(BaseQuantizer):
 
     def plan(self, d: int, layout: LayerLayout | None = None) -> Plan:
         """The kernel plan of the layout (``d`` must equal the layout's; ``layout`` may only be the quantizer's own)."""
-        if layout is not None and layout != self.layout:
+        if layout is not None and layout is not self.layout and layout != self.layout:
             raise ValueError("layout: a LayerwiseQuantizer uses its own layout")
         if d != self.layout.d:
             raise ValueError(f"v has length {d} but the layout has d = {self.layout.d}")
-        return cached_plan(PlanSpec(self.layout, self.scope, self._qs, self._buckets, 0))
+        plan = self.__dict__.get("_plan")
+        if plan is None:  # one layout, one plan: built once per quantizer
+            plan = cached_plan(PlanSpec(self.layout, self.scope, self._qs, self._buckets, 0))
+            object.__setattr__(self, "_plan", plan)
+        return plan
 
 
 def exact_variance(v, quantizer: BaseQuantizer, layout: LayerLayout | None = None, normalized: bool = False) -> float:
