@@ -3,6 +3,8 @@ thread/chunk invariance, layer-wise reductions and bad input."""
 
 from __future__ import annotations
 
+import re
+
 import numba
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from conftest import LAYOUT, LEVELS, NUMPY_QUANTIZERS, QUANTIZERS
 
 from qodasim import Key, LayerLayout, LayerwiseQuantizer, Levels, Quantizer
 from qodasim.quantize import _numpy as ref
+from qodasim.quantize import core
 from qodasim.quantize import plan as plan_mod
 from qodasim.quantize.check import (
     check_bad_input,
@@ -451,3 +454,39 @@ def test_serial_twins_equal_the_parallel_kernels():
         outs.append((mx, ss, pw, idx, sign))
     for a, b in zip(*outs):
         assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("q", [2.0, np.inf])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_small_vector_fast_path_equals_the_general_path(q, dtype):
+    """``quantize(v, key)`` on a single-task plan takes the fused one-call path; passing the layout
+    explicitly takes the general path.  Both must agree bit for bit on random and edge vectors, and
+    the cases the fast path declines (tiny, huge, zero, NaN) must behave exactly as before."""
+    from qodasim.quantize import _numba as K
+
+    assert (K._SAFE_LO, K._SAFE_HI) == (core._SAFE_LO, core._SAFE_HI) and K._F32_TINY == core.F32_TINY
+    rng = np.random.default_rng(int(q == 2.0) + 2 * (dtype == np.float32))
+    Q = Quantizer(LEVELS["random5"], q=q)
+    U = Quantizer(LEVELS["uniform15"], q=q, bucket_size=4096)
+    cases = [rng.standard_normal(d) * 10.0 ** rng.uniform(-5, 5) for d in (1, 2, 31, 32, 33, 215, 4096)]
+    cases += [np.zeros(17), np.full(9, 0.25), 1e-160 * rng.standard_normal(40), 1e160 * rng.standard_normal(40),
+              np.array([3.0, -4.0]), np.array([1e-45, 0.0])]  # fmt: skip
+    for v in cases:
+        with np.errstate(over="ignore"):  # 1e160 overflows float32 to Inf: the error path is tested too
+            v = v.astype(dtype)
+        for quant in (Q, U):
+            layout = LayerLayout.single(v.size)
+            try:
+                want = quant.quantize(v, Key(5, 1, 2), layout)
+            except ValueError as exc:  # NormRangeError included: the fast path must raise the same
+                with pytest.raises(type(exc), match=re.escape(str(exc))):
+                    quant.quantize(v, Key(5, 1, 2))
+                continue
+            got = quant.quantize(v, Key(5, 1, 2))
+            assert got.equals(want), (v.size, v.dtype)
+            out = (np.empty(v.size, quant.index_dtype), np.empty(v.size, np.int8))
+            assert quant.quantize(v, Key(5, 1, 2), out=out).equals(want) and out[0] is not None
+    bad = np.ones(10, dtype)
+    bad[3] = np.nan
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        Q.quantize(bad, Key(1))

@@ -264,3 +264,49 @@ SERIAL = {
     k.py_func.__name__: _serial_twin(k)
     for k in (task_max_sumsq, task_scaled_powsum, round_kernel, dequantize_kernel, interval_kernel, task_phi_sum)
 }
+
+_task_max_sumsq_1 = SERIAL["task_max_sumsq"]
+_round_kernel_1 = SERIAL["round_kernel"]
+_SAFE_LO, _SAFE_HI = 1e-150, 1e150  # = core._SAFE_LO/_SAFE_HI (tested)
+_F32_TINY = float(np.finfo(np.float32).tiny)
+
+
+@njit(cache=True)
+def quantize_single_task(v, task_start, task_end, seg_type, seg_shift, task_seg, q, lv, lv_start, type_uni, base,
+                         out_idx, out_sign):  # fmt: skip
+    """One call for a plan of one task, one segment and one group with ``q ∈ {2, ∞}``: the same
+    kernels and the same host arithmetic as the general path (``core.compute_norms``,
+    ``round_up_to_float32``, ``segment_scales``), fused to spare a small vector's ~15 Python steps.
+
+    Returns the float32 norm (as float64), or ``-1.0`` when the general path must decide (the scaled
+    power sum is needed, or the norm is not finite or outside the float32 normal range: its errors).
+    """
+    mx = np.empty(1)
+    ss = np.empty(1)
+    _task_max_sumsq_1(v, task_start, task_end, mx, ss)
+    if not np.isfinite(ss[0]):  # NaN/Inf in v (an error) or Σv² overflow: the general path decides
+        return -1.0
+    m = 0.0
+    if mx[0] > m:
+        m = mx[0]
+    if np.isinf(q):
+        x = m
+    else:
+        if m > 0.0 and (q != 2.0 or m < _SAFE_LO or m > _SAFE_HI):
+            return -1.0
+        x = np.sqrt(0.0 + ss[0])
+    f = np.float32(x)
+    if np.float64(f) < x:
+        f = np.nextafter(f, np.float32(np.inf))
+    n = np.float64(f)
+    if not np.isfinite(n) or (n > 0.0 and n < _F32_TINY):
+        return -1.0
+    su = type_uni[seg_type[0]]
+    num = np.float64(su) if su > 0 else 1.0
+    scale = np.empty(1)
+    scale[0] = num / n if n > 0.0 else 0.0
+    bases = np.empty(1, np.uint64)
+    bases[0] = base
+    _round_kernel_1(v, scale, seg_type, bases, seg_shift, task_start, task_end, task_seg, lv, lv_start, type_uni,
+                    out_idx, out_sign)  # fmt: skip
+    return n

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..levels import Levels, smallest_index_dtype
-from ..rng import Key, as_key, stream_bases
+from ..rng import Key, as_key, stream_base, stream_bases
 from .plan import LayerLayout, Plan, PlanSpec, build_plan, tile_plan
 
 __all__ = [
@@ -400,6 +400,10 @@ class BaseQuantizer:
         (BENCHMARKS.md).  The returned :class:`QuantizedVector` then holds these arrays.
         """
         key = as_key(key)
+        if layout is None:
+            fast = self._fast_quantize(v, key, out)
+            if fast is not None:
+                return fast
         v, sv, plan, eng, n32 = self._prepare(v, layout)
         if out is not None:
             out = check_out(out, v, self.index_dtype)
@@ -408,6 +412,30 @@ class BaseQuantizer:
         scale = segment_scales(plan, n32, type_uni)
         idx, sign = eng.round(sv, scale, plan, seg_base, lv, lv_start, type_uni, self.index_dtype, out)
         return QuantizedVector._trusted(idx, sign, n32, plan, self.type_levels, v.dtype, key)
+
+    def _fast_quantize(self, v, key: Key, out) -> QuantizedVector | None:
+        """The one-call path for a small vector (one task, one segment, one norm, ``q ∈ {2, ∞}``, the
+        Numba engine): bit for bit the general path (tested), or ``None`` to take the general path."""
+        if self.engine != "numba" or not isinstance(v, np.ndarray) or v.ndim != 1 or v.size == 0 \
+                or v.dtype not in (np.float32, np.float64) or not (self.q == 2.0 or np.isinf(self.q)):  # fmt: skip
+            return None
+        plan = self.plan(v.size)
+        if plan.task_start.size != 1 or plan.n_segments != 1 or plan.n_groups != 1:
+            return None
+        from ._numba import quantize_single_task
+
+        v = np.ascontiguousarray(v)
+        if out is not None:
+            idx, sign = check_out(out, v, self.index_dtype)
+        else:
+            idx, sign = np.empty(v.size, self.index_dtype), np.empty(v.size, np.int8)
+        lv, lv_start, type_uni = self._tables
+        base = np.uint64(stream_base(key, int(plan.seg_layer[0])))
+        n = quantize_single_task(v, plan.task_start, plan.task_end, plan.seg_type, plan.seg_shift, plan.task_seg,
+                                 float(self.q), lv, lv_start, type_uni, base, idx, sign)  # fmt: skip
+        if n < 0.0:
+            return None
+        return QuantizedVector._trusted(idx, sign, np.array([n], np.float32), plan, self.type_levels, v.dtype, key)
 
     def quantize_batch(self, V, keys, layout: LayerLayout | None = None) -> list[QuantizedVector]:
         """Quantize the rows of ``V`` (shape ``(B, d)``) with one key each, in one kernel pass.
