@@ -417,10 +417,13 @@ class BaseQuantizer:
         """The one-call path for a small vector (one task, one segment, one norm, ``q ∈ {2, ∞}``, the
         Numba engine): bit for bit the general path (tested), or ``None`` to take the general path."""
         if self.engine != "numba" or not isinstance(v, np.ndarray) or v.ndim != 1 or v.size == 0 \
-                or v.dtype not in (np.float32, np.float64) or not (self.q == 2.0 or np.isinf(self.q)):  # fmt: skip
+                or v.dtype not in (np.float32, np.float64):  # fmt: skip
             return None
         plan = self.plan(v.size)
         if plan.task_start.size != 1 or plan.n_segments != 1 or plan.n_groups != 1:
+            return None
+        q = float(plan.group_q[0])
+        if not (q == 2.0 or np.isinf(q)):
             return None
         from ._numba import quantize_single_task
 
@@ -432,7 +435,7 @@ class BaseQuantizer:
         lv, lv_start, type_uni = self._tables
         base = np.uint64(stream_base(key, int(plan.seg_layer[0])))
         n = quantize_single_task(v, plan.task_start, plan.task_end, plan.seg_type, plan.seg_shift, plan.task_seg,
-                                 float(self.q), lv, lv_start, type_uni, base, idx, sign)  # fmt: skip
+                                 q, lv, lv_start, type_uni, base, idx, sign)  # fmt: skip
         if n < 0.0:
             return None
         return QuantizedVector._trusted(idx, sign, np.array([n], np.float32), plan, self.type_levels, v.dtype, key)
