@@ -8,9 +8,10 @@ Two like-for-like pairs: ``quantize(v, key, out=(idx, sign))`` writing into exis
 allocating ``v.copy()`` — fresh output memory costs page faults in both.
 
 ``--sizes``: time per call of ``quantize(v, key, out=...)`` for d = 2^4 … 2^24 (``--quick``: … 2^20),
-as shipped (serial kernels for single-task plans, parallel otherwise) against the kernels forced
-serial and forced parallel, in the same run; writes ``benchmarks/results/quantize_sizes.json``.
-Run it also under ``NUMBA_NUM_THREADS=1``.  The per-call overhead is the time at d = 16.
+as shipped (the fused one-call path for single-task plans, parallel kernels otherwise) against the
+general path with its kernels forced serial and forced parallel (the fused path switched off), in
+the same run; writes ``benchmarks/results/quantize_sizes_threads<N>.json``.  Run it also under
+``NUMBA_NUM_THREADS=1``.  The per-call overhead is the time at d = 16.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ def sizes(args) -> None:
     shipped = E._k
     choices = {"shipped": shipped, "serial": lambda plan, name: K.SERIAL[name],
                "parallel": lambda plan, name: getattr(K, name)}  # fmt: skip
+    from qodasim.quantize.core import BaseQuantizer
+
+    fast = BaseQuantizer._fast_quantize
     quant, key = Quantizer(Levels.uniform(15)), Key(1)
     rows, worst = [], 0.0
     top = 20 if args.quick else 24
@@ -56,17 +60,21 @@ def sizes(args) -> None:
         times = {}
         for label, choice in choices.items():
             E._k = choice
+            if label != "shipped":  # the general path only: switch the fused one-call path off
+                BaseQuantizer._fast_quantize = lambda self, v, key, out: None
             try:
                 times[label] = best_time(lambda v=v, out=out: quant.quantize(v, key, out=out), reps, warmup=2)
             finally:
-                E._k = shipped
+                E._k, BaseQuantizer._fast_quantize = shipped, fast
         worst = max(worst, times["shipped"] / times["serial"])
         rows += [(f"d=2^{log2d} shipped_us", times["shipped"] * 1e6, "us per call"),
                  (f"d=2^{log2d} serial_us", times["serial"] * 1e6, "us per call"),
                  (f"d=2^{log2d} parallel_us", times["parallel"] * 1e6, "us per call")]  # fmt: skip
     rows.append(("worst_shipped_over_serial", worst, "x (target <= 1.10)"))
     rows.append(("overhead_us_d16", rows[0][1], "us per call at d = 16 (target <= 10)"))
-    report("quantize_sizes", rows, {"quick": args.quick})
+    import numba
+
+    report(f"quantize_sizes_threads{numba.get_num_threads()}", rows, {"quick": args.quick})
 
 
 def main() -> None:

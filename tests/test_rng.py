@@ -50,3 +50,19 @@ def test_vectorized_stream_bases_match_scalar():
     key = Key(2**63 + 5, 3, 2**40)
     layers = np.array([0, 1, 7, 1000, 2**40])
     assert [int(x) for x in stream_bases(key, layers)] == [stream_base(key, int(l)) for l in layers]
+
+
+def test_numba_stream_base_of_layer_zero_equals_the_python_one():
+    """The fused small-vector path computes the stream base in uint64 arithmetic; it must equal
+    :func:`stream_base` (Python integers, ``& MASK64``) including wraparound at 2^64."""
+    import numpy as np
+
+    from qodasim.quantize._numba import stream_base0
+    from qodasim.rng import MASK64, Key, stream_base
+
+    rng = np.random.default_rng(0)
+    keys = [Key(0), Key(MASK64, MASK64, MASK64), Key(1, 2, 3)]
+    keys += [Key(*(int(x) for x in rng.integers(0, 2**63, 3, dtype=np.uint64) * 2 + 1)) for _ in range(50)]
+    for k in keys:
+        got = stream_base0(np.uint64(k.seed), np.uint64(k.worker), np.uint64(k.round))
+        assert int(got) == stream_base(k, 0), k

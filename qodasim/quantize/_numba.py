@@ -12,6 +12,7 @@ import types
 import numpy as np
 from numba import njit, prange
 
+from ..rng import GOLDEN, MASK64
 from . import _scalar
 
 _GOLDEN = _scalar.GOLDEN_U64  # the per-coordinate increment of the SplitMix64 state
@@ -271,9 +272,22 @@ _SAFE_LO, _SAFE_HI = 1e-150, 1e150  # = core._SAFE_LO/_SAFE_HI (tested)
 _F32_TINY = float(np.finfo(np.float32).tiny)
 
 
+_G1, _G2, _G3, _G5 = (np.uint64((k * GOLDEN) & MASK64) for k in (1, 2, 3, 5))
+
+
 @njit(cache=True)
-def quantize_single_task(v, task_start, task_end, seg_type, seg_shift, task_seg, q, lv, lv_start, type_uni, base,
-                         out_idx, out_sign):  # fmt: skip
+def stream_base0(seed, worker, round_):
+    """:func:`qodasim.rng.stream_base` of layer 0 in uint64 arithmetic (wraps mod 2^64, as the
+    Python version's ``& MASK64``; tested equal)."""
+    h = mix_bits(seed + _G1)
+    h = mix_bits(h ^ (worker + _G2))
+    h = mix_bits(h ^ (round_ + _G3))
+    return mix_bits(h ^ _G5)
+
+
+@njit(cache=True)
+def quantize_single_task(v, task_start, task_end, seg_type, seg_shift, task_seg, q, lv, lv_start, type_uni, seed,
+                         worker, round_, out_idx, out_sign):  # fmt: skip
     """One call for a plan of one task, one segment and one group with ``q ∈ {2, ∞}``: the same
     kernels and the same host arithmetic as the general path (``core.compute_norms``,
     ``round_up_to_float32``, ``segment_scales``), fused to spare a small vector's ~15 Python steps.
@@ -306,7 +320,7 @@ def quantize_single_task(v, task_start, task_end, seg_type, seg_shift, task_seg,
     scale = np.empty(1)
     scale[0] = num / n if n > 0.0 else 0.0
     bases = np.empty(1, np.uint64)
-    bases[0] = base
+    bases[0] = stream_base0(seed, worker, round_)  # the plan's one segment is layer 0
     _round_kernel_1(v, scale, seg_type, bases, seg_shift, task_start, task_end, task_seg, lv, lv_start, type_uni,
                     out_idx, out_sign)  # fmt: skip
     return n

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..levels import Levels, smallest_index_dtype
-from ..rng import Key, as_key, stream_base, stream_bases
+from ..rng import Key, as_key, stream_bases
 from .plan import LayerLayout, Plan, PlanSpec, build_plan, tile_plan
 
 __all__ = [
@@ -416,15 +416,18 @@ class BaseQuantizer:
     def _fast_quantize(self, v, key: Key, out) -> QuantizedVector | None:
         """The one-call path for a small vector (one task, one segment, one norm, ``q ∈ {2, ∞}``, the
         Numba engine): bit for bit the general path (tested), or ``None`` to take the general path."""
-        if self.engine != "numba" or not isinstance(v, np.ndarray) or v.ndim != 1 or v.size == 0 \
-                or v.dtype not in (np.float32, np.float64):  # fmt: skip
+        if not isinstance(v, np.ndarray) or v.ndim != 1 or v.dtype.char not in "fd":
             return None
-        plan = self.plan(v.size)
-        if plan.task_start.size != 1 or plan.n_segments != 1 or plan.n_groups != 1:
+        cache = self.__dict__.setdefault("_fast", {})  # d -> (plan, q) when eligible, else False
+        entry = cache.get(v.size)
+        if entry is None:
+            entry = self._fast_entry(v.size)
+            if len(cache) >= 64:
+                cache.clear()
+            cache[v.size] = entry
+        if entry is False:
             return None
-        q = float(plan.group_q[0])
-        if not (q == 2.0 or np.isinf(q)):
-            return None
+        plan, q = entry
         from ._numba import quantize_single_task
 
         v = np.ascontiguousarray(v)
@@ -433,12 +436,22 @@ class BaseQuantizer:
         else:
             idx, sign = np.empty(v.size, self.index_dtype), np.empty(v.size, np.int8)
         lv, lv_start, type_uni = self._tables
-        base = np.uint64(stream_base(key, int(plan.seg_layer[0])))
         n = quantize_single_task(v, plan.task_start, plan.task_end, plan.seg_type, plan.seg_shift, plan.task_seg,
-                                 q, lv, lv_start, type_uni, base, idx, sign)  # fmt: skip
+                                 q, lv, lv_start, type_uni, np.uint64(key.seed), np.uint64(key.worker),
+                                 np.uint64(key.round), idx, sign)  # fmt: skip
         if n < 0.0:
             return None
         return QuantizedVector._trusted(idx, sign, np.array([n], np.float32), plan, self.type_levels, v.dtype, key)
+
+    def _fast_entry(self, d: int):
+        """``(plan, q)`` if a vector of dimension ``d`` can take :meth:`_fast_quantize`, else ``False``."""
+        if self.engine != "numba" or d == 0:
+            return False
+        plan = self.plan(d)
+        if plan.task_start.size != 1 or plan.n_segments != 1 or plan.n_groups != 1 or plan.seg_layer[0] != 0:
+            return False
+        q = float(plan.group_q[0])
+        return (plan, q) if (q == 2.0 or np.isinf(q)) else False
 
     def quantize_batch(self, V, keys, layout: LayerLayout | None = None) -> list[QuantizedVector]:
         """Quantize the rows of ``V`` (shape ``(B, d)``) with one key each, in one kernel pass.
@@ -609,7 +622,7 @@ class Quantizer(BaseQuantizer):
         object.__setattr__(self, "q", _check_q(self.q))
         _check_bucket(self.bucket_size)
         get_engine(self.engine)
-        object.__setattr__(self, "_plans", {})  # d -> plan for layout=None (the per-call fast path)
+        object.__setattr__(self, "_plans", {})  # ("d", d) / ("id", id(layout)) -> plan: no rebuild per call
 
     @property
     def type_levels(self) -> tuple[Levels, ...]:
@@ -622,19 +635,26 @@ class Quantizer(BaseQuantizer):
         ``layout`` only sets the random-stream addresses ``(layer, index)``; every coordinate uses
         ``levels``.  Raises ``ValueError`` if ``layout.d != d``."""
         if layout is None:
-            hit = self._plans.get(d)
+            hit = self._plans.get(("d", d))
             if hit is not None:
                 return hit
             if len(self._plans) >= 64:
                 self._plans.clear()
-            plan = self._plans[d] = self.plan(d, LayerLayout.single(d))
+            plan = self._plans["d", d] = self.plan(d, LayerLayout.single(d))
             return plan
         elif not isinstance(layout, LayerLayout):
             raise TypeError(f"layout must be a LayerLayout, got {type(layout).__name__}")
         elif layout.d != d:
             raise ValueError(f"v has length {d} but layout has d = {layout.d}")
+        hit = self._plans.get(("id", id(layout)))  # the same layout object again: its plan (layouts are immutable)
+        if hit is not None and hit[0] is layout:
+            return hit[1]
         flat = LayerLayout(layout.sizes)  # the global quantizer uses one type everywhere
-        return cached_plan(PlanSpec(flat, "global", (self.q,), (0,), _check_bucket(self.bucket_size)))
+        plan = cached_plan(PlanSpec(flat, "global", (self.q,), (0,), _check_bucket(self.bucket_size)))
+        if len(self._plans) >= 64:
+            self._plans.clear()
+        self._plans["id", id(layout)] = (layout, plan)
+        return plan
 
 
 def _per_type(value, n_types: int, name: str) -> tuple:
