@@ -99,6 +99,8 @@ def main() -> None:
     t_np = best_time(lambda: numpy_quantize(v, levels.values, rng), max(1, repeats // 2))
     t_cp = best_time(lambda: np.copyto(dst, v), repeats)
     t_cc = best_time(lambda: v.copy(), repeats)
+    nonuni = Quantizer(Levels.exponential(14))  # 16 non-uniform levels: the bucket-table search
+    t_nu = best_time(lambda: nonuni.quantize(v, key, out=out), repeats)
     rows = [
         ("d", float(d), "coordinates"),
         ("numba_coords_per_s", d / t_nb, "coord/s (out= arrays)"),
@@ -109,6 +111,8 @@ def main() -> None:
         ("numba_over_numpy", t_np / t_nb, "x (target >= 8)"),
         ("numba_over_copyto", t_cp / t_nb, "x (target >= 0.4)"),
         ("numba_alloc_over_numpy", t_np / t_al, "x"),
+        ("nonuniform_coords_per_s", d / t_nu, "coord/s (exponential(14), out= arrays; target >= 1e9)"),
+        ("nonuniform_over_copyto", t_cp / t_nu, "x (target >= 0.4)"),
         ("numba_alloc_over_copy_alloc", t_cc / t_al, "x"),
     ]
     report("quantize", rows, {"quick": args.quick})

@@ -490,3 +490,61 @@ def test_small_vector_fast_path_equals_the_general_path(q, dtype):
     bad[3] = np.nan
     with pytest.raises(ValueError, match="NaN or Inf"):
         Q.quantize(bad, Key(1))
+
+
+@pytest.mark.parametrize(
+    "levels",
+    [LEVELS["exp3"], LEVELS["random5"], Levels.exponential(14), Levels.exponential(20, 0.6),
+     Levels.from_interior(np.sort(np.random.default_rng(3).uniform(0, 1, 300)), name="dense300")],
+    ids=["exp3", "random5", "exp14", "exp20-0.6", "dense300"],
+)  # fmt: skip
+def test_bucket_table_rounding_equals_the_binary_search(levels):
+    """Long tasks of non-uniform levels find intervals through a bucket table (one comparison); the
+    result must be the binary search's bit for bit — checked against the NumPy reference on ratios
+    placed exactly on levels, one ulp either side, on bucket boundaries, at 0 and 1 (q = ∞ and a
+    maximum of 1 make ``r = |v_i|`` exactly)."""
+    from qodasim.quantize import _numba as K
+
+    table, G = K.bucket_table(levels.values, 0, levels.size)
+    rng = np.random.default_rng(levels.size)
+    lv = levels.values
+    pool = [lv, np.nextafter(lv, 0.0), np.nextafter(lv, 1.0), rng.uniform(0, 1, 3000)]
+    if G:
+        pool.append(np.arange(G + 1) / G)
+        pool.append(np.nextafter(np.arange(G + 1) / G, 0.0))
+    r = np.clip(np.concatenate(pool), 0.0, 1.0)
+    v = rng.choice(r, size=max(3 * K.TABLE_MIN_TASK, r.size)) * rng.choice([-1.0, 1.0], size=max(3 * 2048, r.size))
+    v[0] = 1.0
+    Q, R = Quantizer(levels, q=np.inf), Quantizer(levels, q=np.inf, engine="numpy")
+    a, b = Q.quantize(v, Key(8)), R.quantize(v, Key(8))
+    assert a.norms[0] == 1.0 and a.equals(b)
+    if levels.size <= 16:  # the table exists for these (closest levels ≥ 2^-15 apart)
+        assert G > 0 and np.all(np.diff(table) <= 1)
+
+
+def test_table_split_equals_split_exactly():
+    """``(j, ρ)`` of the bucket-table lookup equal :func:`split`'s on every crafted ratio (levels, one
+    ulp either side, bucket boundaries, 0, 1, above 1) for several scales ``c``."""
+    from numba import njit
+
+    from qodasim.quantize import _numba as K
+
+    @njit
+    def both(r, c, lv, nl, table, G):
+        out = np.empty((r.size, 4))
+        for i in range(r.size):
+            j1, p1 = K.split(r[i], c, 0, lv, 0, nl)
+            j2, p2 = K.table_split(r[i], c, lv, 0, nl, table, G)
+            out[i, 0], out[i, 1], out[i, 2], out[i, 3] = j1, p1, j2, p2
+        return out
+
+    for levels in (LEVELS["exp3"], LEVELS["random5"], Levels.exponential(14), LEVELS["exp6_p0.3"]):
+        lv = levels.values
+        table, G = K.bucket_table(lv, 0, lv.size)
+        assert G > 0
+        grid = np.arange(G + 1) / G
+        r = np.concatenate([lv, np.nextafter(lv, 0.0), np.nextafter(lv, 2.0), grid, np.nextafter(grid, 0.0),
+                            np.random.default_rng(1).uniform(0, 1.2, 5000), [0.0, 1.0, 1.5]])  # fmt: skip
+        for c in (1.0, 0.7, 1.3):
+            out = both(r, c, lv, lv.size, table, G)
+            assert np.array_equal(out[:, 0], out[:, 2]) and np.array_equal(out[:, 1], out[:, 3]), (levels.name, c)

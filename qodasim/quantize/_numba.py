@@ -165,6 +165,68 @@ def _round_uniform_range(v, a, b, c, smax, z, out_idx, out_sign):
         out_sign[i] = np.int8(1 - 2 * np.int64((x < 0.0) & (k > _U0)))
 
 
+#: Non-uniform levels: a task of at least this many coordinates finds intervals through a bucket table.
+TABLE_MIN_TASK = 2048
+_TABLE_MAX_G = 1 << 16
+
+
+@njit(cache=True)
+def bucket_table(lv, lo, nl):
+    """``(table, G)``: ``table[g]`` = the largest ``j ∈ [0, nl−2]`` with ``ℓ_j ≤ g/G`` for ``g = 0..G``.
+
+    ``G`` is the smallest power of two with ``G·min_gap ≥ 2``, so a bucket ``[g/G, (g+1)/G)`` holds at
+    most one level and the interval of ``r`` in it is ``table[g]`` or the next one: one comparison
+    instead of a binary search, the same ``j`` (THEORY §1; tested against :func:`split`).  ``G = 0``
+    (no table) when the levels are closer than ``2/2^16``.
+    """
+    gap = 1.0
+    for k in range(nl - 1):
+        w = lv[lo + k + 1] - lv[lo + k]
+        if w < gap:
+            gap = w
+    G = 1
+    while G * gap < 2.0 and G < _TABLE_MAX_G:
+        G *= 2
+    if G * gap < 2.0:
+        return np.empty(0, np.int64), 0
+    table = np.empty(G + 1, np.int64)
+    inv = 1.0 / G  # a power of two: g·inv is exact
+    j = 0
+    for g in range(G + 1):
+        x = g * inv
+        while j < nl - 2 and lv[lo + j + 1] <= x:
+            j += 1
+        table[g] = j
+    return table, G
+
+
+@njit(inline="always", cache=True)
+def table_split(ax, c, lv, lo, nl, table, G):
+    """:func:`split` for non-uniform levels with the interval from :func:`bucket_table`: same ``(j, ρ)``."""
+    r = ax * c
+    if r > 1.0:
+        r = 1.0
+    j = table[np.int64(r * np.float64(G))]
+    if j < nl - 2 and lv[lo + j + 1] <= r:
+        j += 1
+    l0 = lv[lo + j]
+    return j, (r - l0) / (lv[lo + j + 1] - l0)
+
+
+@njit(cache=True)
+def _round_table_range(v, a, b, c, lv, lo, nl, table, G, z, out_idx, out_sign):
+    """:func:`split` + rounding for non-uniform levels on ``[a, b)``, the interval from :func:`bucket_table`."""
+    ua = np.uint64(a)
+    for p in range(np.uint64(b) - ua):
+        i = ua + np.uint64(p)
+        x = np.float64(v[i])
+        j, rho = table_split(abs(x), c, lv, lo, nl, table, G)
+        k = j + np.int64(uniform_of(z) < rho)
+        z += _GOLDEN
+        out_idx[i] = k
+        out_sign[i] = np.int8(1 - 2 * np.int32((x < 0.0) & (k > 0)))
+
+
 @njit(parallel=True, cache=True)
 def round_kernel(
     v, seg_scale, seg_type, seg_base, seg_shift, task_start, task_end, task_seg, lv, lv_start, type_uni, out_idx,
@@ -184,11 +246,14 @@ def round_kernel(
         a = task_start[t]
         b = task_end[t]
         z = first_state(seg_base[s], a + seg_shift[s])
+        lo = lv_start[ty]
+        nl = lv_start[ty + 1] - lo
+        table, G = bucket_table(lv, lo, nl) if su == 0 and b - a >= TABLE_MIN_TASK else (np.empty(0, np.int64), 0)
         if 0 < su < INT_PATH_MAX_S:
             _round_uniform_range(v, a, b, c, np.uint64(su), z, out_idx, out_sign)
+        elif G > 0:
+            _round_table_range(v, a, b, c, lv, lo, nl, table, G, z, out_idx, out_sign)
         else:
-            lo = lv_start[ty]
-            nl = lv_start[ty + 1] - lo
             ua = np.uint64(a)
             for p in range(np.uint64(b) - ua):
                 i = ua + np.uint64(p)
