@@ -392,3 +392,23 @@ def test_bad_protocol_arguments():
         expected_bits(np.ones(4), Quantizer(Levels.uniform(2)), "zip")
     with pytest.raises(ValueError):
         qsgd_sparse_bound(1, 10)
+
+
+def test_code_word_tables_equal_the_reference_code_words():
+    """The encoder's lookup tables hold THEORY §3's code words (the plain-Python reference
+    ``elias.*_bits``), and every decoder table entry names the unique word starting its bit pattern."""
+    from qodasim.coding import _bits as B
+    from qodasim.coding.elias import delta_bits, gamma_bits, omega_bits
+
+    for code, ref in enumerate((gamma_bits, delta_bits, omega_bits)):
+        for k in range(1, B.ENC_N):
+            word = ref(k)
+            assert B.ENC_LEN[code, k] == len(word) and B.ENC_WORD[code, k] == int(word, 2), (code, k)
+        for w in range(1 << B.DEC_BITS):
+            e = int(B.DEC[code, w])
+            if e:
+                k, n = e >> 5, e & 31
+                assert format(w, f"0{B.DEC_BITS}b")[:n] == ref(k), (code, w)
+            else:  # no word of ≤ DEC_BITS bits (and k < ENC_N) is a prefix of w
+                bits = format(w, f"0{B.DEC_BITS}b")
+                assert not any(bits.startswith(ref(k)) for k in range(1, 64) if len(ref(k)) <= B.DEC_BITS)

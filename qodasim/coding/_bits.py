@@ -29,6 +29,44 @@ ERROR_TEXT = {
 MAX_BITS = 62  # largest N = ⌊log2 k⌋ accepted
 
 
+def _codeword(code: int, k: int) -> str:
+    """Elias ``code`` of ``k ≥ 1`` as a bit string (plain Python; builds the tables below)."""
+    b = bin(k)[2:]
+    if code == GAMMA:
+        return "0" * (len(b) - 1) + b
+    if code == DELTA:
+        return _codeword(GAMMA, len(b)) + b[1:]
+    out = "0"
+    while k > 1:
+        b = bin(k)[2:]
+        out = b + out
+        k = len(b) - 1
+    return out
+
+
+#: Small values take one table lookup: the code words of ``k < ENC_N`` (``(word, length)`` per code) ...
+ENC_N = 1024
+ENC_WORD = np.array([[int(_codeword(c, k), 2) if k else 0 for k in range(ENC_N)] for c in range(3)], np.int64)
+ENC_LEN = np.array([[len(_codeword(c, k)) if k else 0 for k in range(ENC_N)] for c in range(3)], np.int64)
+#: ... and the decoder peeks ``DEC_BITS`` bits: ``DEC[code, w] = k·32 + length`` of the code word that
+#: starts ``w`` when it fits in ``DEC_BITS`` bits, else 0 (then the bit-by-bit reader decides).
+DEC_BITS = 12
+
+
+def _decode_table() -> np.ndarray:
+    tab = np.zeros((3, 1 << DEC_BITS), np.int64)
+    for c in range(3):
+        for k in range(1, ENC_N):
+            word = _codeword(c, k)
+            if len(word) <= DEC_BITS:
+                lo = int(word, 2) << (DEC_BITS - len(word))
+                tab[c, lo : lo + (1 << (DEC_BITS - len(word)))] = k * 32 + len(word)
+    return tab
+
+
+DEC = _decode_table()
+
+
 @njit(inline="always", cache=True)
 def bitlen(x):
     """Number of binary digits of ``x ≥ 0`` (``bitlen(0) = 0``), by integer shifts."""
@@ -121,7 +159,9 @@ def put_zeros(buf, acc, nacc, pos, n):
 
 @njit(inline="always", cache=True)
 def put_code(buf, acc, nacc, pos, code, k):
-    """Append Elias ``code`` of ``k ≥ 1``."""
+    """Append Elias ``code`` of ``k ≥ 1`` (one table lookup for ``k <`` :data:`ENC_N`)."""
+    if k < ENC_N:
+        return put(buf, acc, nacc, pos, ENC_WORD[code, k], ENC_LEN[code, k])
     if code == 0:  # γ: N zeros then the N+1 digits of k
         n = bitlen(k) - 1
         acc, nacc, pos = put_zeros(buf, acc, nacc, pos, n)
@@ -208,7 +248,10 @@ def count_zeros(buf, pos, total):
 
 @njit(inline="always", cache=True)
 def get_code(buf, pos, total, code):
-    """Decode one Elias code word; returns ``(k, pos, err)``."""
+    """Decode one Elias code word; returns ``(k, pos, err)`` (a table lookup for short code words)."""
+    e = DEC[code, peek(buf, pos, DEC_BITS)]
+    if e != 0 and pos + (e & 31) <= total:
+        return e >> 5, pos + (e & 31), OK
     if code == 0:
         n, pos, err = count_zeros(buf, pos, total)
         if err != OK:

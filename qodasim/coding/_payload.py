@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+# Numba's cache keys on this file alone: the kernels below inline _bits.py's writers and readers, so a
+# change there must touch this file too (or delete qodasim/**/__pycache__/*.nb*).
 from ._bits import E_GAP, E_RANGE, E_TRUNCATED, OK, bitlen, code_len, gamma_len, get, get_code, put, put_code
 
 DENSE, SPARSE = 0, 1
