@@ -149,8 +149,7 @@ task_scaled_powsum_pow = cuda.jit(_scalar.rebind(_scaled_powsum, _term=cuda.jit(
 
 def powsum_kernel(q: np.ndarray, need: np.ndarray):
     """The power-sum kernel for groups' ``q`` (``need``: the groups summed): exact unless it must not be."""
-    qn = np.asarray(q)[np.asarray(need, bool)]
-    return task_scaled_powsum if np.all((qn == 1.0) | (qn == 2.0)) else task_scaled_powsum_pow
+    return task_scaled_powsum if exact_q(np.asarray(q)[np.asarray(need, bool)]) else task_scaled_powsum_pow
 
 
 SHARED_LEVELS = 512  # a non-uniform type with at most this many levels is searched in shared memory
@@ -299,7 +298,9 @@ def threads_for(plan) -> int:
 # buckets and rows are consecutive), one thread per group walks its tasks in the same order, so the
 # sums — and every norm — are the host's bit for bit.
 
-SAFE_LO, SAFE_HI = 1e-150, 1e150  # = core._SAFE_LO/_SAFE_HI (checked by a test)
+SAFE_LO, SAFE_HI = _scalar.SAFE_LO, _scalar.SAFE_HI
+_needs_scaled_sum = cuda.jit(device=True)(_scalar.needs_scaled_sum)
+_segment_scale = cuda.jit(device=True)(_scalar.segment_scale)
 
 if config.ENABLE_CUDASIM:
 
@@ -328,8 +329,7 @@ def group_stats_kernel(mx, ss, g_task_start, g_task_end, group_q, gmax, gss, nee
             s += ss[t]
         gmax[g] = m
         gss[g] = s
-        q = group_q[g]
-        need[g] = (not math.isinf(q)) and m > 0.0 and (q != 2.0 or m < SAFE_LO or m > SAFE_HI)
+        need[g] = _needs_scaled_sum(m, group_q[g])
 
 
 def _root_exact(ps, q):
@@ -349,24 +349,34 @@ def _root_pow(ps, q):
 _root = None  # rebound below to the root of each kernel
 
 
+@cuda.jit(device=True)
+def _norm32(m, ss, root, q, need):
+    """The group norm as ``core.compute_norms`` forms it from ``max = m``, ``Σx² = ss`` and, when the
+    scaled pass was ``need``-ed, ``root = (Σ(|x|/m)^q)^{1/q}``; rounded up to float32."""
+    if need:
+        x = _mul(m, root)
+    elif math.isinf(q):
+        x = m
+    else:
+        x = math.sqrt(ss)
+    f = np.float32(x)
+    if np.float64(f) < x:
+        f = _next_up32(f)
+    return f
+
+
 def _group_norms(gmax, gss, pw, g_task_start, g_task_end, group_q, need, out_n32, out_n64):
     """Per group: the float64 norm as ``core.compute_norms`` forms it, then rounded up to float32."""
     g = cuda.grid(1)
     if g < gmax.size:
         q = group_q[g]
-        m = gmax[g]
+        root = 0.0
         if need[g]:
             ps = 0.0
             for t in range(g_task_start[g], g_task_end[g]):
                 ps += pw[t]
-            x = _mul(m, _root(ps, q))
-        elif math.isinf(q):
-            x = m
-        else:
-            x = math.sqrt(gss[g])
-        f = np.float32(x)
-        if np.float64(f) < x:
-            f = _next_up32(f)
+            root = _root(ps, q)
+        f = _norm32(gmax[g], gss[g], root, q, need[g])
         out_n32[g] = f
         out_n64[g] = np.float64(f)
 
@@ -388,10 +398,7 @@ def segment_scales_kernel(norms64, seg_group, seg_type, type_uni, out):
     """Per segment ``c = s/n`` (uniform type) or ``1/n``, 0 where ``n = 0`` (``core.segment_scales``)."""
     s = cuda.grid(1)
     if s < out.size:
-        n = norms64[seg_group[s]]
-        su = type_uni[seg_type[s]]
-        num = np.float64(su) if su > 0 else 1.0
-        out[s] = num / n if n > 0.0 else 0.0
+        out[s] = _segment_scale(norms64[seg_group[s]], type_uni[seg_type[s]])
 
 
 # -- fused norm + rounding, when every group is a single task (buckets, small layers) --------------
@@ -423,8 +430,7 @@ def _fused_group_round(v, task_start, task_end, task_seg, seg_type, seg_base, se
         if mx_sm[0] > m:
             m = mx_sm[0]
         res_sm[0] = m
-        need = (not math.isinf(q)) and m > 0.0 and (q != 2.0 or m < SAFE_LO or m > SAFE_HI)
-        res_sm[1] = 1.0 if need else 0.0
+        res_sm[1] = 1.0 if _needs_scaled_sum(m, q) else 0.0
         mx_sm[0] = 0.0 + acc_sm[0]  # the host's combine: out = 0; out += part
     cuda.syncthreads()
     m = res_sm[0]
@@ -445,20 +451,11 @@ def _fused_group_round(v, task_start, task_end, task_seg, seg_type, seg_base, se
     ty = seg_type[s]
     su = type_uni[ty]
     if k == 0:
-        if need:
-            x = _mul(m, _root(0.0 + acc_sm[0], q))
-        elif math.isinf(q):
-            x = m
-        else:
-            x = math.sqrt(ss)
-        f = np.float32(x)
-        if np.float64(f) < x:
-            f = _next_up32(f)
+        f = _norm32(m, ss, _root(0.0 + acc_sm[0], q) if need else 0.0, q, need)
         out_n32[g] = f
         n = np.float64(f)
         out_n64[g] = n
-        num = np.float64(su) if su > 0 else 1.0
-        c = num / n if n > 0.0 else 0.0
+        c = _segment_scale(n, su)
         out_scale[s] = c
         res_sm[0] = c
     lo = lv_start[ty]

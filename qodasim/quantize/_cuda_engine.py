@@ -32,18 +32,18 @@ def _dev(a):
     return a if _is_device(a) else cuda.to_device(np.ascontiguousarray(a))
 
 
-def _const(a, key=None):
-    """The cached device copy of an array that is never written after it is built (plan, levels).
+def _const(owner, tag: str = "", make=None):
+    """The cached device copy of an array that is never written after it is built (plan, levels):
+    ``owner`` itself, or ``make()`` derived from it (built only on a miss), under ``tag``.
 
-    Keyed by ``id`` of the host object (``key`` defaults to ``a``), which is held so the id stays its own.
+    Keyed by ``id(owner)``; the owner is held so the id stays its own.
     """
-    owner = a if key is None else key[0]
-    k = (id(owner),) if key is None else (id(owner),) + tuple(key[1:])
+    k = (id(owner), tag)
     hit = _cache.get(k)
     if hit is not None and hit[0] is owner:
         _cache.move_to_end(k)
         return hit[1]
-    dev = cuda.to_device(np.ascontiguousarray(a))
+    dev = cuda.to_device(np.ascontiguousarray(owner if make is None else make()))
     _cache[k] = (owner, dev)
     while len(_cache) > _CACHE_SIZE:
         _cache.popitem(last=False)
@@ -56,7 +56,7 @@ def stage(v):
 
 
 def _task_group(plan: Plan):
-    return _const(plan.seg_group[plan.task_seg], key=(plan, "task_group"))
+    return _const(plan, "task_group", lambda: plan.seg_group[plan.task_seg])
 
 
 def _check_grid(n_blocks: int) -> int:

@@ -333,8 +333,7 @@ SERIAL = {
 
 _task_max_sumsq_1 = SERIAL["task_max_sumsq"]
 _round_kernel_1 = SERIAL["round_kernel"]
-_SAFE_LO, _SAFE_HI = 1e-150, 1e150  # = core._SAFE_LO/_SAFE_HI (tested)
-_F32_TINY = float(np.finfo(np.float32).tiny)
+_SAFE_LO, _SAFE_HI, _F32_TINY = _scalar.SAFE_LO, _scalar.SAFE_HI, _scalar.F32_TINY
 
 
 _G1, _G2, _G3, _G5 = (np.uint64((k * GOLDEN) & MASK64) for k in (1, 2, 3, 5))
@@ -368,22 +367,17 @@ def quantize_single_task(v, task_start, task_end, seg_type, seg_shift, task_seg,
     m = 0.0
     if mx[0] > m:
         m = mx[0]
-    if np.isinf(q):
-        x = m
-    else:
-        if m > 0.0 and (q != 2.0 or m < _SAFE_LO or m > _SAFE_HI):
-            return -1.0
-        x = np.sqrt(0.0 + ss[0])
+    if _scalar.needs_scaled_sum(m, q):
+        return -1.0
+    x = m if np.isinf(q) else np.sqrt(0.0 + ss[0])
     f = np.float32(x)
     if np.float64(f) < x:
         f = np.nextafter(f, np.float32(np.inf))
     n = np.float64(f)
     if not np.isfinite(n) or (n > 0.0 and n < _F32_TINY):
         return -1.0
-    su = type_uni[seg_type[0]]
-    num = np.float64(su) if su > 0 else 1.0
     scale = np.empty(1)
-    scale[0] = num / n if n > 0.0 else 0.0
+    scale[0] = _scalar.segment_scale(n, type_uni[seg_type[0]])
     bases = np.empty(1, np.uint64)
     bases[0] = stream_base0(seed, worker, round_)  # the plan's one segment is layer 0
     _round_kernel_1(v, scale, seg_type, bases, seg_shift, task_start, task_end, task_seg, lv, lv_start, type_uni,

@@ -6,6 +6,7 @@ basis of the CPU/GPU bit-for-bit agreement (private).
 
 from __future__ import annotations
 
+import math
 import types
 
 import numpy as np
@@ -19,6 +20,11 @@ MIX2_U64 = np.uint64(MIX2)
 S30, S27, S31, S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
 ONE_U64 = np.uint64(1)
 TWO_M53 = 2.0**-53
+#: Outside ``[SAFE_LO, SAFE_HI]`` of ``max|v_i|``, ``Σ v_i²`` may overflow or lose precision in float64:
+#: the norm is then formed from the scaled power sum (``core.compute_norms``).
+SAFE_LO, SAFE_HI = 1e-150, 1e150
+#: Smallest positive normal float32 (~1.18e-38): a transmitted norm below it loses relative precision.
+F32_TINY = float(np.finfo(np.float32).tiny)
 
 
 @register_jitable(inline="always")
@@ -44,6 +50,20 @@ def rebind(fn, **names):
     g = dict(fn.__globals__)
     g.update(names)
     return types.FunctionType(fn.__code__, g, fn.__name__, fn.__defaults__, fn.__closure__)
+
+
+@register_jitable(inline="always")
+def needs_scaled_sum(m, q):
+    """Whether a group with ``max|v_i| = m`` and norm order ``q`` needs the scaled power-sum pass:
+    ``q ≠ ∞``, ``m > 0`` and ``q ≠ 2`` or ``m`` outside ``[SAFE_LO, SAFE_HI]`` (``core.compute_norms``)."""
+    return (not math.isinf(q)) and m > 0.0 and (q != 2.0 or m < SAFE_LO or m > SAFE_HI)
+
+
+@register_jitable(inline="always")
+def segment_scale(n, su):
+    """``c = s/n`` for a uniform type (``su = s > 0``) or ``1/n``; 0 where ``n = 0`` (``core.segment_scales``)."""
+    num = np.float64(su) if su > 0 else 1.0
+    return num / n if n > 0.0 else 0.0
 
 
 def uniform_of(z):

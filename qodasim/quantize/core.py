@@ -19,6 +19,7 @@ import numpy as np
 
 from ..levels import Levels, smallest_index_dtype
 from ..rng import Key, as_key, stream_bases
+from . import _scalar
 from .plan import LayerLayout, Plan, PlanSpec, build_plan, tile_plan
 
 __all__ = [
@@ -38,7 +39,7 @@ __all__ = [
 ENGINES = ("numba", "numpy", "cuda")
 _F32_MAX = float(np.finfo(np.float32).max)
 #: Smallest positive normal float32 (~1.18e-38): a transmitted norm below it loses relative precision.
-F32_TINY = float(np.finfo(np.float32).tiny)
+F32_TINY = _scalar.F32_TINY
 
 
 class NormRangeError(ValueError):
@@ -61,7 +62,7 @@ def check_norm_range(n32: np.ndarray, name: str = "v") -> None:
 
 
 # Outside this range of max|v_i|, Σ v_i² may overflow or lose precision in float64: rescale first.
-_SAFE_LO, _SAFE_HI = 1e-150, 1e150
+_SAFE_LO, _SAFE_HI = _scalar.SAFE_LO, _scalar.SAFE_HI
 
 
 def get_engine(name: str):
