@@ -131,6 +131,10 @@ API_MODULES = [
     ("qodasim.optimize", "Optimize levels"),
     ("qodasim.vi", "Problems"),
     ("qodasim.solvers", "Solvers"),
+    ("qodasim.solvers.mpi", "Real workers (MPI)"),
+    ("qodasim.solvers.network", "Network-time model"),
+    ("qodasim.solvers.runspec", "Run files"),
+    ("qodasim.solvers.sweep", "Sweeps"),
     ("qodasim.experiments", "Experiments"),
 ]
 

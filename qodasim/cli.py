@@ -105,6 +105,102 @@ def cmd_bounds(args) -> int:
     return 0
 
 
+def cmd_solve(args) -> int:
+    from .solvers.runspec import load_run
+
+    run = load_run(args.run)
+    if args.mpi:
+        return _solve_mpi(run, args)
+    from .solvers import solve
+
+    res = solve(run.make_problem(), run.make_config())
+    _report_solve(res, args.out)
+    return 0 if res.status == "ok" else 1
+
+
+def _solve_mpi(run, args) -> int:
+    from .solvers import SolverError
+    from .solvers.mpi import abort, solve_mpi
+
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise UserError("--mpi needs mpi4py: pip install 'qodasim[mpi]'") from None
+    comm = MPI.COMM_WORLD
+    try:  # K defaults to the number of ranks
+        cfg = run.make_config() if "K" in run["solver"] else run.make_config(K=comm.size)
+        res = solve_mpi(run.make_problem(), cfg, comm=comm, timeout=args.timeout)
+    except (SolverError, ValueError) as exc:
+        if comm.size == 1:
+            raise
+        abort(comm, "error: " + " ".join(str(exc).split()), code=2)
+    if comm.rank == 0:
+        _report_solve(res, args.out, f", {comm.size} MPI ranks, {res.wire_bytes} bytes received per rank")
+    return 0 if res.status == "ok" else 1
+
+
+def _report_solve(res, out, extra: str = "") -> None:
+    import numpy as np
+
+    gap = res.measures["gap_avg"]
+    final = f"{np.nanmean(gap[:, -1]):.6g}" if gap.size else "n/a"
+    bits = res.bits_per_iteration.sum(axis=1).mean()
+    print(f"{res.config['method']}: {res.status}, gap at the average {final}, {bits:.6g} bits, "
+          f"{res.wall_time:.2f} s{extra}")  # fmt: skip
+    if res.message:
+        print(res.message)
+    if out:
+        print(f"wrote {res.save(out)}")
+
+
+def cmd_sweep(args) -> int:
+    from .solvers.sweep import run_sweep
+
+    rows = run_sweep(args.sweep, args.out, pool=args.pool, workers=args.workers)
+    bad = [r for r in rows if r["status"] != "ok"]
+    print(f"{len(rows)} points, {len(bad)} not ok; summary in {Path(args.out) / 'summary.json'}")
+    return 0 if not bad else 1
+
+
+def cmd_speedup(args) -> int:
+    from .experiments import speedup as sp
+    from .solvers.network import PAPER_SPEEDUP, Workload
+
+    enc, dec = args.encode_ns * 1e-9, args.decode_ns * 1e-9
+    if args.measure_codec:
+        enc, dec = sp.measure_codec()
+        print(f"codec on this machine: encode {enc * 1e9:.2f} ns/coord, decode {dec * 1e9:.2f} ns/coord")
+    work = Workload(args.d, args.compute, args.scaling, args.bits_per_coord, enc, dec)
+    table = sp.speedup_table(work, args.K, args.bandwidth, args.latency)
+    print(f"speed-up over uncompressed QODA (ring all-gather vs all-reduce, THEORY §8): d = {args.d:g}, "
+          f"compute {args.compute:g} s at K = 1 ({args.scaling} scaling), {args.bits_per_coord:g} bits/coord, "
+          f"latency {args.latency:g} s, codec {enc * 1e9:g} / {dec * 1e9:g} ns/coord")  # fmt: skip
+    print(f"{'method':>8} {'Gbps':>6} " + " ".join(f"{'K=' + str(k):>8}" for k in args.K))
+    for m in ("qoda", "qgenx"):
+        for bw in args.bandwidth:
+            print(f"{m:>8} {bw:>6g} " + " ".join(f"{x:>8.2f}" for x in table[m][sp.bw_key(bw)]))
+        paper = PAPER_SPEEDUP[m]
+        print(f"{'paper':>8} {'':>6} " + " ".join(f"{paper.get(k, float('nan')):>8.2f}" for k in args.K))
+    holds, why = sp.pattern(table, args.K, args.bandwidth)
+    print(f"paper's pattern (growth with K, larger at low bandwidth): {'reproduced' if holds else 'not reproduced'} "
+          f"({why})")  # fmt: skip
+    if args.plot:
+        import json
+
+        from .experiments.base import Result
+
+        region = sp.pattern_region(args.K, args.bandwidth, args.latency, args.d)
+        free = sp.speedup_table(Workload(args.d, args.compute, args.scaling, args.bits_per_coord), args.K,
+                                args.bandwidth, args.latency)  # fmt: skip
+        data = {"tables": {"gpu_codec": free, "cpu_codec": table}, "region": region, "Ks": args.K,
+                "bandwidths": args.bandwidth, "paper": {m: {str(k): v for k, v in t.items()} for m, t in
+                                                        PAPER_SPEEDUP.items()}}  # fmt: skip
+        json.dumps(data)  # the same plain data the experiment saves
+        for path in sp.plot(Result("speedup", {}, data, [], {}), Path(args.plot)):
+            print(f"wrote {path}")
+    return 0
+
+
 def _dimension(text: str) -> int:
     try:
         d = int(text)
@@ -113,6 +209,25 @@ def _dimension(text: str) -> int:
     if d < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1: {text!r}")
     return d
+
+
+def _number(text: str, strict: bool) -> float:
+    """A finite float ``> 0`` (``strict``) or ``>= 0`` from a command-line argument."""
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not ((x > 0 if strict else x >= 0) and x < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number {'>' if strict else '>='} 0: {text!r}")
+    return x
+
+
+def _seconds(text: str) -> float:
+    return _number(text, strict=True)
+
+
+def _nonneg(text: str) -> float:
+    return _number(text, strict=False)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -139,6 +254,31 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--levels", required=True, help='e.g. "uniform:4", "exponential:3:0.5", "array:0,0.3,1"')
     b.add_argument("--d", type=_dimension, nargs="+", default=[16, 256, 4096, 65536])
     b.set_defaults(func=cmd_bounds)
+    s = sub.add_parser("solve", help="one solver run from a run file; with --mpi one rank per worker (mpiexec)")
+    s.add_argument("run", help="a TOML run file ([problem] and [solver] tables)")
+    s.add_argument("--mpi", action="store_true", help="run as worker <rank> of mpiexec's ranks (K = ranks)")
+    s.add_argument("--timeout", type=_seconds, default=30.0, help="MPI collective deadline in seconds (default 30)")
+    s.add_argument("--out", help="save the result to OUT.npz + OUT.json")
+    s.set_defaults(func=cmd_solve)
+    u = sub.add_parser("speedup", help="modelled wall-clock speed-up of QODA / Q-GenX over uncompressed (THEORY §8)")
+    u.add_argument("--d", type=_dimension, default=4_000_000, help="model size (default 4e6)")
+    u.add_argument("--compute", type=_nonneg, default=0.1, help="seconds of one oracle at K = 1 (default 0.1)")
+    u.add_argument("--scaling", choices=["strong", "weak"], default="strong")
+    u.add_argument("--bits-per-coord", type=_seconds, default=1.8, help="bits per coordinate of a message (1.8)")
+    u.add_argument("--latency", type=_nonneg, default=5e-5, help="alpha in seconds (default 5e-5)")
+    u.add_argument("--bandwidth", type=_seconds, nargs="+", default=[1.0, 2.5, 5.0], help="Gbps (1 2.5 5)")
+    u.add_argument("--K", type=_dimension, nargs="+", default=[4, 8, 12, 16], help="workers (4 8 12 16)")
+    u.add_argument("--encode-ns", type=_nonneg, default=0.0, help="codec cost, ns per coordinate (default 0)")
+    u.add_argument("--decode-ns", type=_nonneg, default=0.0, help="decode cost, ns per coordinate (default 0)")
+    u.add_argument("--measure-codec", action="store_true", help="measure this machine's CPU codec instead")
+    u.add_argument("--plot", help="also write speedup.png/.pdf into this folder")
+    u.set_defaults(func=cmd_speedup)
+    w = sub.add_parser("sweep", help="run a parameter sweep (restartable) in a process pool")
+    w.add_argument("sweep", help="a TOML sweep file: a run file plus a [sweep] table of lists")
+    w.add_argument("--out", required=True, help="output folder (finished points there are skipped)")
+    w.add_argument("--pool", choices=["mpi", "process"], default="mpi", help="mpi4py.futures (default) or processes")
+    w.add_argument("--workers", type=_dimension, help="pool size (default: what the pool picks)")
+    w.set_defaults(func=cmd_sweep)
     return p
 
 
@@ -146,6 +286,10 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except BrokenPipeError:  # e.g. `qodasim bounds ... | head` (an OSError: caught first)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except (ValueError, OSError) as exc:  # user input: configs, levels, dimensions, paths; full disks
         text = " ".join(str(exc).split()) or type(exc).__name__
         print(f"qodasim: error: {text}", file=sys.stderr)
@@ -153,10 +297,6 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("qodasim: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # e.g. `qodasim bounds ... | head`
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 0
 
 
 if __name__ == "__main__":

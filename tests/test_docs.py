@@ -20,7 +20,8 @@ import pytest
 
 import qodasim
 
-PACKAGES = (["qodasim", "qodasim.levels", "qodasim.rng", "qodasim.quantize.check", "qodasim.quantize.device"]
+PACKAGES = (["qodasim", "qodasim.levels", "qodasim.rng", "qodasim.quantize.check", "qodasim.quantize.device",
+             "qodasim.solvers.mpi", "qodasim.solvers.network", "qodasim.solvers.runspec", "qodasim.solvers.sweep"]
             + sorted(f"qodasim.{m.name}" for m in pkgutil.iter_modules(qodasim.__path__) if m.ispkg))  # fmt: skip
 
 
@@ -147,7 +148,7 @@ def _python_blocks(page: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
 
 
-@pytest.mark.parametrize("page", ["getting_started.md", "extending.md", "platforms.md"])
+@pytest.mark.parametrize("page", ["getting_started.md", "extending.md", "platforms.md", "distributed.md"])
 def test_the_code_on_the_docs_pages_runs(page, monkeypatch):
     """Every ``python`` block of a guide page runs, in order, in one namespace (what a reader pastes).
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from qodasim.experiments import REGISTRY, get, load_config
@@ -53,6 +54,37 @@ def test_slope_verdict_fails_when_the_solver_is_broken(monkeypatch):
     result = convergence.run(config, progress=False)
     failed = {v.name for v in result.verdicts if not v.passed}
     assert {"qoda_absolute_slope", "qoda_relative_slope"} <= failed
+
+
+def test_separation_verdict_fails_when_the_step_ignores_p_gamma(monkeypatch):
+    """The plausible bug: learning-rate separation silently not applied (``γ_t = η_t``).  Both relative
+    runs are then the same run, so the separated slope's interval cannot lie below the plain one."""
+    from qodasim.experiments import convergence
+    from qodasim.solvers.steps import AdaptiveStep
+
+    def same(self, acc):
+        eta = self.c * (1.0 + acc) ** -self.p_eta
+        return eta, eta
+
+    monkeypatch.setattr(AdaptiveStep, "steps", same)
+    _, config = load_config("convergence", "quick")
+    config = dict(config, T=600, replicas=3, K_scaling=[1, 2], T_scaling=100, bootstrap=50)
+    result = convergence.run(config, progress=False)
+    failed = {v.name for v in result.verdicts if not v.passed}
+    assert "separation_speeds_relative_rate" in failed
+
+
+def test_slope_interval_brackets_the_fit_and_is_zero_width_for_identical_replicas():
+    from qodasim.experiments.convergence import fit_slope, slope_ci
+
+    it = np.arange(1, 101)
+    g = np.vstack([it**-1.0, it**-1.0])
+    lo, hi = slope_ci(it, g, n_boot=30)
+    assert lo == hi == pytest.approx(fit_slope(it, g.mean(axis=0)), abs=1e-12)
+    rng = np.random.default_rng(1)
+    g = it**-0.5 * np.exp(0.1 * rng.standard_normal((8, it.size)))
+    lo, hi = slope_ci(it, g, n_boot=200)
+    assert lo < fit_slope(it, g.mean(axis=0)) < hi
 
 
 @pytest.mark.slow

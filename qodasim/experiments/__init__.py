@@ -13,6 +13,7 @@ REGISTRY = {
     "mqv": "qodasim.experiments.mqv",
     "convergence": "qodasim.experiments.convergence",
     "communication": "qodasim.experiments.communication",
+    "speedup": "qodasim.experiments.speedup",
 }
 
 

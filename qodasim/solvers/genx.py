@@ -434,9 +434,21 @@ def solve(problem: Problem, config: SolverConfig | None = None, **overrides) -> 
     >>> res.status, res.ledger.messages()  # one message per worker and iteration
     ('ok', 800)
     """
+    cfg = _checked_config(problem, config, overrides)
+    return _run_template(problem, cfg, lambda limit, keep: _Oracle(problem, cfg, limit, keep_workers=keep))
+
+
+def _checked_config(problem, config, overrides) -> SolverConfig:
     if not isinstance(problem, Problem):
         raise SolverError(f"problem must be a qodasim.vi.Problem, got {type(problem).__name__}")
-    cfg = replace(config or SolverConfig(), **overrides) if overrides else (config or SolverConfig())
+    if config is not None and not isinstance(config, SolverConfig):
+        raise SolverError(f"config must be a SolverConfig, got {type(config).__name__}")
+    return replace(config or SolverConfig(), **overrides) if overrides else (config or SolverConfig())
+
+
+def _run_template(problem: Problem, cfg: SolverConfig, make_oracle) -> SolverResult:
+    """The template loop of :func:`solve` with the oracle built by ``make_oracle(limit, keep_workers)``
+    (the in-process :class:`_Oracle`, or the MPI one of :mod:`qodasim.solvers.mpi`)."""
     R, T, method = cfg.replicas, cfg.T, cfg.method
     X1 = np.asarray(problem.x0(), np.float64)
     if X1.shape != (problem.d,):
@@ -444,7 +456,7 @@ def solve(problem: Problem, config: SolverConfig | None = None, **overrides) -> 
     limit = cfg.divergence_threshold * (1.0 + float(np.linalg.norm(X1)))
     rule, tmpl = cfg.step_rule, TEMPLATES[method]
     per_worker = bool(getattr(rule, "per_worker", False))  # a user rule without the field: δ of the mean
-    oracle = _Oracle(problem, cfg, limit, keep_workers=per_worker)
+    oracle = make_oracle(limit, per_worker)
     fns = _measure_fns(problem, cfg, X1)
     rec = record_points(T, cfg.record)
     measures = {f"{m}_{w}": np.full((R, rec.size), np.nan) for m in fns for w in ("avg", "last")}

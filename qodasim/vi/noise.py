@@ -6,8 +6,13 @@
 * finite_sum: each worker evaluates the problem's own stochastic operator on a minibatch of its
   finite-sum form (``problem.sample_operator``), e.g. minibatch covariances in the covariance GAN.
 
-Noise is drawn from NumPy generators keyed by ``(seed, replica, worker, call)`` through
-``SeedSequence``, so a run is reproducible and each worker's noise is independent of the others.
+Counter-based noise streams: worker ``k``'s noise at call ``c`` comes from a Philox-4×64 generator
+(Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC 2011) whose key is
+``(mix64(seed), k)`` and whose counter starts at ``(0, 0, c, 0)`` — a pure function of
+``(seed, worker, call)``, with no seeding per call and no dependence on ``K``, on the other workers or
+on the process that draws it.  That is what lets a real worker (an MPI rank) draw exactly the noise
+the in-process simulation gives it (:mod:`qodasim.solvers.mpi`).  Replica ``r`` is row ``r`` of the
+worker's ``(R, d)`` draw.
 """
 
 from __future__ import annotations
@@ -16,9 +21,63 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["NoiseModel"]
+from ..rng import GOLDEN, MASK64, mix64
+
+__all__ = ["NoiseModel", "worker_generator"]
 
 KINDS = ("none", "absolute", "relative", "mixed", "finite_sum")
+
+_BUFFER = np.zeros(4, np.uint64)
+
+
+def worker_generator(seed: int, worker: int, call: int) -> np.random.Generator:
+    """The noise generator of ``(seed, worker, call)``: Philox with key ``(mix64(seed), worker)`` and
+    counter ``(0, 0, call, 0)``.
+
+    Streams of different calls never overlap (a call would need ``2^64`` blocks to reach the next),
+    and workers differ in the key.
+
+    Examples
+    --------
+    >>> from qodasim.vi.noise import worker_generator
+    >>> a = worker_generator(3, 1, 7).standard_normal(2)
+    >>> bool((a == worker_generator(3, 1, 7).standard_normal(2)).all())
+    True
+    """
+    key = _key(seed, worker)
+    return _at_call(np.random.Generator(np.random.Philox(key=key)), key, call)
+
+
+def _key(seed: int, worker: int) -> np.ndarray:
+    return np.array([mix64((int(seed) + GOLDEN) & MASK64), int(worker) & MASK64], np.uint64)
+
+
+def _at_call(gen: np.random.Generator, key: np.ndarray, call: int) -> np.random.Generator:
+    """``gen`` (a Philox generator of ``key``) moved to the start of call ``call``'s stream."""
+    gen.bit_generator.state = {
+        "bit_generator": "Philox",
+        "state": {"counter": np.array([0, 0, int(call) & MASK64, 0], np.uint64), "key": key},
+        "buffer": _BUFFER,
+        "buffer_pos": 4,
+        "has_uint32": 0,
+        "uinteger": 0,
+    }
+    return gen
+
+
+_CACHE: dict = {}
+
+
+def _normals(seed: int, worker: int, call: int, shape: tuple) -> np.ndarray:
+    """``worker_generator(seed, worker, call).standard_normal(shape)`` without building a generator
+    per call (one cached generator per ``(seed, worker)``, reset to the call's counter)."""
+    ent = _CACHE.get((seed, worker))
+    if ent is None:
+        if len(_CACHE) > 4096:
+            _CACHE.clear()
+        key = _key(seed, worker)
+        ent = _CACHE[(seed, worker)] = (np.random.Generator(np.random.Philox(key=key)), key)
+    return _at_call(ent[0], ent[1], call).standard_normal(shape)
 
 
 @dataclass(frozen=True)
@@ -27,11 +86,13 @@ class NoiseModel:
 
     Parameters
     ----------
-    kind : {"none", "absolute", "relative", "mixed"}
+    kind : {"none", "absolute", "relative", "mixed", "finite_sum"}
     sigma : float
         Absolute level ``σ`` (``E‖U‖² = σ²``).
     sigma_rel : float
         Relative level ``σ_R`` (``E‖U‖² = σ_R ‖A(X)‖²``).
+    batch : int
+        Minibatch size of ``finite_sum`` noise.
     """
 
     kind: str = "none"
@@ -50,25 +111,47 @@ class NoiseModel:
             raise ValueError(f"batch must be an integer >= 1, got {self.batch!r}")
 
     def sample_at(self, problem, X: np.ndarray, K: int, seed: int, call: int) -> np.ndarray:
-        """Oracle outputs of ``K`` workers at the points ``X`` (``(R, d)``) → ``(R, K, d)``."""
+        """Oracle outputs of ``K`` workers at the points ``X`` (``(R, d)``) → ``(R, K, d)``; worker
+        ``k``'s slice equals :meth:`sample_worker` ``(…, k, …)``."""
         if self.kind == "finite_sum":
-            rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(call), 1]))
-            return problem.sample_operator(X, K, self.batch, rng)
+            return np.stack([self.sample_worker(problem, X, k, seed, call) for k in range(K)], axis=1)
         return self.sample(problem.operator(X), K, seed, call)
+
+    def sample_worker(self, problem, X: np.ndarray, worker: int, seed: int, call: int, A=None) -> np.ndarray:
+        """Worker ``worker``'s oracle output at the points ``X`` (``(R, d)``) → ``(R, d)``; ``A`` is
+        ``problem.operator(X)`` when the caller has it."""
+        if self.kind == "finite_sum":
+            return problem.sample_operator(X, 1, self.batch, worker_generator(seed, worker, call))[:, 0]
+        A = np.asarray(problem.operator(X) if A is None else A, dtype=np.float64)
+        out = np.empty_like(A)
+        self._add_noise(A, seed, worker, call, out)
+        return out
 
     def sample(self, A: np.ndarray, K: int, seed: int, call: int) -> np.ndarray:
         """Oracle outputs of ``K`` workers at the batch ``A = A(X)`` (shape ``(R, d)``) → ``(R, K, d)``."""
         if self.kind == "finite_sum":
             raise ValueError("finite_sum noise needs the problem: use sample_at(problem, X, ...)")
+        A = np.asarray(A, dtype=np.float64)
         R, d = A.shape
-        out = np.broadcast_to(A[:, None, :], (R, K, d)).copy()
-        if self.kind == "none":
-            return out
-        ss = np.random.SeedSequence([int(seed), int(call)])
-        rng = np.random.default_rng(ss)
-        if self.kind in ("absolute", "mixed") and self.sigma > 0:
-            out += (self.sigma / np.sqrt(d)) * rng.standard_normal((R, K, d))
-        if self.kind in ("relative", "mixed") and self.sigma_rel > 0:
-            scale = np.sqrt(self.sigma_rel) * np.linalg.norm(A, axis=1) / np.sqrt(d)
-            out += scale[:, None, None] * rng.standard_normal((R, K, d))
+        out = np.empty((R, K, d))
+        for k in range(K):
+            self._add_noise(A, seed, k, call, out[:, k])
         return out
+
+    def _add_noise(self, A: np.ndarray, seed: int, worker: int, call: int, out: np.ndarray) -> None:
+        """``out = A + U_worker``: the absolute draw first, then the relative one (per replica row)."""
+        R, d = A.shape
+        absolute = self.kind in ("absolute", "mixed") and self.sigma > 0
+        relative = self.kind in ("relative", "mixed") and self.sigma_rel > 0
+        if not (absolute or relative):
+            out[...] = A
+            return
+        z = _normals(seed, worker, call, (R, int(absolute) + int(relative), d))  # replica r's draws: row r only
+        if absolute:
+            np.multiply(z[:, 0], self.sigma / np.sqrt(d), out=out)
+            out += A
+        else:
+            out[...] = A
+        if relative:
+            scale = np.sqrt(self.sigma_rel) * np.linalg.norm(A, axis=1) / np.sqrt(d)
+            out += scale[:, None] * z[:, -1]

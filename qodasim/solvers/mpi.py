@@ -1,0 +1,255 @@
+"""Real workers: the solver template over MPI, one rank per worker (THEORY §6, issue 14).
+
+Each rank ``k`` of a communicator of size ``K`` is worker ``k``: at every round it evaluates its own
+oracle samples (its counter-based noise stream, ``qodasim.vi.noise``), quantizes them with its own
+keys, encodes them into real bit streams, and the ranks exchange the encoded **bytes** with a
+variable-length all-gather (the sizes first, ``Iallgather``; then the bytes, ``Iallgatherv``).  Every
+rank decodes every stream, dequantizes, sums in worker order and takes the same step, so every rank
+holds the same iterates — and, with the same config and seed, the same iterates as the in-process
+simulation :func:`~qodasim.solvers.solve`, bit for bit (tested with ``mpiexec -n 4``).
+
+Bytes on the wire: a compressed message of ``b`` bits travels as its ``⌈b/8⌉`` bytes, so the bytes
+exchanged per message equal the ledger's bits rounded up to whole bytes (``MPIResult.wire_bytes``).
+Uncompressed runs exchange the float64 oracle outputs (the simulation's arithmetic, so iterates stay
+bit-identical); their ledger counts the 32 bits per coordinate a float32 system would send.
+
+Faults: every collective is non-blocking and waited on with a deadline (``timeout`` seconds).  A rank
+that dies, hangs or errors leaves the others waiting; at the deadline each prints one line to stderr
+(``qodasim[rank k/K]: …``) and the job is aborted with ``MPI.Abort``.  A stream that does not decode
+is seen by every rank (all decode every stream), each raises :class:`~qodasim.solvers.SolverError`
+naming the worker and round, and the job ends with that message on every rank.
+
+Launch (``mpi`` extra: ``pip install 'qodasim[mpi]'``, which brings the MPICH wheel and its
+``mpiexec``)::
+
+    mpiexec -n 4 python -m qodasim solve run.toml --mpi --out result
+
+or from Python, inside a script started by ``mpiexec``: ``solve_mpi(problem, config)``.  Across hosts,
+give MPICH's ``mpiexec`` a hostfile (``mpiexec -f hosts -n 16 …``, one ``host:slots`` per line); every
+host needs the same Python environment.  Results agree bit for bit across hosts only when their CPUs
+give the same floating-point results for the problem's BLAS calls.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..coding import DecodeError, Decoder, Encoder
+from ..quantize import NormRangeError, dequantize_batch
+from ..quantize.device import worker_sums
+from ..rng import Key
+from ..vi.problems import Problem
+from .genx import SolverConfig, SolverError, SolverResult, _checked_config, _Diverged, _Oracle, _run_template
+
+__all__ = ["solve_mpi", "MPIResult", "CollectiveTimeout", "DEFAULT_TIMEOUT"]
+
+#: Seconds a rank waits for a collective before it declares the job broken.
+DEFAULT_TIMEOUT = 30.0
+
+_OK, _NONFINITE, _NORM_RANGE = 0, 1, 2
+_CATS = ("header", "level_tables", "norms", "payload")
+
+
+class CollectiveTimeout(RuntimeError):
+    """A collective did not complete within the deadline (a rank died or hung)."""
+
+
+def _mpi():
+    try:
+        from mpi4py import MPI
+    except ImportError as exc:  # pragma: no cover - the mpi extra is in dev
+        raise SolverError("the MPI backend needs mpi4py: pip install 'qodasim[mpi]'") from exc
+    return MPI
+
+
+def wait(req, timeout: float, what: str) -> None:
+    """Wait for a non-blocking MPI request, spinning briefly and then sleeping with a growing pause
+    (ranks may share cores); raise :class:`CollectiveTimeout` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    spins, pause = 0, 1e-5
+    while not req.Test():
+        spins += 1
+        if spins > 50:
+            if time.monotonic() > deadline:
+                raise CollectiveTimeout(f"no answer from the other workers within {timeout:g} s during {what}")
+            time.sleep(pause)
+            pause = min(pause * 1.5, 2e-3)
+
+
+@dataclass
+class MPIResult(SolverResult):
+    """A :class:`~qodasim.solvers.SolverResult` plus what crossed the wire.
+
+    Attributes
+    ----------
+    wire_bytes : int
+        Payload bytes this rank received in the all-gathers, all workers' messages included (its own
+        too), summed over the run.
+    rank, size : int
+        This rank and the communicator size (``= K``).
+    """
+
+    wire_bytes: int = 0
+    rank: int = 0
+    size: int = 1
+
+
+class _MPIOracle(_Oracle):
+    """Worker ``comm.rank``'s oracle; exchanges real encoded bytes with the other ranks."""
+
+    def __init__(self, problem: Problem, cfg: SolverConfig, comm, timeout: float, limit: float, keep_workers: bool):
+        super().__init__(problem, cfg, limit, keep_workers)
+        self.comm, self.timeout, self.rank = comm, float(timeout), comm.rank
+        R, K = cfg.replicas, cfg.K
+        self.encoders = [Encoder(cfg.protocol, cfg.code) for _ in range(R)]  # this worker's channels
+        self.decoders = [[Decoder() for _ in range(K)] for _ in range(R)]
+        self.wire_bytes = 0
+        self._meta = np.zeros((K, 1 + 5 * R), np.int64)
+
+    def _gather(self, send: np.ndarray, recv: np.ndarray, counts=None, what: str = "") -> None:
+        MPI = _mpi()
+        if counts is None:
+            req = self.comm.Iallgather(send, recv)
+        else:
+            displs = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+            req = self.comm.Iallgatherv(send, [recv, (counts.tolist(), displs.tolist()), MPI.BYTE])
+        wait(req, self.timeout, what)
+
+    def __call__(self, X: np.ndarray, t: int, rnd: int):
+        cfg, R, K, k = self.cfg, self.cfg.replicas, self.cfg.K, self.rank
+        with np.errstate(over="ignore", invalid="ignore"):
+            V = cfg.noise.sample_worker(self.p, X, k, cfg.seed, rnd)
+        d = V.shape[1]
+        meta = np.zeros(1 + 5 * R, np.int64)
+        payload = b""
+        if not np.all(np.isfinite(V)):
+            meta[0] = _NONFINITE
+        elif self.quant is None:
+            payload = np.ascontiguousarray(V, np.float64).tobytes()
+            meta[1::5] = 8 * d
+            meta[5::5] = 32 * d
+        else:
+            try:
+                qvs = self.quant.quantize_batch(V, [Key(self.seeds[r], k, rnd) for r in range(R)])
+            except NormRangeError:
+                meta[0] = _NORM_RANGE
+            else:
+                msgs = [self.encoders[r].encode(qvs[r]) for r in range(R)]
+                payload = b"".join(m.data for m in msgs)
+                for r, m in enumerate(msgs):
+                    meta[1 + 5 * r] = len(m.data)
+                    meta[2 + 5 * r : 6 + 5 * r] = [m.bits[c] for c in _CATS]
+        if k == 0:
+            self.last_raw = V[0]
+        self._gather(meta, self._meta, what=f"the size exchange of iteration {t} (round {rnd})")
+        bad = np.flatnonzero(self._meta[:, 0])
+        if bad.size:
+            j, why = int(bad[0]), int(self._meta[bad[0], 0])
+            if why == _NONFINITE:
+                if np.all(np.isfinite(X)) and np.max(np.abs(X)) <= self.limit:
+                    raise SolverError(f"the oracle of worker {j} returned non-finite values at iteration {t} "
+                                      f"(round {rnd})")  # fmt: skip
+                raise _Diverged(f"the oracle overflowed at iteration {t} (the iterate left the divergence threshold)")
+            raise _Diverged(f"an oracle output of worker {j} at iteration {t} cannot be sent (norm outside float32)")
+        sizes = self._meta[:, 1::5]  # (K, R) bytes
+        counts = sizes.sum(axis=1)
+        recv = np.empty(int(counts.sum()), np.uint8)
+        self._gather(np.frombuffer(payload, np.uint8), recv, counts, f"the message exchange of iteration {t} "
+                     f"(round {rnd})")  # fmt: skip
+        self.wire_bytes += int(counts.sum())
+        self.calls += 1
+        self.messages += 1
+        starts = np.concatenate([[0], np.cumsum(sizes.ravel())])  # worker-major: (j, r)
+        for j in range(K if cfg.bits != "none" else 0):
+            for r in range(R):
+                bits = dict(zip(_CATS, self._meta[j, 2 + 5 * r : 6 + 5 * r].tolist(), strict=True))
+                self.bits[r, t - 1] += sum(bits.values())
+                if r == 0:
+                    self.ledger.record(j, rnd, bits)
+        if self.quant is None:
+            W = np.ascontiguousarray(recv.view(np.float64).reshape(K, R, d).transpose(1, 0, 2))
+            return W.mean(axis=1), (W if self.keep_workers else None)
+        qvs = []
+        for r in range(R):
+            for j in range(K):
+                a = starts[j * R + r]
+                data = recv[a : a + sizes[j, r]].tobytes()
+                try:
+                    qvs.append(self.decoders[r][j].decode(data, Key(self.seeds[r], j, rnd)))
+                except DecodeError as exc:
+                    raise SolverError(f"the message of worker {j} (replica {r}) in iteration {t} (round {rnd}) "
+                                      f"does not decode: {exc}") from None  # fmt: skip
+        workers = dequantize_batch(qvs, engine=self.quant.engine).reshape(R, K, d)
+        return worker_sums(workers) / K, (workers if self.keep_workers else None)
+
+    def reoptimize(self, method: str) -> None:
+        """Rank 0 (worker 0, whose raw output the simulation uses) re-optimizes; the others take its
+        quantizer (a broadcast), so every rank quantizes with the same levels."""
+        if self.rank == 0:
+            super().reoptimize(method)
+        wait(self.comm.Ibarrier(), self.timeout, "the level re-optimization")  # all present: bcast cannot hang
+        self.quant = self.comm.bcast(self.quant, root=0)
+
+
+def solve_mpi(problem: Problem, config: SolverConfig | None = None, comm=None, timeout: float = DEFAULT_TIMEOUT,
+              **overrides) -> MPIResult:  # fmt: skip
+    """Run the configured method with this process as worker ``comm.rank`` of ``comm.size`` (= ``K``).
+
+    Every rank must call it with the same problem and config; every rank returns the same
+    :class:`MPIResult` (iterates, measures, ledger), which equals :func:`~qodasim.solvers.solve`'s
+    result for that config bit for bit, plus the bytes it received.
+
+    Parameters
+    ----------
+    problem : Problem
+    config : SolverConfig
+        ``K`` must equal the communicator's size; ``engine`` ``"numba"`` or ``"numpy"``; compressed
+        runs count bits from the streams they send (``bits = "stream"``).
+    comm : mpi4py communicator, optional
+        Default ``MPI.COMM_WORLD``.
+    timeout : float
+        Seconds to wait for any collective before the job is declared broken (printed on every rank
+        that waits, then ``MPI.Abort``).
+
+    Raises
+    ------
+    SolverError
+        Bad config (on every rank, before any communication), or a stream that does not decode.
+    """
+    MPI = _mpi()
+    comm = MPI.COMM_WORLD if comm is None else comm
+    cfg = _checked_config(problem, config, overrides)
+    if cfg.K != comm.size:
+        raise SolverError(f"K = {cfg.K} but the communicator has {comm.size} ranks (launch with mpiexec -n {cfg.K})")
+    if cfg.engine == "cuda":
+        raise SolverError("engine 'cuda' is not supported by the MPI backend (use 'numba' or 'numpy')")
+    if cfg.compression != "none" and cfg.bits != "stream":
+        raise SolverError("the MPI backend sends real streams: bits must be 'stream' for compressed runs")
+    if not (np.isfinite(timeout) and timeout > 0):
+        raise SolverError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    holder: list[_MPIOracle] = []
+
+    def make(limit, keep):
+        holder.append(_MPIOracle(problem, cfg, comm, timeout, limit, keep))
+        return holder[0]
+
+    try:
+        res = _run_template(problem, cfg, make)
+    except CollectiveTimeout as exc:
+        abort(comm, str(exc))
+        raise  # pragma: no cover - Abort does not return
+    out = MPIResult(**vars(res))
+    out.wire_bytes, out.rank, out.size = holder[0].wire_bytes, comm.rank, comm.size
+    return out
+
+
+def abort(comm, message: str, code: int = 3, grace: float = 1.0) -> None:
+    """Print ``qodasim[rank k/K]: message`` to stderr, give the other ranks ``grace`` seconds to print
+    theirs, then end the whole job with ``MPI.Abort``."""
+    print(f"qodasim[rank {comm.rank}/{comm.size}]: {message}; aborting the job", file=sys.stderr, flush=True)
+    time.sleep(grace)
+    comm.Abort(code)

@@ -1,0 +1,254 @@
+"""Issue 14 — the network-time model (THEORY §8), run files, sweeps' expansion, and the CLI around them
+(no MPI needed: tests/test_mpi.py has the real ranks)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from qodasim.cli import main
+from qodasim.coding import BitLedger
+from qodasim.solvers import SolverConfig, SolverError, solve
+from qodasim.solvers.network import (
+    GBPS,
+    Network,
+    Workload,
+    allgather_time,
+    allreduce_time,
+    iteration_time,
+    run_time,
+    speedup,
+)
+from qodasim.solvers.runspec import load_run, run_key
+from qodasim.solvers.sweep import expand_sweep
+from qodasim.vi import NoiseModel, bilinear_game
+
+
+# ------------------------------------------------------------------------------ the model
+def test_collectives_by_hand():
+    net = Network(2 * GBPS, latency=1e-4)
+    # 4 workers, 1e6-bit messages: 3 steps of (0.1 ms + 0.5 ms)
+    assert allgather_time([1e6] * 4, net) == pytest.approx(3 * (1e-4 + 5e-4), rel=1e-14)
+    # unequal messages: every step is as long as the largest message in flight
+    assert allgather_time([1e6, 4e6, 0, 2e6], net) == pytest.approx(3 * (1e-4 + 2e-3), rel=1e-14)
+    # all-reduce of d = 1e6 float32 over 4 workers: 6 latencies + 2·3/4·32e6 bits / 2e9
+    assert allreduce_time(10**6, 4, net) == pytest.approx(6e-4 + 1.5 * 32e6 / 2e9, rel=1e-14)
+    assert allgather_time([5e6], net) == 0.0 and allreduce_time(10, 1, net) == 0.0
+
+
+def test_iteration_time_counts_messages_compute_and_codec():
+    work = Workload(d=1000, compute=0.8, scaling="strong", bits_per_coord=2.0, encode_per_coord=1e-9,
+                    decode_per_coord=3e-9)  # fmt: skip
+    net = Network(1 * GBPS, latency=0.0)
+    q = iteration_time("qoda", True, 4, work, net)
+    assert q["compute"] == pytest.approx(0.2)
+    assert q["codec"] == pytest.approx(1000 * (1e-9 + 3 * 3e-9))
+    assert q["comm"] == pytest.approx(3 * 2000 / 1e9)
+    g = iteration_time("qgenx", True, 4, work, net)
+    for part in ("compute", "codec", "comm", "total"):
+        assert g[part] == pytest.approx(2 * q[part])
+    u = iteration_time("qoda", False, 4, work, net)
+    assert u["codec"] == 0 and u["comm"] == pytest.approx(2 * 3 / 4 * 32000 / 1e9)
+    weak = Workload(1000, 0.8, "weak", 2.0)
+    assert iteration_time("qoda", True, 4, weak, net)["compute"] == 0.8
+    assert speedup("qoda", 4, work, net) == pytest.approx(u["total"] / q["total"])
+
+
+def test_speedup_grows_as_bandwidth_falls_when_communication_matters():
+    work = Workload(d=4_000_000, compute=0.5, bits_per_coord=1.5)
+    s = [speedup("qoda", 8, work, Network(bw * GBPS)) for bw in (5.0, 2.5, 1.0)]
+    assert s[0] < s[1] < s[2]
+    assert speedup("qgenx", 8, work, Network(GBPS)) < s[2]  # two messages against the same baseline
+
+
+def test_run_time_from_a_ledger_by_hand():
+    led = BitLedger()
+    for rnd, sizes in enumerate(([100, 300], [200, 50], [10, 10], [0, 40])):
+        for k, b in enumerate(sizes):
+            led.record(k, rnd, {"payload": b})
+    work = Workload(d=10, compute=1.0, scaling="weak", bits_per_coord=1.0)
+    net = Network(100.0, latency=0.5)
+    # rounds cost (K−1)(α + max/β) + compute: 0.5+3+1, 0.5+2+1, 0.5+0.1+1, 0.5+0.4+1 → two per iteration
+    t = run_time(led, 2, 10, work, net, rounds_per_iteration=2)
+    assert np.allclose(t, [4.5 + 3.5, 8.0 + 1.6 + 1.9])
+    scaled = run_time(led, 2, 5, work, net)  # the model's d is twice the run's: bits double
+    assert scaled[0] == pytest.approx(0.5 + 6 + 1)
+
+
+def test_run_time_of_a_real_qgenx_run_charges_two_rounds_per_iteration():
+    res = solve(bilinear_game(4, seed=0), SolverConfig(method="qgenx", K=3, T=20, compression="global",
+                                                       levels="uniform:3"))  # fmt: skip
+    work = Workload(d=8, compute=0.0, bits_per_coord=1.0)
+    net = Network(1e6, latency=0.0)
+    t = run_time(res.ledger, 3, 8, work, net, rounds_per_iteration=2)
+    assert t.shape == (20,)
+    rows = res.ledger.table()
+    assert t[-1] == pytest.approx(2 * sum(rows[rows[:, 1] == r][:, 2:].sum(axis=1).max() for r in range(40)) / 1e6)
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: Network(0.0), "bandwidth"),
+        (lambda: Network(1e9, latency=-1), "latency"),
+        (lambda: Network(float("nan")), "bandwidth"),
+        (lambda: Network("fast"), "bandwidth"),
+        (lambda: Workload(0, 1.0), "d"),
+        (lambda: Workload(10, -1.0), "compute"),
+        (lambda: Workload(10, 1.0, scaling="linear"), "scaling"),
+        (lambda: Workload(10, 1.0, bits_per_coord=0), "bits_per_coord"),
+        (lambda: allgather_time([], Network(1e9)), "bits"),
+        (lambda: allgather_time([1.0, float("inf")], Network(1e9)), "bits"),
+        (lambda: allreduce_time(10, 0, Network(1e9)), "K"),
+        (lambda: iteration_time("adam", True, 2, Workload(10, 1.0), Network(1e9)), "method"),
+        (lambda: run_time(BitLedger(), 2, 10, Workload(10, 1.0), Network(1e9)), "ledger"),
+    ],
+)
+def test_model_inputs_are_checked(call, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        call()
+
+
+def test_speedup_experiment_goes_red_when_the_all_reduce_grows_with_K(monkeypatch):
+    """The plausible bug: an all-reduce charged like an all-gather of float32 ((K−1)·32d/β).  The
+    uncompressed baseline then slows down with K and no input shows the paper's pattern... the
+    formula verdict catches it first."""
+    from qodasim.experiments import load_config, speedup
+    from qodasim.solvers import network
+
+    def wrong(d, K, net, bits_per_value=32):
+        return (K - 1) * (net.latency + bits_per_value * d / net.bandwidth)
+
+    monkeypatch.setattr(network, "allreduce_time", wrong)
+    monkeypatch.setattr(speedup, "allreduce_time", wrong)
+    _, config = load_config("speedup", "quick")
+    result = speedup.run(dict(config, T=20), progress=False)
+    failed = {v.name for v in result.verdicts if not v.passed}
+    assert "collective_formulas" in failed
+
+
+def test_speedup_experiment_goes_red_when_qoda_pays_for_two_messages(monkeypatch):
+    from qodasim.experiments import load_config, speedup
+    from qodasim.solvers import genx
+
+    real = genx._Oracle.__call__
+
+    def twice(self, X, t, rnd):  # QODA's message counted twice in the ledger
+        out = real(self, X, t, rnd)
+        if self.cfg.method == "qoda":
+            real(self, X, t, rnd)
+        return out
+
+    monkeypatch.setattr(genx._Oracle, "__call__", twice)
+    _, config = load_config("speedup", "quick")
+    result = speedup.run(dict(config, T=20), progress=False)
+    assert "qoda_faster_per_iteration" in {v.name for v in result.verdicts if not v.passed}
+
+
+def test_pattern_region_is_where_the_speedup_table_shows_the_pattern():
+    from qodasim.experiments.speedup import pattern, pattern_region, speedup_table
+
+    Ks, bws = [4, 8, 12, 16], [1.0, 2.5, 5.0]
+    region = pattern_region(Ks, bws, 5e-5, 4_000_000)
+    grid = np.array(region["holds"]["strong"])
+    assert grid.any() and not grid.all()
+    for i in (0, 8, 16):
+        for j in (0, 3, 7):
+            work = Workload(4_000_000, region["compute"][i], "strong", region["bits_per_coord"][j])
+            assert pattern(speedup_table(work, Ks, bws, 5e-5), Ks, bws)[0] == grid[i, j]
+
+
+# ------------------------------------------------------------------------------ run files and sweeps
+def test_run_file_round_trip(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('[problem]\nname = "layered_problem"\nsizes = [4, 6]\nscales = [1.0, 0.1]\ntypes = [0, 1]\n'
+                    '[solver]\nmethod = "qgenx"\nK = 2\nT = 15\ncompression = "layerwise"\n'
+                    'levels = ["uniform:3", "uniform:5"]\nnoise = { kind = "mixed", sigma = 0.1, sigma_rel = 0.2 }\n'
+                    'step = { rule = "adaptive", p_gamma = 0.4 }\n')  # fmt: skip
+    run = load_run(path)
+    cfg = run.make_config()
+    assert cfg.levels == ("uniform:3", "uniform:5") and cfg.noise == NoiseModel("mixed", 0.1, 0.2)
+    assert cfg.step_rule.p_gamma == 0.4
+    assert run.make_problem().layout.n_types == 2
+    assert solve(run.make_problem(), cfg).status == "ok"
+    assert run_key(run) == run_key(load_run(path)) and len(run_key(run)) == 16
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        ({"solver": {}}, "needs a name"),
+        ({"problem": {"name": "resnet"}}, "unknown problem"),
+        ({"problem": {"name": "bilinear_game", "n": 3, "depth": 2}}, "depth"),
+        ({"problem": {"name": "bilinear_game", "n": 3}, "solver": {"lr": 0.1}}, "lr"),
+        ({"problem": {"name": "bilinear_game", "n": 3}, "solver": {"noise": "gaussian"}}, "noise"),
+        ({"problem": {"name": "bilinear_game", "n": 3}, "solver": {"method": "adam"}}, "method"),
+        ({"problem": {"name": "bilinear_game", "n": 3}, "extra": {}}, "unknown tables"),
+        ({"problem": {"name": "bilinear_game"}}, "n"),
+    ],
+)
+def test_bad_run_files_name_the_key(spec, match):
+    with pytest.raises(ValueError, match=match):
+        load_run(spec)
+
+
+def test_sweep_expansion_and_errors():
+    base = {"problem": {"name": "bilinear_game", "n": 3}, "solver": {"T": 10}}
+    pts = expand_sweep({**base, "sweep": {"problem.n": [2, 3], "solver.K": [1, 2, 4]}})
+    assert len(pts) == 6 and len({p["key"] for p in pts}) == 6
+    assert pts[-1]["spec"]["problem"]["n"] == 3 and pts[-1]["spec"]["solver"]["K"] == 4
+    bad = [({"solver.seed": []}, "non-empty"), ({"seed": [1, 2]}, "problem.<arg>"),
+           ({"solver.seed": [1, 1]}, "repeats"), ({"solver.method": ["qoda", "sgd"]}, "method")]  # fmt: skip
+    for sweep, match in bad:
+        with pytest.raises(ValueError, match=match):
+            expand_sweep({**base, "sweep": sweep})
+
+
+# ------------------------------------------------------------------------------ CLI
+def test_cli_solve_and_speedup(tmp_path, capsys):
+    run = tmp_path / "run.toml"
+    run.write_text('[problem]\nname = "bilinear_game"\nn = 3\n[solver]\nT = 30\nK = 2\ncompression = "global"\n')
+    assert main(["solve", str(run), "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "qoda: ok" in out and (tmp_path / "r.json").exists()
+    assert main(["speedup", "--compute", "1", "--bits-per-coord", "1", "--plot", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "paper's pattern" in out and "reproduced" in out and (tmp_path / "speedup.png").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["speedup", "--bandwidth", "0"],
+        ["speedup", "--K", "0"],
+        ["speedup", "--compute", "-1"],
+        ["solve", "/nonexistent/run.toml"],
+        ["solve", "RUN", "--timeout", "0"],
+        ["sweep", "/nonexistent.toml", "--out", "x"],
+    ],
+)
+def test_cli_user_errors_are_one_line_and_exit_2(argv, tmp_path, capsys):
+    run = tmp_path / "run.toml"
+    run.write_text('[problem]\nname = "bilinear_game"\nn = 3\n')
+    argv = [str(run) if a == "RUN" else a for a in argv]
+    with pytest.raises(SystemExit) as exc:
+        code = main(argv)
+        raise SystemExit(code)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("qodasim") and len(err.splitlines()) == 1
+
+
+def test_cli_output_into_a_closed_pipe_is_quiet():
+    """``qodasim bounds … | head -1``: the broken pipe is not reported as an error (exit 0)."""
+    cmd = f"{sys.executable} -m qodasim bounds --levels uniform:3 --d $(seq 1 3000) | head -1"
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+
+
+def test_solver_config_must_be_a_config():
+    with pytest.raises(SolverError, match="config"):
+        solve(bilinear_game(2), {"method": "qoda"})
