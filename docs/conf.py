@@ -130,6 +130,7 @@ API_MODULES = [
     ("qodasim.bounds", "Bounds"),
     ("qodasim.optimize", "Optimize levels"),
     ("qodasim.vi", "Problems"),
+    ("qodasim.vi.wgan", "A WGAN as a VI (jax)"),
     ("qodasim.solvers", "Solvers"),
     ("qodasim.solvers.mpi", "Real workers (MPI)"),
     ("qodasim.solvers.network", "Network-time model"),

@@ -50,6 +50,8 @@ def _run_one(name: str, config: dict, setting: str, outdir: Path, results_dir: P
 def _summary(results) -> str:
     lines = ["| experiment | verdict | check | detail |", "|---|---|---|---|"]
     for res in results:
+        if (res.meta or {}).get("skipped"):
+            lines.append(f"| {res.experiment} | SKIP | — | {res.meta['skipped']} |")
         for v in res.verdicts:
             status = "PASS" if v.passed else "FAIL"
             lines.append(f"| {res.experiment} | {status} | {v.name} | {v.detail} |")
@@ -75,7 +77,10 @@ def cmd_reproduce(args) -> int:
         for p in paths:
             print(f"  wrote {p}", file=sys.stderr)
     print(_summary(results))
-    print(f"\n{sum(r.passed for r in results)}/{len(results)} experiments passed in {time.perf_counter() - t0:.1f}s")
+    skipped = sum(bool((r.meta or {}).get("skipped")) for r in results)
+    ran = len(results) - skipped
+    print(f"\n{sum(r.passed for r in results) - skipped}/{ran} experiments passed"
+          f"{f' ({skipped} skipped)' if skipped else ''} in {time.perf_counter() - t0:.1f}s")  # fmt: skip
     return 0 if all(r.passed for r in results) else 1
 
 
@@ -142,10 +147,11 @@ def _solve_mpi(run, args) -> int:
 def _report_solve(res, out, extra: str = "") -> None:
     import numpy as np
 
-    gap = res.measures["gap_avg"]
+    name = "gap_avg" if "gap_avg" in res.measures else next(iter(res.measures))
+    gap = res.measures[name]
     final = f"{np.nanmean(gap[:, -1]):.6g}" if gap.size else "n/a"
     bits = res.bits_per_iteration.sum(axis=1).mean()
-    print(f"{res.config['method']}: {res.status}, gap at the average {final}, {bits:.6g} bits, "
+    print(f"{res.config['method']}: {res.status}, {name} {final}, {bits:.6g} bits, "
           f"{res.wall_time:.2f} s{extra}")  # fmt: skip
     if res.message:
         print(res.message)

@@ -187,3 +187,24 @@ def test_sweep_killed_midway_resumes_with_the_finished_points(tmp_path, pool):
     row = next(r for r in summary if r["solver.method"] == "qgenx" and r["solver.seed"] == 3)
     assert row["final_gap"] == float(np.mean(res.measures["gap_avg"][:, -1]))
     assert isinstance(run.make_config(), SolverConfig)
+
+
+def test_the_wgan_over_two_ranks_equals_its_simulation(tmp_path):
+    """A real network's operator (jax) through the same path: two ranks, each drawing its own
+    minibatches, give the simulated run's measures and bits exactly (on one machine)."""
+    pytest.importorskip("jax")
+    run = tmp_path / "wgan.toml"
+    text = ('[problem]\nname = "wgan"\nhidden = 8\n[solver]\nmethod = "qoda"\nT = 25\ncompression = "layerwise"\n'
+            'levels = "uniform:5"\nnoise = { kind = "finite_sum", batch = 16 }\nrecord = 4\n')  # fmt: skip
+    run.write_text(text)
+    proc, _ = mpirun(2, "-m", "qodasim", "solve", run, "--mpi", "--out", tmp_path / "mpi")
+    assert proc.returncode == 0, proc.stderr
+    run.write_text(text.replace("T = 25", "T = 25\nK = 2"))
+    subprocess.run([sys.executable, "-m", "qodasim", "solve", run, "--out", tmp_path / "sim"], check=True,
+                   capture_output=True, env=ENV)  # fmt: skip
+    from qodasim.solvers import SolverResult
+
+    a, b = SolverResult.load(tmp_path / "mpi"), SolverResult.load(tmp_path / "sim")
+    assert set(a.measures) == {"opnorm_avg", "opnorm_last", "energy_avg", "energy_last"}
+    assert all(np.array_equal(a.measures[k], b.measures[k]) for k in a.measures)
+    assert np.array_equal(a.bits_per_iteration, b.bits_per_iteration)

@@ -14,6 +14,7 @@ REGISTRY = {
     "convergence": "qodasim.experiments.convergence",
     "communication": "qodasim.experiments.communication",
     "speedup": "qodasim.experiments.speedup",
+    "wgan": "qodasim.experiments.wgan",
 }
 
 

@@ -282,6 +282,8 @@ def results_table(results: list[Result], title: str = "qodasim reproduce") -> st
         meta = res.meta or {}
         code = meta.get("code_version", meta.get("qodasim", "?"))
         tail = f"{meta.get('setting', '?')} | {meta.get('date', '?')} | {code}"
+        if meta.get("skipped"):
+            lines.append(f"| {res.experiment} | SKIP | — | {meta['skipped']} | {tail} |")
         for v in res.verdicts:
             detail = str(v.detail).replace("|", "\\|").replace("\n", " ")
             lines.append(f"| {res.experiment} | {'PASS' if v.passed else 'FAIL'} | {v.name} | {detail} | {tail} |")

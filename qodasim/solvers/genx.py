@@ -393,6 +393,9 @@ class _Oracle:
 
 
 def _measure_fns(problem: Problem, cfg: SolverConfig, X1: np.ndarray):
+    own = problem.measures(X1)
+    if own is not None:
+        return dict(own)
     sol = problem.solution
     if isinstance(problem, AffineProblem):
         radius = cfg.gap_radius or float(np.linalg.norm(X1 - sol)) + 1.0

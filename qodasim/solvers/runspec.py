@@ -35,6 +35,7 @@ except ImportError:  # pragma: no cover - Python 3.10
 
 from ..vi import NoiseModel, affine_monotone, bilinear_game, covariance_gan, layered_problem
 from ..vi import strongly_monotone_quadratic as _quadratic
+from ..vi.wgan import WGANProblem
 from .genx import SolverConfig
 
 __all__ = ["PROBLEMS", "RunSpec", "load_run", "run_key"]
@@ -46,6 +47,7 @@ PROBLEMS = {
     "strongly_monotone_quadratic": _quadratic,
     "covariance_gan": covariance_gan,
     "layered_problem": layered_problem,
+    "wgan": WGANProblem,  # needs the jax extra when built
 }
 _SOLVER_FIELDS = {f.name for f in fields(SolverConfig)}
 

@@ -1,4 +1,5 @@
-"""Variational inequalities: problems, noise oracles and gap measures (THEORY §5)."""
+"""Variational inequalities: problems, noise oracles and gap measures (THEORY §5); a WGAN in jax
+(:mod:`qodasim.vi.wgan`, the ``jax`` extra: the module imports without it)."""
 
 from .measures import RestrictedGap, distance_to_solution, operator_norm, restricted_gap_sampled
 from .noise import NoiseModel
@@ -13,6 +14,7 @@ from .problems import (
     layered_problem,
     strongly_monotone_quadratic,
 )
+from .wgan import WGANProblem, wgan
 
 __all__ = [
     "AffineProblem",
@@ -29,4 +31,6 @@ __all__ = [
     "operator_norm",
     "restricted_gap_sampled",
     "strongly_monotone_quadratic",
+    "WGANProblem",
+    "wgan",
 ]

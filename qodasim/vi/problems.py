@@ -56,6 +56,12 @@ class Problem:
         """Euclidean projection of each row onto the feasible set (the identity when unconstrained)."""
         return X
 
+    def measures(self, X1: np.ndarray) -> dict | None:
+        """The problem's own measures, ``{name: fn}`` with ``fn(X)`` → one value per row of ``X``, for
+        problems where the restricted gap and the distance to a solution mean nothing (a non-monotone
+        game); ``None`` (the default): the solver records ``gap``, ``opnorm`` and ``dist``."""
+        return None
+
     def x0(self) -> np.ndarray:
         """The starting point ``X_1`` (zeros unless the problem says otherwise)."""
         return np.zeros(self.d)
