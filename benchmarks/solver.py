@@ -3,7 +3,12 @@
 Reports the marginal seconds per iteration of the full solver (two run lengths, so that one-off
 setup such as the restricted gap's eigen-decompositions cancels) and the ratio to the sum of its parts measured in
 the same run: one oracle call (operator + the K workers' noise) plus K quantize + encode calls on
-vectors of the same size.  Target: overhead ≤ 1.3×.  ``--quick``: d = 10^4, K = 4.
+vectors of the same size.  Target: overhead ≤ 1.3× (issue 15: ≤ 1.1×).  ``--quick``: d = 10^4, K = 4.
+
+Second part (issue 15): one replica of *uncompressed* QODA through :func:`solve` against a plain NumPy
+optimistic dual averaging loop of the same problem, written here (operator, the K workers' Gaussian
+noise from one generator, the adaptive step, the dual update — nothing else), at d = 10^3 and the
+benchmark's d, marginal seconds per iteration.  Target: ``qoda_over_plain`` ≤ 1.
 """
 
 from __future__ import annotations
@@ -22,6 +27,37 @@ from qodasim.coding import Encoder  # noqa: E402
 from qodasim.solvers import SolverConfig, solve  # noqa: E402
 from qodasim.solvers.genx import _make_quantizer  # noqa: E402
 from qodasim.vi import NoiseModel, layered_problem  # noqa: E402
+
+
+def plain_optda(problem, K: int, T: int, sigma: float = 1.0, seed: int = 0) -> np.ndarray:
+    """The baseline: uncompressed optimistic dual averaging (QODA's template, K workers' absolute
+    noise averaged), adaptive step ``1/√(1 + Σ‖δ‖²)``; returns the ergodic average."""
+    rng = np.random.default_rng(seed)
+    d = problem.d
+    X1 = problem.x0()
+    X, Y, V_prev, s, xsum = X1.copy(), np.zeros(d), np.zeros(d), 0.0, np.zeros(d)
+    scale = sigma / np.sqrt(d)
+    for _ in range(T):
+        Xh = X - V_prev / np.sqrt(1.0 + s)
+        V = problem.operator(Xh[None])[0] + scale * rng.standard_normal((K, d)).mean(axis=0)
+        Y -= V
+        diff = V - V_prev
+        s += float(diff @ diff)
+        V_prev = V
+        X = X1 + Y / np.sqrt(1.0 + s)
+        xsum += Xh
+    return xsum / T
+
+
+def marginal(fn, T: int) -> float:
+    """Seconds per iteration of ``fn(T)`` net of one-off setup: ``(t(T) − t(T/2)) / (T − T/2)``."""
+    fn(max(T // 10, 2))  # warm-up
+    t0 = time.perf_counter()
+    fn(T // 2)
+    t1 = time.perf_counter()
+    fn(T)
+    t2 = time.perf_counter()
+    return ((t2 - t1) - (t1 - t0)) / (T - T // 2)
 
 
 def main() -> None:
@@ -67,6 +103,23 @@ def main() -> None:
         ("overhead_ratio", t_solver / t_parts, "x (target <= 1.3)"),
         ("bits_per_worker_per_iteration", res.bits_per_iteration[0].mean() / K, "bits"),
     ]
+    noise1 = NoiseModel("absolute", 1.0)
+    for dd, TT in ((1_000, 4000 if not args.quick else 1000), (d, 4 * T)):
+        prob = layered_problem([block] * (dd // block), [1.0] * (dd // block), seed=0)
+
+        def ours(n, prob=prob):
+            return solve(prob, SolverConfig(method="qoda", K=K, T=n, noise=noise1, record=2, bits="stream"))
+
+        def plain(n, prob=prob):
+            return plain_optda(prob, K, n)
+
+        t_q = min(marginal(ours, TT) for _ in range(3))
+        t_p = min(marginal(plain, TT) for _ in range(3))
+        rows += [
+            (f"d={dd} uncompressed QODA seconds per iteration", t_q, "s (solve, one replica)"),
+            (f"d={dd} plain NumPy OptDA seconds per iteration", t_p, "s"),
+            (f"d={dd} qoda_over_plain", t_q / t_p, "x (target <= 1)"),
+        ]
     report("solver", rows, {"quick": args.quick})
 
 

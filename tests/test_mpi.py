@@ -117,9 +117,12 @@ seed = 2
 
 
 def test_cli_solve_under_mpiexec_equals_the_in_process_cli(tmp_path):
+    """Launched as on a cluster, with a hostfile (here one host, ``localhost:2``)."""
     run = tmp_path / "run.toml"
     run.write_text(RUN)
-    proc, _ = mpirun(2, "-m", "qodasim", "solve", run, "--mpi", "--out", tmp_path / "mpi")
+    hosts = tmp_path / "hosts"
+    hosts.write_text("localhost:2\n")
+    proc, _ = mpirun(2, "-m", "qodasim", "solve", run, "--mpi", "--out", tmp_path / "mpi", extra=("-f", str(hosts)))
     assert proc.returncode == 0, proc.stderr
     assert "2 MPI ranks" in proc.stdout
     run.write_text(RUN.replace("seed = 2", "seed = 2\nK = 2"))

@@ -277,3 +277,27 @@ def test_convex_solve_fallback_and_inaccurate_handling(monkeypatch):
     monkeypatch.setattr(cp.Problem, "solve", bad_solve)
     with pytest.raises(ConvexError, match="violation"):
         cvx_solve(prob)
+
+
+def test_student_t_noise_has_the_absolute_noise_variance_and_heavy_tails():
+    """E‖U‖² = σ² (ν = 6, where the fourth moment is finite: tolerance 5 standard errors of the mean
+    from the sample); excess kurtosis 6/(ν − 4) = 3 (loose: it is estimated from heavy tails)."""
+    from qodasim.vi import NoiseModel, bilinear_game
+
+    p = bilinear_game(4)
+    X = np.zeros((1, p.d))
+    n = NoiseModel("student_t", sigma=2.0, dof=6.0)
+    U = n.sample_at(p, X, 20_000, 3, 0)[0] - p.operator(X)[0]
+    sq = (U**2).sum(axis=1)
+    assert abs(sq.mean() - 4.0) <= 5 * sq.std(ddof=1) / np.sqrt(sq.size)
+    u = U.ravel() / U.std()
+    assert 1.5 < np.mean(u**4) - 3 < 6
+    assert np.array_equal(n.sample_worker(p, X, 7, 3, 0), n.sample_at(p, X, 9, 3, 0)[:, 7])
+
+
+@pytest.mark.parametrize("dof", [2.0, 1.5, float("inf"), True])
+def test_student_t_needs_finite_variance(dof):
+    from qodasim.vi import NoiseModel
+
+    with pytest.raises(ValueError, match="dof"):
+        NoiseModel("student_t", sigma=1.0, dof=dof)

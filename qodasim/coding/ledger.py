@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ __all__ = ["BitLedger", "CATEGORIES"]
 
 #: Bit categories a ledger counts separately.
 CATEGORIES = ("header", "level_tables", "norms", "payload")
+_CATEGORY_SET = frozenset(CATEGORIES)
 
 
 class BitLedger:
@@ -34,11 +36,13 @@ class BitLedger:
             bits = message
         else:
             raise TypeError(f"message must be a Message or a dict of bits, got {type(message).__name__}")
-        unknown = set(bits) - set(CATEGORIES)
-        if unknown:
-            raise ValueError(f"unknown bit categories: {sorted(unknown)}")
-        vals = [float(bits.get(c, 0.0)) for c in CATEGORIES]
-        if any(not np.isfinite(x) or x < 0 for x in vals):
+        if not _CATEGORY_SET.issuperset(bits):
+            raise ValueError(f"unknown bit categories: {sorted(set(bits) - _CATEGORY_SET)}")
+        try:
+            vals = [float(bits.get(c, 0.0)) for c in CATEGORIES]
+        except (TypeError, ValueError):
+            raise ValueError(f"bits must be finite and non-negative numbers, got {bits}") from None
+        if not all(math.isfinite(x) and x >= 0 for x in vals):
             raise ValueError(f"bits must be finite and non-negative, got {bits}")
         for name, val in (("worker", worker), ("round", round)):
             if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 0:

@@ -45,7 +45,7 @@ from ..rng import Key
 from ..vi.problems import Problem
 from .genx import SolverConfig, SolverError, SolverResult, _checked_config, _Diverged, _Oracle, _run_template
 
-__all__ = ["solve_mpi", "MPIResult", "CollectiveTimeout", "DEFAULT_TIMEOUT"]
+__all__ = ["solve_mpi", "MPIResult", "CollectiveTimeout", "DEFAULT_TIMEOUT", "wait", "abort"]
 
 #: Seconds a rank waits for a collective before it declares the job broken.
 DEFAULT_TIMEOUT = 30.0

@@ -3,6 +3,9 @@
 * absolute: ``U = σ ξ/√d`` with ``ξ ~ N(0, I)``, so ``E‖U‖² = σ²``;
 * relative: ``U = √σ_R ‖A(X)‖ ξ/√d``, so ``E‖U‖² = σ_R ‖A(X)‖²``;
 * mixed: the sum of both (independent draws);
+* student_t: heavy tails with finite variance (no almost-sure bound, THEORY §7.6):
+  ``U = σ √((ν−2)/ν) t_ν/√d`` with ``t_ν`` i.i.d. Student-t of ``ν = dof > 2`` degrees of freedom,
+  so ``E‖U‖² = σ²`` as for absolute noise;
 * finite_sum: each worker evaluates the problem's own stochastic operator on a minibatch of its
   finite-sum form (``problem.sample_operator``), e.g. minibatch covariances in the covariance GAN.
 
@@ -25,7 +28,7 @@ from ..rng import GOLDEN, MASK64, mix64
 
 __all__ = ["NoiseModel", "worker_generator"]
 
-KINDS = ("none", "absolute", "relative", "mixed", "finite_sum")
+KINDS = ("none", "absolute", "relative", "mixed", "finite_sum", "student_t")
 
 _BUFFER = np.zeros(4, np.uint64)
 
@@ -68,16 +71,21 @@ def _at_call(gen: np.random.Generator, key: np.ndarray, call: int) -> np.random.
 _CACHE: dict = {}
 
 
-def _normals(seed: int, worker: int, call: int, shape: tuple) -> np.ndarray:
-    """``worker_generator(seed, worker, call).standard_normal(shape)`` without building a generator
-    per call (one cached generator per ``(seed, worker)``, reset to the call's counter)."""
+def _generator(seed: int, worker: int, call: int) -> np.random.Generator:
+    """``worker_generator(seed, worker, call)`` without building a generator per call (one cached
+    generator per ``(seed, worker)``, reset to the call's counter); use it at once."""
     ent = _CACHE.get((seed, worker))
     if ent is None:
         if len(_CACHE) > 4096:
             _CACHE.clear()
         key = _key(seed, worker)
         ent = _CACHE[(seed, worker)] = (np.random.Generator(np.random.Philox(key=key)), key)
-    return _at_call(ent[0], ent[1], call).standard_normal(shape)
+    return _at_call(ent[0], ent[1], call)
+
+
+def _normals(seed: int, worker: int, call: int, shape: tuple) -> np.ndarray:
+    """``worker_generator(seed, worker, call).standard_normal(shape)``."""
+    return _generator(seed, worker, call).standard_normal(shape)
 
 
 @dataclass(frozen=True)
@@ -86,19 +94,22 @@ class NoiseModel:
 
     Parameters
     ----------
-    kind : {"none", "absolute", "relative", "mixed", "finite_sum"}
+    kind : {"none", "absolute", "relative", "mixed", "finite_sum", "student_t"}
     sigma : float
-        Absolute level ``σ`` (``E‖U‖² = σ²``).
+        Absolute level ``σ`` (``E‖U‖² = σ²``; also of ``student_t`` noise).
     sigma_rel : float
         Relative level ``σ_R`` (``E‖U‖² = σ_R ‖A(X)‖²``).
     batch : int
         Minibatch size of ``finite_sum`` noise.
+    dof : float
+        Degrees of freedom ``ν > 2`` of ``student_t`` noise (finite variance, heavier tails as ``ν → 2``).
     """
 
     kind: str = "none"
     sigma: float = 0.0
     sigma_rel: float = 0.0
     batch: int = 1
+    dof: float = 3.0
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -109,6 +120,8 @@ class NoiseModel:
                 raise ValueError(f"{name} must be finite and >= 0, got {val!r}")
         if isinstance(self.batch, bool) or not isinstance(self.batch, (int, np.integer)) or self.batch < 1:
             raise ValueError(f"batch must be an integer >= 1, got {self.batch!r}")
+        if isinstance(self.dof, bool) or not isinstance(self.dof, (int, float)) or not (2 < self.dof < np.inf):
+            raise ValueError(f"dof must be a finite number > 2 (finite variance), got {self.dof!r}")
 
     def sample_at(self, problem, X: np.ndarray, K: int, seed: int, call: int) -> np.ndarray:
         """Oracle outputs of ``K`` workers at the points ``X`` (``(R, d)``) → ``(R, K, d)``; worker
@@ -141,6 +154,11 @@ class NoiseModel:
     def _add_noise(self, A: np.ndarray, seed: int, worker: int, call: int, out: np.ndarray) -> None:
         """``out = A + U_worker``: the absolute draw first, then the relative one (per replica row)."""
         R, d = A.shape
+        if self.kind == "student_t":
+            t = _generator(seed, worker, call).standard_t(self.dof, (R, 1, d))[:, 0]  # replica r: row r only
+            np.multiply(t, self.sigma * np.sqrt((self.dof - 2) / self.dof) / np.sqrt(d), out=out)
+            out += A
+            return
         absolute = self.kind in ("absolute", "mixed") and self.sigma > 0
         relative = self.kind in ("relative", "mixed") and self.sigma_rel > 0
         if not (absolute or relative):
