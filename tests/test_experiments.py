@@ -111,3 +111,21 @@ def test_importing_the_experiments_leaves_the_matplotlib_backend_alone():
             "from qodasim.experiments import plotting; fig, ax = plotting.figure(); "
             "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()")  # fmt: skip
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_epsilon_verdicts_go_red_when_the_quantizer_ignores_its_level_count(monkeypatch):
+    """The plausible bug: every ``uniform:s`` spec quantized with 16 levels — no ε_Q dependence left."""
+    from qodasim.experiments import epsilon
+    from qodasim.levels import Levels
+    from qodasim.solvers import genx
+
+    class Fixed:
+        @staticmethod
+        def parse(spec):
+            return Levels.uniform(16)
+
+    monkeypatch.setattr(genx, "Levels", Fixed)
+    _, config = load_config("epsilon", "quick")
+    result = epsilon.run(dict(config, T=400, replicas=3), progress=False)
+    failed = {v.name for v in result.verdicts if not v.passed}
+    assert {"gap_ratio_decreases_in_s", "small_s_costs"} <= failed

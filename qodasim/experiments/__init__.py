@@ -13,6 +13,7 @@ REGISTRY = {
     "mqv": "qodasim.experiments.mqv",
     "convergence": "qodasim.experiments.convergence",
     "communication": "qodasim.experiments.communication",
+    "epsilon": "qodasim.experiments.epsilon",
     "speedup": "qodasim.experiments.speedup",
     "wgan": "qodasim.experiments.wgan",
 }
