@@ -191,8 +191,6 @@ def cmd_speedup(args) -> int:
     print(f"paper's pattern (growth with K, larger at low bandwidth): {'reproduced' if holds else 'not reproduced'} "
           f"({why})")  # fmt: skip
     if args.plot:
-        import json
-
         from .experiments.base import Result
 
         region = sp.pattern_region(args.K, args.bandwidth, args.latency, args.d)
@@ -201,7 +199,6 @@ def cmd_speedup(args) -> int:
         data = {"tables": {"gpu_codec": free, "cpu_codec": table}, "region": region, "Ks": args.K,
                 "bandwidths": args.bandwidth, "paper": {m: {str(k): v for k, v in t.items()} for m, t in
                                                         PAPER_SPEEDUP.items()}}  # fmt: skip
-        json.dumps(data)  # the same plain data the experiment saves
         for path in sp.plot(Result("speedup", {}, data, [], {}), Path(args.plot)):
             print(f"wrote {path}")
     return 0

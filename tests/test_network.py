@@ -252,3 +252,18 @@ def test_cli_output_into_a_closed_pipe_is_quiet():
 def test_solver_config_must_be_a_config():
     with pytest.raises(SolverError, match="config"):
         solve(bilinear_game(2), {"method": "qoda"})
+
+
+def test_sweep_rows_of_a_problem_without_a_gap(tmp_path):
+    """A WGAN run records opnorm and energy, no gap: its sweep row says so instead of failing
+    (``KeyError: 'gap_avg'`` before)."""
+    pytest.importorskip("jax")
+    from qodasim.solvers.sweep import run_point
+
+    (tmp_path / "runs").mkdir()
+    spec = {"problem": {"name": "wgan", "data": "gaussians8", "hidden": 8},
+            "solver": {"T": 6, "K": 2, "noise": {"kind": "finite_sum", "batch": 8}, "record": 3}}  # fmt: skip
+    row = run_point(spec, str(tmp_path))
+    assert row["status"] == "ok" and row["final_gap"] is None
+    assert set(row["final"]) == {f"{m}_{w}" for m in ("opnorm", "energy", "modes") for w in ("avg", "last")}
+    assert (tmp_path / "runs" / f"{row['key']}.json").exists()

@@ -198,7 +198,7 @@ def run(config: dict, progress: bool = True) -> Result:
     gpu = Workload(d_model, float(config["compute"]), config["scaling"], bpc)
     cpu = Workload(d_model, float(config["compute"]), config["scaling"], bpc, float(config["cpu_encode_ns"]) * 1e-9,
                    float(config["cpu_decode_ns"]) * 1e-9)  # fmt: skip
-    net5 = Network(max(bws) * GBPS, lat)
+    net_top = Network(max(bws) * GBPS, lat)
     # seconds per iteration from each run's own ledger (every message one all-gather), at the model's size
     slower, per_iter = [], {}
     for bw in bws:
@@ -210,7 +210,7 @@ def run(config: dict, progress: bool = True) -> Result:
             if not t["qoda"] < t["qgenx"]:
                 slower.append(f"{bw:g} Gbps, K = {K}: QODA {t['qoda']:.3g} s ≥ Q-GenX {t['qgenx']:.3g} s")
     tables = {"gpu_codec": speedup_table(gpu, Ks, bws, lat), "cpu_codec": speedup_table(cpu, Ks, bws, lat)}
-    breakdown = {name: {str(K): iteration_time(m, c, K, gpu, net5) for K in Ks}
+    breakdown = {name: {str(K): iteration_time(m, c, K, gpu, net_top) for K in Ks}
                  for name, m, c in (("qoda", "qoda", True), ("qgenx", "qgenx", True),
                                     ("qoda-uncompressed", "qoda", False))}  # fmt: skip
     holds, why = pattern(tables["gpu_codec"], Ks, bws)

@@ -69,13 +69,14 @@ def layer_statistics(problem, x: np.ndarray, alpha: int = 6) -> dict:
     as fractions)."""
     v = problem.operator(np.asarray(x)[None])[0]
     lay = problem.layout
-    rows = []
+    rows, mags = [], {}  # mags: type → the normalized magnitudes of its non-zero layers
     for layer in range(lay.n_layers):
         u = v[lay.layer_slice(layer)]
         rms = float(np.sqrt(np.mean(u * u)))
         row = {"name": lay.names[layer], "type": int(lay.types[layer]), "size": int(u.size), "rms": rms}
         if np.any(u):
             r = normalized_magnitudes(u, 2.0)
+            mags.setdefault(row["type"], []).append(r)
             row["quartiles"] = np.quantile(r, [0.25, 0.5, 0.75]).tolist()
             row["levels"] = optimize_levels(r, alpha, "exact").levels.values.tolist()
         rows.append(row)
@@ -85,10 +86,8 @@ def layer_statistics(problem, x: np.ndarray, alpha: int = 6) -> dict:
         sel = [r for r in rows if r["type"] == m]
         tot = sum(r["rms"] ** 2 * r["size"] for r in sel)
         per_type[str(m)] = float(np.sqrt(tot / sum(r["size"] for r in sel)))
-        mags = [normalized_magnitudes(v[lay.layer_slice(i)], 2.0) for i in range(lay.n_layers)
-                if lay.types[i] == m and np.any(v[lay.layer_slice(i)])]  # fmt: skip
-        if mags:
-            counts, _ = np.histogram(np.concatenate(mags), edges)
+        if m in mags:
+            counts, _ = np.histogram(np.concatenate(mags[m]), edges)
             hist[str(m)] = (counts / counts.sum()).tolist()
     return {"layers": rows, "type_rms": per_type, "type_histogram": hist, "histogram_edges": edges.tolist()}
 

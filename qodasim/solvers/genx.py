@@ -314,9 +314,7 @@ class _Oracle:
         with np.errstate(over="ignore", invalid="ignore"):
             V = cfg.noise.sample_at(self.p, X, cfg.K, cfg.seed, rnd)
         if not np.all(np.isfinite(V)):
-            if np.all(np.isfinite(X)) and np.max(np.abs(X)) <= self.limit:
-                raise SolverError(f"the oracle returned non-finite values at iteration {t} (round {rnd})")
-            raise _Diverged(f"the oracle overflowed at iteration {t} (the iterate left the divergence threshold)")
+            self._nonfinite(X, t, rnd)
         self.last_raw = V[0, 0]
         self.calls += 1
         self.messages += 1
@@ -368,6 +366,14 @@ class _Oracle:
                     if r == 0:
                         self.ledger.record(k, rnd, parts)
         return out / K, (workers if self.keep_workers else None)
+
+    def _nonfinite(self, X: np.ndarray, t: int, rnd: int, worker: int | None = None):
+        """Raise for a non-finite oracle output: a :class:`SolverError` at a finite point within the
+        divergence threshold (a broken oracle), else :class:`_Diverged` (the run overflowed)."""
+        if np.all(np.isfinite(X)) and np.max(np.abs(X)) <= self.limit:
+            who = "the oracle" if worker is None else f"the oracle of worker {worker}"
+            raise SolverError(f"{who} returned non-finite values at iteration {t} (round {rnd})")
+        raise _Diverged(f"the oracle overflowed at iteration {t} (the iterate left the divergence threshold)")
 
     def reoptimize(self, method: str) -> None:
         """New levels from worker 0's latest oracle output (same number of levels per type)."""

@@ -150,10 +150,7 @@ class _MPIOracle(_Oracle):
         if bad.size:
             j, why = int(bad[0]), int(self._meta[bad[0], 0])
             if why == _NONFINITE:
-                if np.all(np.isfinite(X)) and np.max(np.abs(X)) <= self.limit:
-                    raise SolverError(f"the oracle of worker {j} returned non-finite values at iteration {t} "
-                                      f"(round {rnd})")  # fmt: skip
-                raise _Diverged(f"the oracle overflowed at iteration {t} (the iterate left the divergence threshold)")
+                self._nonfinite(X, t, rnd, worker=j)
             raise _Diverged(f"an oracle output of worker {j} at iteration {t} cannot be sent (norm outside float32)")
         sizes = self._meta[:, 1::5]  # (K, R) bytes
         counts = sizes.sum(axis=1)

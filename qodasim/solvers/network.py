@@ -133,6 +133,10 @@ class Workload:
         """Seconds of one oracle evaluation per worker with ``K`` workers."""
         return self.compute / _workers(K) if self.scaling == "strong" else self.compute
 
+    def codec_at(self, K: int) -> float:
+        """Seconds of the codec per message with ``K`` workers: encode one ``d``-vector, decode ``K − 1``."""
+        return self.d * (self.encode_per_coord + (_workers(K) - 1) * self.decode_per_coord)
+
 
 MESSAGES = {"qoda": 1, "qgenx": 2, "da": 1, "eg": 2, "popov": 1, "gda": 1}
 
@@ -146,7 +150,7 @@ def iteration_time(method: str, compressed: bool, K: int, work: Workload, net: N
     m = MESSAGES[method]
     compute = m * work.compute_at(K)
     if compressed:
-        codec = m * work.d * (work.encode_per_coord + (K - 1) * work.decode_per_coord)
+        codec = m * work.codec_at(K)
         comm = m * allgather_time([work.bits_per_coord * work.d] * K, net)
     else:
         codec, comm = 0.0, m * allreduce_time(work.d, K, net)
@@ -190,7 +194,7 @@ def run_time(ledger, K: int, d_run: int, work: Workload, net: Network, rounds_pe
     sent = np.zeros_like(largest, bool)
     sent[rounds, slot] = True
     per_message = (K - 1) * (net.latency + largest / net.bandwidth)
-    per_message += work.compute_at(K) + work.d * (work.encode_per_coord + (K - 1) * work.decode_per_coord)
+    per_message += work.compute_at(K) + work.codec_at(K)
     step = np.where(sent, per_message, 0.0).sum(axis=1)
     n_it = n_rounds // rounds_per_iteration
     return np.cumsum(step[: n_it * rounds_per_iteration].reshape(n_it, rounds_per_iteration).sum(axis=1))

@@ -94,8 +94,10 @@ def run_point(spec: dict, outdir: str) -> dict:
 
 
 def _summary(res, key: str) -> dict:
-    gap = res.measures["gap_avg"]
-    return {"key": key, "status": res.status, "final_gap": float(np.nanmean(gap[:, -1])) if gap.size else None,
+    """One row: status, the final value of every measure (mean over replicas; ``final_gap`` is the gap at
+    the average, ``None`` for a problem that records no gap, e.g. the WGAN), bits and seconds."""
+    final = {m: float(np.nanmean(v[:, -1])) if v.size else None for m, v in res.measures.items()}
+    return {"key": key, "status": res.status, "final_gap": final.get("gap_avg"), "final": final,
             "bits": float(res.bits_per_iteration.sum(axis=1).mean()), "seconds": round(res.wall_time, 3)}  # fmt: skip
 
 

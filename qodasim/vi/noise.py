@@ -83,11 +83,6 @@ def _generator(seed: int, worker: int, call: int) -> np.random.Generator:
     return _at_call(ent[0], ent[1], call)
 
 
-def _normals(seed: int, worker: int, call: int, shape: tuple) -> np.ndarray:
-    """``worker_generator(seed, worker, call).standard_normal(shape)``."""
-    return _generator(seed, worker, call).standard_normal(shape)
-
-
 @dataclass(frozen=True)
 class NoiseModel:
     """Noise profile of the oracle.
@@ -164,7 +159,8 @@ class NoiseModel:
         if not (absolute or relative):
             out[...] = A
             return
-        z = _normals(seed, worker, call, (R, int(absolute) + int(relative), d))  # replica r's draws: row r only
+        # replica r's draws are row r only, whatever R
+        z = _generator(seed, worker, call).standard_normal((R, int(absolute) + int(relative), d))
         if absolute:
             np.multiply(z[:, 0], self.sigma / np.sqrt(d), out=out)
             out += A
