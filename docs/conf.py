@@ -132,6 +132,7 @@ API_MODULES = [
     ("qodasim.vi", "Problems"),
     ("qodasim.vi.wgan", "A WGAN as a VI (jax)"),
     ("qodasim.solvers", "Solvers"),
+    ("qodasim.solvers.budget", "Equal-budget comparisons"),
     ("qodasim.solvers.mpi", "Real workers (MPI)"),
     ("qodasim.solvers.network", "Network-time model"),
     ("qodasim.solvers.runspec", "Run files"),

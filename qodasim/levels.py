@@ -135,6 +135,12 @@ class Levels:
             raise ValueError(f"bad levels spec {spec!r}: {exc}") from None
         raise ValueError(f"levels spec must start with uniform:, exponential: or array:, got {spec!r}")
 
+    def to_spec(self) -> str:
+        """The short text spec that :meth:`parse` reads back to equal levels (``"uniform:S"`` for QSGD
+        levels, else ``"array:…"`` with every value written exactly)."""
+        s = self.uniform_s
+        return f"uniform:{s}" if s else "array:" + ",".join(repr(float(x)) for x in self.values)
+
     # ------------------------------------------------------------------ properties
     @property
     def alpha(self) -> int:

@@ -21,8 +21,8 @@ import pytest
 import qodasim
 
 PACKAGES = (["qodasim", "qodasim.levels", "qodasim.rng", "qodasim.quantize.check", "qodasim.quantize.device",
-             "qodasim.vi.wgan", "qodasim.solvers.mpi", "qodasim.solvers.network", "qodasim.solvers.runspec",
-             "qodasim.solvers.sweep"]
+             "qodasim.vi.wgan", "qodasim.solvers.budget", "qodasim.solvers.mpi", "qodasim.solvers.network",
+             "qodasim.solvers.runspec", "qodasim.solvers.sweep"]
             + sorted(f"qodasim.{m.name}" for m in pkgutil.iter_modules(qodasim.__path__) if m.ispkg))  # fmt: skip
 
 

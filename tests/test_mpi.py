@@ -52,10 +52,11 @@ def equal_report(tmp_path_factory):
 
 
 def test_mpiexec_4_ranks_equal_the_simulation_bit_for_bit(equal_report):
-    """Six configs (QODA, Q-GenX, Popov, EG; global and layer-wise with two types; γ, δ, ω; dense and
-    sparse; replicas; re-optimized levels; per-worker steps; finite-sum noise; a diverging run): every
-    iterate, measure, bit count and ledger row equals the in-process run."""
-    assert len(equal_report) == 6
+    """Eight configs (QODA, Q-GenX, Popov, EG, GDA; global and layer-wise with two types; γ, δ, ω; dense
+    and sparse; replicas; re-optimized levels; the L-GreCo and DQ level policies; per-worker steps;
+    finite-sum noise; a diverging run): every iterate, measure, bit count and ledger row equals the
+    in-process run."""
+    assert len(equal_report) == 8
     for name, r in equal_report.items():
         assert r["status"][0] == r["status"][1], name
         assert r["message"][0] == r["message"][1], name

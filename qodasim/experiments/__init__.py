@@ -14,6 +14,8 @@ REGISTRY = {
     "convergence": "qodasim.experiments.convergence",
     "communication": "qodasim.experiments.communication",
     "epsilon": "qodasim.experiments.epsilon",
+    "equalbits": "qodasim.experiments.equalbits",
+    "dqsgd": "qodasim.experiments.dqsgd",
     "speedup": "qodasim.experiments.speedup",
     "wgan": "qodasim.experiments.wgan",
 }

@@ -7,7 +7,10 @@ layer-wise quantizer (three types).  Verdicts: measured mean within 6 standard e
 expectation everywhere (sample SE floored at float resolution; a case whose length never varies is
 checked exactly, :func:`qodasim.quantize.check.mc_mean_check`); the dense payload above the entropy
 floor (Shannon, per-symbol prefix code);
-the dense payload below the tight worst case; sparse-ω below QSGD's bound for ``d ≥ 4096``.
+the dense payload below the tight worst case; sparse-ω below QSGD's bound for ``d ≥ 4096``; and the
+sparse code's ``√d·log d`` growth (:func:`sparse_growth`, exact, no sampling): local log-log slopes of
+the expected bits against ``d`` above ½ and falling, and ``bits/√d`` linear in ``ln d`` (``b > 0``)
+within ``fit_tol`` where ``s ≪ √d``.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ SCHEMA = {
     "levels": Param("levels", many=True),
     "d": Param("int", many=True, minimum=1, maximum=2**22),
     "n_draws": Param("int", minimum=2, maximum=10**6),
+    "slope_levels": Param("int", [2, 16], many=True, minimum=1, maximum=65535),
+    "slope_d": Param("int", [2**12, 2**14, 2**16, 2**18, 2**20, 2**22], many=True, minimum=16, maximum=2**24),
+    "fit_tol": Param("float", 0.01, minimum=0.0),
 }
 Z = 6.0
 
@@ -44,6 +50,27 @@ def _measure(quant, v, protocol, code, n, seed):
 
 def _z(bits, exact: float, d: int) -> tuple[float, str]:
     return mc_mean_check(bits, exact, None, float_resolution(d, exact))
+
+
+def sparse_growth(s: int, dims, code: str, seed: int) -> dict:
+    """Exact expected sparse payload bits of uniform ``s``-level quantization of Gaussian vectors at each
+    ``d`` (no sampling), the local log-log slopes between consecutive ``d``, and the least-squares fit of
+    ``bits/√d = a + b·ln d`` over ``d ≥ 1024 s²`` (``s/√d ≤ 1/32``: each of the ``≈ s√(2d/π)`` nonzeros
+    costs a gap of ``≈ √d/s`` positions, ``log d`` bits) with its largest relative residual."""
+    rng = np.random.default_rng(seed)
+    quant = Quantizer(Levels.uniform(int(s)))
+    dims = sorted(int(d) for d in dims)
+    bits = np.array([coding.expected_bits(rng.standard_normal(d), quant, "sparse", code)["payload"] for d in dims])
+    ld = np.log(np.array(dims, float))
+    slopes = np.diff(np.log(bits)) / np.diff(ld)
+    win = np.array(dims) >= 1024 * int(s) ** 2
+    fit, resid = [float("nan")] * 2, float("nan")
+    if win.sum() >= 3:
+        y = bits[win] / np.sqrt(np.array(dims, float)[win])
+        fit = np.polyfit(ld[win], y, 1)[::-1].tolist()
+        resid = float(np.max(np.abs((fit[0] + fit[1] * ld[win]) / y - 1.0)))
+    return {"s": int(s), "d": dims, "bits": bits.tolist(), "slopes": slopes.tolist(), "fit": fit,
+            "fit_d": int(win.sum()), "fit_residual": resid}  # fmt: skip
 
 
 def run(config: dict, progress: bool = True) -> Result:
@@ -108,7 +135,25 @@ def run(config: dict, progress: bool = True) -> Result:
         Verdict("below_tight", not fails_tight, "; ".join(fails_tight) or "dense payload ≤ tight worst case"),
         Verdict("below_qsgd", not fails_qsgd, "; ".join(fails_qsgd) or "sparse-ω ≤ QSGD Thm 3.2 (d ≥ 4096)"),
     ]
-    return Result(NAME, config, {"rows": rows, "layerwise": layer_rows}, verdicts, metadata(seed))
+    growth = [sparse_growth(s, config["slope_d"], code, seed) for s in config["slope_levels"]]
+    tol = float(config["fit_tol"])
+    bad = []
+    for g in growth:
+        sl = g["slopes"]
+        if not (all(x > 0.5 for x in sl) and sl[-1] < sl[0] and g["fit"][1] > 0 and g["fit_residual"] <= tol):
+            bad.append(g["s"])
+    verdicts.append(Verdict(
+        "sparse_slope_to_half", not bad,
+        "exact sparse-" + code + " payload of uniform:s on Gaussian vectors, d = 2^"
+        + "…2^".join(str(int(np.log2(d))) for d in (min(config["slope_d"]), max(config["slope_d"])))
+        + ": local log-log slopes " + "; ".join(f"s = {g['s']}: " + " ".join(f"{x:.3f}" for x in g["slopes"])
+                                               for g in growth)
+        + " — each > ½ and the last below the first (→ ½ from above, THEORY §7.2); bits/√d = a + b·ln d with b > 0 "
+        + "; ".join(f"(s = {g['s']}: b = {g['fit'][1]:.3g}, max residual {g['fit_residual']:.2%} over {g['fit_d']} "
+                    f"d ≥ 1024s²)" for g in growth) + f" ≤ {tol:.0%}" + (f"; FAILED for s = {bad}" if bad else ""),
+    ))  # fmt: skip
+    return Result(NAME, config, {"rows": rows, "layerwise": layer_rows, "sparse_growth": growth}, verdicts,
+                  metadata(seed))  # fmt: skip
 
 
 def plot(result: Result, outdir: Path) -> list[Path]:

@@ -12,7 +12,9 @@ from .genx import (
     record_points,
     solve,
 )
+from .policies import DQSchedule, FindTypes, LGreCo, Reoptimize, policy_from
 from .steps import AdaptiveStep, ConstantStep, step_rule
 
-__all__ = ["METHODS", "ONE_MESSAGE", "TEMPLATES", "TWO_MESSAGES", "AdaptiveStep", "ConstantStep", "SolverConfig",
-           "SolverError", "SolverResult", "Template", "record_points", "solve", "step_rule"]  # fmt: skip
+__all__ = ["METHODS", "ONE_MESSAGE", "TEMPLATES", "TWO_MESSAGES", "AdaptiveStep", "FindTypes", "ConstantStep",
+           "DQSchedule", "LGreCo", "Reoptimize", "SolverConfig", "SolverError", "SolverResult", "Template",
+           "policy_from", "record_points", "solve", "step_rule"]  # fmt: skip

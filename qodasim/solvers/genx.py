@@ -38,13 +38,13 @@ import numpy as np
 
 from ..coding import BitLedger, Encoder, expected_bits, expected_bits_of_intervals
 from ..levels import Levels
-from ..optimize import normalized_magnitudes, optimize_layerwise, optimize_levels
 from ..quantize import LayerwiseQuantizer, NormRangeError, Quantizer, dequantize_batch
 from ..quantize.device import DeviceWorkspace, worker_sums
 from ..rng import MASK64, Key, mix64
 from ..vi.measures import RestrictedGap, distance_to_solution, operator_norm, restricted_gap_sampled
 from ..vi.noise import NoiseModel
 from ..vi.problems import AffineProblem, MatrixGame, Problem
+from .policies import FindTypes, LGreCo, Reoptimize, policy_from, policy_to_dict
 from .steps import StepRule, step_rule, step_to_dict
 
 __all__ = ["SolverConfig", "SolverResult", "SolverError", "solve", "METHODS", "ONE_MESSAGE", "TWO_MESSAGES",
@@ -134,7 +134,14 @@ class SolverConfig:
         Independent runs in one batch (the leading replica axis).
     reoptimize_every : int
         Re-optimize the levels every this many iterations (0: never), from worker 0's latest
-        oracle output, with ``reoptimize_method`` and the current number of interior levels.
+        oracle output, with ``reoptimize_method`` and the current number of interior levels
+        (shorthand for ``policy=Reoptimize(reoptimize_every, reoptimize_method)``).
+    policy : level policy, dict or None
+        How the quantizer changes during the run (``qodasim.solvers.policies``):
+        :class:`~qodasim.solvers.Reoptimize`, :class:`~qodasim.solvers.LGreCo`
+        (per-layer level counts by the L-GreCo DP), :class:`~qodasim.solvers.DQSchedule`
+        (levels across time, DQ-SGD), :class:`~qodasim.solvers.FindTypes`, or the dict form
+        ``{"policy": "lgreco", "every": 100, ...}``.
     record : int
         Number of (log-spaced) iterations at which measures are recorded.
     gap_radius : float, optional
@@ -161,6 +168,7 @@ class SolverConfig:
     replicas: int = 1
     reoptimize_every: int = 0
     reoptimize_method: str = "histogram"
+    policy: object = None
     engine: str = "numba"
     record: int = 40
     gap_radius: float | None = None
@@ -188,6 +196,16 @@ class SolverConfig:
         if self.reoptimize_every < 0:
             raise SolverError("reoptimize_every must be >= 0")
         try:
+            pol = policy_from(self.policy)
+        except ValueError as exc:
+            raise SolverError(str(exc)) from None
+        if pol is not None and self.reoptimize_every:
+            raise SolverError("give either reoptimize_every or policy, not both")
+        if isinstance(pol, (LGreCo, FindTypes)) and self.compression != "layerwise":
+            raise SolverError(f"policy {policy_to_dict(pol)['policy']} needs compression 'layerwise'")
+        if isinstance(pol, LGreCo) and self.scope != "layer":
+            raise SolverError("policy lgreco needs scope 'layer' (one norm per layer)")
+        try:
             thr = float(self.divergence_threshold)
         except (TypeError, ValueError):
             thr = float("nan")
@@ -199,14 +217,22 @@ class SolverConfig:
             raise SolverError(f"engine must be 'numba', 'numpy' or 'cuda', got {self.engine!r}")
 
     @property
+    def level_policy(self):
+        """The level policy object (``None``: fixed levels)."""
+        if self.reoptimize_every:
+            return Reoptimize(int(self.reoptimize_every), self.reoptimize_method)
+        return policy_from(self.policy)
+
+    @property
     def step_rule(self) -> StepRule:
         """The step rule object of ``step``."""
         return step_rule(self.step)
 
     def to_dict(self) -> dict:
         """A JSON-able mapping of the configuration (noise model and step rule expanded)."""
-        out = asdict(replace(self, step="adaptive"))
+        out = asdict(replace(self, step="adaptive", policy=None))
         out["noise"] = asdict(self.noise)
+        out["policy"] = policy_to_dict(policy_from(self.policy))
         out["step"] = step_to_dict(self.step_rule)
         return out
 
@@ -227,6 +253,7 @@ class SolverResult:
     ledger: BitLedger | None = None
     x_avg: np.ndarray | None = None
     x_last: np.ndarray | None = None
+    quantizer: object = None  # the workers' quantizer at the end (a level policy may have changed it)
 
     @property
     def diverged(self) -> bool:
@@ -297,6 +324,7 @@ class _Oracle:
     def __init__(self, problem: Problem, cfg: SolverConfig, limit: float = np.inf, keep_workers: bool = False):
         self.p, self.cfg, self.limit, self.keep_workers = problem, cfg, limit, keep_workers
         self.quant = _make_quantizer(problem, cfg)
+        self.start = self.quant
         R, K = cfg.replicas, cfg.K
         self.encoders = [[Encoder(cfg.protocol, cfg.code) for _ in range(K)] for _ in range(R)]
         self.ledger = BitLedger()
@@ -375,27 +403,15 @@ class _Oracle:
             raise SolverError(f"{who} returned non-finite values at iteration {t} (round {rnd})")
         raise _Diverged(f"the oracle overflowed at iteration {t} (the iterate left the divergence threshold)")
 
-    def reoptimize(self, method: str) -> None:
-        """New levels from worker 0's latest oracle output (same number of levels per type)."""
-        if self.quant is None or self.last_raw is None or not np.any(self.last_raw):
+    def update_levels(self, policy, t: int, T: int) -> None:
+        """Apply the level ``policy`` after iteration ``t`` at worker 0's latest oracle output."""
+        if self.quant is None or self.last_raw is None:
             return
-        v = self.last_raw
-        if isinstance(self.quant, Quantizer):
-            alpha = self.quant.levels.alpha
-            lv = optimize_levels(normalized_magnitudes(v, self.quant.q), alpha, method).levels
-            self.quant = replace(self.quant, levels=lv)
-        else:
-            lay = self.quant.layout
-            alphas = {lv.alpha for lv in self.quant.levels}
-            if len(alphas) != 1:
-                return  # per-type level counts differ: keep the levels (documented)
-            layers = [v[lay.layer_slice(l)] for l in range(lay.n_layers)]
-            if any(not np.any(x) for x in layers):
-                return
-            res = optimize_layerwise(layers, lay.types, alphas.pop(), method, q=self.quant.q, scope=self.quant.scope)
-            self.quant = replace(self.quant, levels=res.levels)
-        if self.device is not None:
-            self.device.set_quantizer(self.quant)
+        new = policy.update(self.quant, self.last_raw, t, T, self.start)
+        if new is not None:
+            self.quant = new
+            if self.device is not None:
+                self.device.set_quantizer(self.quant)
 
 
 def _measure_fns(problem: Problem, cfg: SolverConfig, X1: np.ndarray):
@@ -463,7 +479,7 @@ def _run_template(problem: Problem, cfg: SolverConfig, make_oracle) -> SolverRes
     if X1.shape != (problem.d,):
         raise SolverError(f"problem.x0() has shape {X1.shape}, expected ({problem.d},)")
     limit = cfg.divergence_threshold * (1.0 + float(np.linalg.norm(X1)))
-    rule, tmpl = cfg.step_rule, TEMPLATES[method]
+    rule, tmpl, policy = cfg.step_rule, TEMPLATES[method], cfg.level_policy
     per_worker = bool(getattr(rule, "per_worker", False))  # a user rule without the field: δ of the mean
     oracle = make_oracle(limit, per_worker)
     fns = _measure_fns(problem, cfg, X1)
@@ -505,8 +521,8 @@ def _run_template(problem: Problem, cfg: SolverConfig, make_oracle) -> SolverRes
                 if not np.isfinite(np.max(np.abs(xsum))):
                     raise _Diverged(f"the iterate sum overflowed at iteration {t}")
                 n_sum = t
-                if cfg.reoptimize_every and t % cfg.reoptimize_every == 0:
-                    oracle.reoptimize(cfg.reoptimize_method)
+                if policy is not None and t % policy.every == 0:
+                    oracle.update_levels(policy, t, T)
                 if k_rec < rec.size and t == rec[k_rec]:
                     xavg = xsum / t
                     for m, fn in fns.items():
@@ -521,7 +537,7 @@ def _run_template(problem: Problem, cfg: SolverConfig, make_oracle) -> SolverRes
     msgs = oracle.messages.copy()
     return SolverResult(
         cfg.to_dict(), getattr(problem, "name", type(problem).__name__), rec, measures, oracle.bits, msgs,
-        status, message, time.perf_counter() - t0, oracle.ledger, xsum / max(n_sum, 1), X,
+        status, message, time.perf_counter() - t0, oracle.ledger, xsum / max(n_sum, 1), X, oracle.quant,
     )  # fmt: skip
 
 

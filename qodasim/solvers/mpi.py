@@ -183,11 +183,11 @@ class _MPIOracle(_Oracle):
         workers = dequantize_batch(qvs, engine=self.quant.engine).reshape(R, K, d)
         return worker_sums(workers) / K, (workers if self.keep_workers else None)
 
-    def reoptimize(self, method: str) -> None:
-        """Rank 0 (worker 0, whose raw output the simulation uses) re-optimizes; the others take its
-        quantizer (a broadcast), so every rank quantizes with the same levels."""
+    def update_levels(self, policy, t: int, T: int) -> None:
+        """Rank 0 (worker 0, whose raw output the simulation uses) applies the level policy; the others
+        take its quantizer (a broadcast), so every rank quantizes with the same levels."""
         if self.rank == 0:
-            super().reoptimize(method)
+            super().update_levels(policy, t, T)
         wait(self.comm.Ibarrier(), self.timeout, "the level re-optimization")  # all present: bcast cannot hang
         self.quant = self.comm.bcast(self.quant, root=0)
 

@@ -84,6 +84,13 @@ def cases():
             method="eg", K=K, T=25, compression="global", levels="uniform:5", noise=NoiseModel("finite_sum", batch=4)
         ),
     )
+    yield "qoda-layerwise-lgreco-policy", lay, SolverConfig(method="qoda", K=K, T=30, compression="layerwise",
+                                                            levels=("uniform:7", "uniform:3"), seed=5,
+                                                            noise=NoiseModel("absolute", 0.5),
+                                                            policy={"policy": "lgreco", "every": 10})  # fmt: skip
+    yield "gda-dq-schedule", lay, SolverConfig(method="gda", K=K, T=30, step=0.3, compression="global",
+                                               levels="uniform:1", noise=NoiseModel("absolute", 0.5), seed=6,
+                                               policy={"policy": "dq", "c": 2.0, "rho": 0.95})  # fmt: skip
     yield "qoda-diverges", bil, SolverConfig(method="qoda", K=K, T=50, step=80.0, compression="global",
                                              levels="uniform:2", noise=NoiseModel("absolute", 1.0),
                                              divergence_threshold=10.0)  # fmt: skip
