@@ -4,7 +4,10 @@
   target < 1 s (QUIVER's C++ reports < 1 s);
 * histogram variant (m = 4096 grid, exact per-bin sums) for n = 2^24; target < 150 ms (~70 ms in
   QUIVER's C++);
-* speed-up of the monotone-minima DP over the straightforward O(α·n²) DP on n = 2^12.
+* speed-up of the monotone-minima DP over the straightforward O(α·n²) DP on n = 2^12;
+* ``exact_over_sort``: the whole exact call (from unsorted data) over ``np.sort`` of the same data,
+  measured in the same run (issue 15's target: ≤ 40 at n = 2^20, α = 14), with its parts (the
+  candidates: one sort, distinct values, counts, prefix sums; the DP).
 
 ``--quick``: n = 2^18 / 2^20 / 2^10.
 """
@@ -19,7 +22,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import best_time, parser, report  # noqa: E402
 
-from qodasim.optimize import exact_levels, histogram_levels, normalized_magnitudes  # noqa: E402
+from qodasim.optimize import _dp, exact_levels, histogram_levels, normalized_magnitudes  # noqa: E402
+from qodasim.optimize import levels as _levels  # noqa: E402
 
 
 def main() -> None:
@@ -32,6 +36,11 @@ def main() -> None:
     r_hist = normalized_magnitudes(rng.standard_normal(n_hist).astype(np.float64))
     r_quad = normalized_magnitudes(rng.standard_normal(n_quad))
     t_exact = best_time(lambda: exact_levels(r_exact, alpha), repeats)
+    t_sort = best_time(lambda: np.sort(r_exact), repeats)
+    t_cand = best_time(lambda: _levels._empirical_candidates(r_exact), repeats)
+    _, pts, wts = _levels._empirical_candidates(r_exact)
+    W, B, G = _levels._prefix(pts, wts)
+    t_dp = best_time(lambda: _dp.dp_levels(pts, W, B, G, alpha), repeats)
     t_hist = best_time(lambda: histogram_levels(r_hist, alpha, 4096), repeats)
     t_fast = best_time(lambda: exact_levels(r_quad, alpha), repeats)
     t_quad = best_time(lambda: exact_levels(r_quad, alpha, quadratic=True), 1)
@@ -41,6 +50,10 @@ def main() -> None:
     rows = [
         ("exact_n", float(n_exact), "samples"),
         ("exact_seconds", t_exact, "s (target < 1)"),
+        ("sort_seconds", t_sort, "s (np.sort of the same data)"),
+        ("candidates_seconds", t_cand, "s (sort, distinct values, counts)"),
+        ("dp_seconds", t_dp, "s (monotone-minima DP)"),
+        ("exact_over_sort", t_exact / t_sort, "x (target <= 40 at n = 2^20)"),
         ("histogram_n", float(n_hist), "samples"),
         ("histogram_seconds", t_hist, "s (target < 0.15)"),
         ("quadratic_n", float(n_quad), "samples"),

@@ -346,3 +346,41 @@ def test_dq_sgd_schedule_meets_budget_with_equality_and_kkt():
     assert np.allclose(ratio, ratio[0])
     with pytest.raises(ValueError):
         dq_sgd_schedule([1.0, 0.0], 0.9, 10, 1.0)
+
+
+@pytest.mark.parametrize(
+    "src",
+    [
+        [0.0, 0.5, 1.0, 0.5],
+        [0.3, 0.3],
+        [-0.0, 0.2, 1.0],
+        [0.0, -0.0, 0.7],
+        [1.0],
+        [0.0],
+        "ties",
+        "random",
+    ],
+)
+def test_exact_level_candidates_equal_the_unique_based_construction(src):
+    """The one-sort candidate construction (distinct values, counts, end points 0 and 1 added where
+    missing) gives bit for bit what ``np.unique`` + ``bincount`` + ``searchsorted`` gave: values, signs
+    of zero, weights and prefix sums — so exact levels are unchanged."""
+    from qodasim.optimize import levels as lv_mod
+    from qodasim.optimize.distributions import Empirical
+
+    rng = np.random.default_rng(3)
+    if isinstance(src, str):
+        src = {"ties": rng.integers(0, 5, 1000) / 4, "random": rng.random(10**5) ** 2}[src]
+    s = np.asarray(src, np.float64)
+    emp, pts, wts = lv_mod._empirical_candidates(s)
+    x, inv = np.unique(s, return_inverse=True)
+    wx = np.bincount(inv, weights=np.ones_like(s), minlength=x.size)
+    W = np.concatenate([[0.0], np.cumsum(wx / wx.sum())])
+    assert np.array_equal(emp.x, x) and np.array_equal(emp.W, W)
+    ref = np.unique(np.concatenate([[0.0], x, [1.0]]))
+    ref_w = np.zeros(ref.size)
+    ref_w[np.searchsorted(ref, x)] = np.diff(W)
+    assert np.array_equal(pts, ref) and np.array_equal(np.signbit(pts), np.signbit(ref))
+    assert np.array_equal(wts, ref_w)
+    weighted = Empirical(s, np.ones_like(s))  # the weighted path keeps np.unique: same law
+    assert np.array_equal(weighted.x, emp.x) and np.array_equal(weighted.W, emp.W)

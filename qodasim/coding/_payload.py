@@ -12,7 +12,25 @@ from numba import njit
 
 # Numba's cache keys on this file alone: the kernels below inline _bits.py's writers and readers, so a
 # change there must touch this file too (or delete qodasim/**/__pycache__/*.nb*).
-from ._bits import E_GAP, E_RANGE, E_TRUNCATED, OK, bitlen, code_len, gamma_len, get, get_code, put, put_code
+from ._bits import (
+    DEC,
+    DEC_BITS,
+    E_GAP,
+    E_RANGE,
+    E_TRUNCATED,
+    ENC_LEN,
+    ENC_N,
+    ENC_WORD,
+    OK,
+    bitlen,
+    code_len,
+    gamma_len,
+    get,
+    get_code,
+    peek,
+    put,
+    put_code,
+)
 
 DENSE, SPARSE = 0, 1
 
@@ -51,9 +69,16 @@ def encode_body(buf, acc, nacc, pos, norm_bits, idx, sign, protocol, code, max_i
         for i in range(d):
             j = np.int64(idx[i])
             if j > 0:
-                acc, nacc, pos = put_code(buf, acc, nacc, pos, code, i - prev)
-                acc, nacc, pos = put(buf, acc, nacc, pos, np.int64(sign[i] < 0), 1)
-                acc, nacc, pos = put_code(buf, acc, nacc, pos, code, j)
+                gap = i - prev
+                neg = np.int64(sign[i] < 0)
+                if gap < ENC_N and j < ENC_N:  # gap word, sign bit and index word in one write (≤ 2·17 + 1 bits)
+                    lj = ENC_LEN[code, j]
+                    word = (((ENC_WORD[code, gap] << 1) | neg) << lj) | ENC_WORD[code, j]
+                    acc, nacc, pos = put(buf, acc, nacc, pos, word, ENC_LEN[code, gap] + 1 + lj)
+                else:
+                    acc, nacc, pos = put_code(buf, acc, nacc, pos, code, gap)
+                    acc, nacc, pos = put(buf, acc, nacc, pos, neg, 1)
+                    acc, nacc, pos = put_code(buf, acc, nacc, pos, code, j)
                 prev = i
         acc, nacc, pos = put_code(buf, acc, nacc, pos, code, d - prev)
     return acc, nacc, pos, norm_end
@@ -94,6 +119,26 @@ def decode_body(buf, pos, total, n_norms, protocol, code, seg_bounds, seg_type, 
     c = -1
     s = 0
     while True:
+        if pos + 56 <= total:  # fast path: gap word, sign bit and index word from one 56-bit window
+            w = peek(buf, pos, 56)
+            e = DEC[code, w >> (56 - DEC_BITS)]
+            if e != 0:
+                lg = e & 31
+                gap = e >> 5
+                rest = 56 - lg - 1  # bits after the gap word and the sign bit (≥ 56 − 12 − 1)
+                e2 = DEC[code, (w >> (rest - DEC_BITS)) & ((1 << DEC_BITS) - 1)]
+                if e2 != 0 and gap <= d - c and c + gap < d:
+                    c += gap
+                    j = e2 >> 5
+                    while seg_bounds[s + 1] <= c:
+                        s += 1
+                    if j > type_max[seg_type[s]]:
+                        return pos + lg + 1 + (e2 & 31), E_RANGE
+                    out_idx[c] = j
+                    if (w >> rest) & 1:
+                        out_sign[c] = -1
+                    pos += lg + 1 + (e2 & 31)
+                    continue
         gap, pos, err = get_code(buf, pos, total, code)
         if err != OK:
             return pos, err

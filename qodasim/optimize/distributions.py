@@ -78,6 +78,18 @@ def psi(levels: Levels, dist: Distribution) -> float:
     return float(np.sum(-a * b * P + (a + b) * M1 - M2))
 
 
+def _distinct_counts(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct values of ``s`` and how often each occurs (as floats) — what
+    ``np.unique(s, return_inverse=True)`` and ``np.bincount`` of ones give, from one sort."""
+    srt = np.sort(s)
+    first = np.empty(srt.size, bool)
+    first[0] = True
+    np.not_equal(srt[1:], srt[:-1], out=first[1:])
+    idx = np.flatnonzero(first)
+    counts = np.diff(np.append(idx, srt.size)).astype(np.float64)
+    return srt[idx], counts
+
+
 @dataclass(frozen=True, eq=False)
 class Empirical(Distribution):
     """The empirical distribution of samples ``r_i ∈ [0, 1]`` (optionally weighted).
@@ -101,11 +113,14 @@ class Empirical(Distribution):
             raise ValueError("samples contain NaN or Inf")
         if s.min() < 0.0 or s.max() > 1.0:
             raise ValueError("samples must lie in [0, 1] (normalized magnitudes)")
-        w = np.ones_like(s) if self.weights is None else np.asarray(self.weights, np.float64).ravel()
-        if w.shape != s.shape or np.any(~np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-            raise ValueError("weights must be finite, non-negative, not all zero, one per sample")
-        x, inv = np.unique(s, return_inverse=True)
-        wx = np.bincount(inv, weights=w, minlength=x.size)
+        if self.weights is None:  # one sort and linear passes (np.unique's inverse costs an argsort)
+            x, wx = _distinct_counts(s)
+        else:
+            w = np.asarray(self.weights, np.float64).ravel()
+            if w.shape != s.shape or np.any(~np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+                raise ValueError("weights must be finite, non-negative, not all zero, one per sample")
+            x, inv = np.unique(s, return_inverse=True)
+            wx = np.bincount(inv, weights=w, minlength=x.size)
         total = wx.sum()
         wx = wx / total
         object.__setattr__(self, "x", x)

@@ -92,9 +92,15 @@ def _prefix(values: np.ndarray, weights: np.ndarray):
 def _empirical_candidates(source):
     emp = source if isinstance(source, Empirical) else Empirical(_as_samples(source))
     x, w = emp.x, np.diff(emp.W)
-    pts = np.unique(np.concatenate([[0.0], x, [1.0]]))
+    # x is sorted, distinct and inside [0, 1]: add the end points 0 and 1 where missing (no re-sort)
+    lo, hi = int(not x[0] == 0.0), int(not x[-1] == 1.0)
+    pts = np.empty(x.size + lo + hi)
+    pts[lo : lo + x.size] = x
+    pts[0] = 0.0  # also turns a sample −0.0 into the +0.0 that np.unique of [0, x, 1] kept
+    if hi:
+        pts[-1] = 1.0
     wts = np.zeros(pts.size)
-    wts[np.searchsorted(pts, x)] = w
+    wts[lo : lo + x.size] = w
     return emp, pts, wts
 
 
