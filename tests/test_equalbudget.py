@@ -389,6 +389,16 @@ def test_communication_equal_bits_verdict_goes_red_when_a_round_s_bits_overwrite
     assert ok["messages"] and not ok["qoda_wins_at_equal_bits"]
 
 
+def test_communication_messages_verdict_goes_red_when_qoda_calls_a_fresh_oracle(monkeypatch):
+    """QODA built with Q-GenX's template (a fresh oracle call to extrapolate from): two messages per
+    iteration, and the one-message claim goes red."""
+    from qodasim.solvers import genx
+
+    monkeypatch.setitem(genx.TEMPLATES, "qoda", genx.Template("oracle", True))
+    ok = _communication()
+    assert not ok["messages"]
+
+
 def test_communication_per_iteration_verdict_goes_red_when_qgenx_extrapolates_from_the_start(monkeypatch):
     """Q-GenX's first message computed at the starting point instead of ``X_t``: its gap per iteration
     is no longer comparable to QODA's.  (The check is coarse on this problem: with ``Y -= lead`` — plain
@@ -453,3 +463,60 @@ def test_levels_spec_reads_back_to_equal_levels(lv):
     back = Levels.parse(lv.to_spec())
     assert np.array_equal(back.values, lv.values)
     assert lv.to_spec().startswith("uniform:") == bool(lv.uniform_s)
+
+
+def test_policy_edges_found_by_mutation_testing():
+    """Survivors of ``tools/mutation.py solvers/policies``: the DQ schedule on a layer-wise quantizer
+    (every type gets the new levels; unchanged levels give ``None``), the level-count bounds of
+    L-GreCo's options and a bit budget below one bit per coordinate."""
+    lay = LayerwiseQuantizer(LayerLayout([3, 4], [0, 1]), (Levels.uniform(2), Levels.uniform(5)), scope="layer")
+    pol = DQSchedule(c=1.0, rho=1.0)
+    new = pol.update(lay, np.array([3.0, 4.0, 0, 0, 0, 0, 0]), 9, 10)
+    assert new.levels == (Levels.uniform(5), Levels.uniform(5))
+    assert pol.update(new, np.array([3.0, 4.0, 0, 0, 0, 0, 0]), 9, 10) is None
+    assert LGreCo(options=(1, 65535)).options == (1, 65535)
+    for bad in ((0,), (65536,), (2, 70000), ()):
+        with pytest.raises(ValueError):
+            LGreCo(options=bad)
+    assert LGreCo(bits_per_coord=0.5).bits_per_coord == 0.5
+    for bad in (0.0, -1.0, float("inf"), float("nan"), True):
+        with pytest.raises(ValueError):
+            LGreCo(bits_per_coord=bad)
+
+
+def test_budget_curves_against_quantizers_built_by_hand():
+    """Survivors of ``tools/mutation.py solvers/budget``: each type's levels are fitted to that type's
+    layers only (per-layer normalized, or normalized by the whole vector's norm with ``scope="global"``),
+    ``kind="uniform"`` gives QSGD levels, and the curve's numbers are the hand-built quantizer's exact
+    bits and variance."""
+    from qodasim.optimize import normalized_magnitudes, optimize_levels
+    from qodasim.quantize import vector_norm
+
+    layout, v = two_type_sample(7)
+    alpha = 3
+    for scope in ("layer", "global"):
+        total = float(vector_norm(v, 2.0))
+        lvs = []
+        for m in (0, 1):
+            parts = [v[layout.layer_slice(l)] for l in range(layout.n_layers) if int(layout.types[l]) == m]
+            rs = [np.minimum(np.abs(x) / total, 1.0) if scope == "global" else normalized_magnitudes(x) for x in parts]
+            lvs.append(optimize_levels(np.concatenate(rs), alpha, "histogram").levels)
+        q = LayerwiseQuantizer(layout, tuple(lvs), scope=scope)
+        curve = bd.variance_bits_curve(v, layout, [alpha], "optimized", scope=scope)
+        assert curve[0, 0] == pytest.approx(bd.bits_per_coordinate(v, q), rel=1e-12)
+        assert curve[0, 1] == pytest.approx(q.exact_variance(v, normalized=True), rel=1e-9)
+    assert lvs[0] != lvs[1]  # the two types' fits differ (a fit on the wrong type's layers would show)
+    uni = bd.levels_for_budget(v, layout, 3.0, "uniform")
+    assert all(lv.uniform_s == lv.alpha + 1 for lv in uni)
+    opt = bd.levels_for_budget(v, layout, 3.0, "optimized")
+    assert not any(lv.uniform_s for lv in opt)
+
+
+def test_gaps_at_bits_skips_empty_records_and_needs_two_points():
+    B = np.array([[0.0, 10.0, 100.0], [0.0, 0.0, 50.0], [5.0, 10.0, 20.0]])
+    G = np.array([[9.0, 4.0, 1.0], [3.0, 2.0, 1.0], [0.0, 2.0, 1.0]])
+    got = bd.gaps_at_bits(B, G, np.sqrt(10.0 * 100.0))
+    assert got[0] == pytest.approx(2.0)  # log-log midpoint of (10, 4) and (100, 1), the b = 0 record skipped
+    assert np.isnan(got[1])  # one positive record: nothing to interpolate
+    assert np.isnan(got[2])  # 31.6 is past the last record
+    assert bd.gaps_at_bits(B, G, 10.0)[2] == pytest.approx(2.0)  # the g = 0 record skipped, 10 is the first kept

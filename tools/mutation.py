@@ -42,6 +42,14 @@ TARGETS = {
         "tests/test_trust.py tests/test_quantize.py -k 'samples or floored or moments or checker or "
         "conformance_numba or other_checks'",
     ),  # fmt: skip
+    "solvers/policies": (
+        "qodasim/solvers/policies.py",
+        "tests/test_equalbudget.py -k 'policy or lgreco or dq_schedule or find_types or reoptimize'",
+    ),
+    "solvers/budget": (
+        "qodasim/solvers/budget.py",
+        "tests/test_equalbudget.py -k 'levels_for_budget or bits_per_coordinate or at_bits or mean_ci or comparison'",
+    ),
     "optimize/convex": ("qodasim/optimize/convex.py", "tests/test_bounds_optimize.py -k 'bound_optimal or budget'"),
     "coding/protocol": (
         "qodasim/coding/protocol.py",

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..solvers import ConstantStep, SolverConfig, solve
-from ..solvers.budget import mean_ci
+from ..solvers.budget import gaps_at_bits, mean_ci
 from ..vi import NoiseModel, layered_problem
 from . import plotting
 from .base import Param, Progress, Result, Verdict, check_config, metadata
@@ -105,7 +105,8 @@ def run(config: dict, progress: bool = True) -> Result:
         need = {m: bits_to_reach(curves[m][0], curves[m][1], target) for m in curves}
         ratio_it = res_of["qgenx"].measures["gap_avg"][:, -1] / res_of["qoda"].measures["gap_avg"][:, -1]
         common = float(min(res_of[m].cumulative_bits()[:, -1].min() for m in res_of))
-        at_bits = {m: mean_ci(_gap_at_bits(res_of[m], common), seed=seed) for m in res_of}
+        at_bits = {m: mean_ci(gaps_at_bits(r.cumulative_bits(), r.measures["gap_avg"], common), seed=seed)
+                   for m, r in res_of.items()}  # fmt: skip
         rows.append({"noise": kind, "target": float(target), "bits_qoda": need["qoda"], "bits_qgenx": need["qgenx"],
                      "ratio": need["qgenx"] / need["qoda"], "per_iteration_ratio": mean_ci(ratio_it, seed=seed),
                      "common_bits": common, "gap_at_common_bits": at_bits,
@@ -152,12 +153,6 @@ def run(config: dict, progress: bool = True) -> Result:
                 f"QODA {sq['status']}, final gap {sq['final']:.3g}"),
     ]  # fmt: skip
     return Result(NAME, config, {"rows": rows, "stability": stable, "L": L}, verdicts, metadata(seed))
-
-
-def _gap_at_bits(res, bits: float) -> np.ndarray:
-    """Each replica's gap when its cumulative bits reach ``bits`` (log-log interpolation)."""
-    B, G = res.cumulative_bits(), res.measures["gap_avg"]
-    return np.array([np.exp(np.interp(np.log(bits), np.log(b), np.log(g))) for b, g in zip(B, G)])
 
 
 def plot(result: Result, outdir: Path) -> list[Path]:

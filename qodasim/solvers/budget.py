@@ -22,10 +22,10 @@ import numpy as np
 from ..coding import expected_bits
 from ..levels import Levels
 from ..optimize import normalized_magnitudes, optimize_levels
-from ..quantize import LayerLayout, LayerwiseQuantizer, Quantizer
+from ..quantize import LayerLayout, LayerwiseQuantizer, Quantizer, vector_norm
 from .genx import SolverConfig, SolverResult, solve
 
-__all__ = ["Comparison", "at_bits", "bits_per_coordinate", "compare", "levels_for_budget", "mean_ci",
+__all__ = ["Comparison", "at_bits", "bits_per_coordinate", "compare", "gaps_at_bits", "levels_for_budget", "mean_ci",
            "variance_bits_curve"]  # fmt: skip
 
 KINDS = ("uniform", "optimized")
@@ -86,7 +86,7 @@ def _quantizer(v, layout, alpha: int, kind: str, q: float, method: str, scope: s
     """The quantizer of :func:`variance_bits_curve` at ``α``."""
     if layout is None:
         return Quantizer(_levels(kind, normalized_magnitudes(v, q), int(alpha), method), q=q)
-    total = float(np.linalg.norm(v, q)) if scope == "global" else None
+    total = float(vector_norm(v, q)) if scope == "global" else None  # fixed-order norm: no BLAS
     lvs = []
     for m in range(layout.n_types):
         parts = [v[layout.layer_slice(l)] for l in range(layout.n_layers) if int(layout.types[l]) == m]
@@ -137,6 +137,18 @@ def mean_ci(x, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[
     return float(x.mean()), float(np.quantile(boots, a)), float(np.quantile(boots, 1.0 - a))
 
 
+def gaps_at_bits(B: np.ndarray, G: np.ndarray, bits: float) -> np.ndarray:
+    """Each row's ``G`` where its cumulative bits ``B`` reach ``bits`` (``(R, n)`` each; log-log
+    interpolation between the positive records; ``nan`` outside a row's range)."""
+    out = np.full(B.shape[0], np.nan)
+    for r in range(B.shape[0]):
+        b, g = B[r], G[r]
+        ok = (b > 0) & (g > 0)
+        if ok.sum() >= 2 and b[ok][0] <= bits <= b[ok][-1]:
+            out[r] = np.exp(np.interp(np.log(bits), np.log(b[ok]), np.log(g[ok])))
+    return out
+
+
 @dataclass
 class Comparison:
     """Solver runs side by side; every reading is per replica, then summarized by :func:`mean_ci`."""
@@ -159,14 +171,7 @@ class Comparison:
     def gap_at_bits(self, name: str, bits: float) -> np.ndarray:
         """Each replica's gap when its cumulative bits per coordinate reach ``bits`` (log-log
         interpolation between records; ``nan`` outside the run)."""
-        B, G = self.cumulative(name)
-        out = np.full(B.shape[0], np.nan)
-        for r in range(B.shape[0]):
-            b, g = B[r], G[r]
-            ok = (b > 0) & (g > 0)
-            if ok.sum() >= 2 and b[ok][0] <= bits <= b[ok][-1]:
-                out[r] = np.exp(np.interp(np.log(bits), np.log(b[ok]), np.log(g[ok])))
-        return out
+        return gaps_at_bits(*self.cumulative(name), bits)
 
     def gap_at_iteration(self, name: str, t: int | None = None) -> np.ndarray:
         """Each replica's gap at the recorded iteration ``t`` (default: the last)."""

@@ -32,7 +32,7 @@ import numpy as np
 from ..coding import expected_bits
 from ..levels import Levels
 from ..optimize import auto_types, lgreco, normalized_magnitudes, optimize_layerwise, optimize_levels
-from ..quantize import LayerLayout, LayerwiseQuantizer, Quantizer
+from ..quantize import LayerLayout, LayerwiseQuantizer, Quantizer, vector_norm
 
 __all__ = ["FindTypes", "DQSchedule", "LGreCo", "LevelPolicy", "Reoptimize", "policy_from", "policy_to_dict"]
 
@@ -173,7 +173,8 @@ class LGreCo:
 @dataclass(frozen=True)
 class DQSchedule:
     """Uniform levels across time (DQ-SGD, Yan et al.; the schedule of THEORY §4 **[ours]**):
-    ``s_{t+1} = clip(⌈c·‖v_t‖₂·ρ^{(T−1−t)/2}⌉, s_min, s_max)``, every type the same ``s``.
+    ``s_{t+1} = clip(⌈c·‖v_t‖₂·ρ^{(T−1−t)/2}⌉, s_min, s_max)``, every type the same ``s`` (``‖v‖₂`` by
+    :func:`~qodasim.quantize.vector_norm`, so the schedule does not depend on the CPU).
 
     ``ρ = 1 − μη`` is the contraction of the method (``ρ = 1``: ``s ∝ ‖v‖``); ``c`` sets the overall
     precision (the budget's multiplier).  Minimizing ``Σ_t bits_t`` subject to
@@ -208,7 +209,7 @@ class DQSchedule:
         they equal the current ones or ``v`` is not finite)."""
         if quant is None or not np.all(np.isfinite(v)):
             return None
-        s = self.levels_at(float(np.linalg.norm(v)), t, T)
+        s = self.levels_at(float(vector_norm(v)), t, T)  # fixed-order norm: the same s on every CPU
         lv = Levels.uniform(s)
         if isinstance(quant, Quantizer):
             return None if quant.levels == lv else replace(quant, levels=lv)
