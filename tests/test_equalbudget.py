@@ -1,7 +1,6 @@
 """Equal-budget harness (qodasim.solvers.budget), level policies inside the solver
 (qodasim.solvers.policies), and the verdicts of experiments 9–10 and the rebuilt 2, 4, 5 going red under
-plausible bugs (THEORY §7.2–7.5, issue 13).  The tests that run a whole experiment (small settings, a
-mutant each) are marked ``slow`` to keep the default run under ten minutes: ``python -m pytest -m slow``."""
+plausible bugs (THEORY §7.2–7.5, issue 13)."""
 
 from __future__ import annotations
 
@@ -295,7 +294,6 @@ def _equalbits(**over):
     return {v.name: v.passed for v in result.verdicts}, result
 
 
-@pytest.mark.slow  # an experiment run each; CI's `qodasim reproduce --quick` runs the verdicts
 def test_equalbits_small_setting_passes_and_goes_red_when_lgreco_ignores_the_error_budget(monkeypatch):
     ok, _ = _equalbits()
     assert all(ok.values()), ok
@@ -309,7 +307,6 @@ def test_equalbits_small_setting_passes_and_goes_red_when_lgreco_ignores_the_err
     assert not ok["lgreco_fewer_bits"]
 
 
-@pytest.mark.slow  # an experiment run each; CI's `qodasim reproduce --quick` runs the verdicts
 def test_equalbits_homogeneous_check_goes_red_when_the_single_norm_scope_is_dropped(monkeypatch):
     """The plausible bug: ``scope="global"`` not passed through, so 'levels only' silently uses per-layer
     norms — then identical types look like a large loss per bit."""
@@ -319,7 +316,6 @@ def test_equalbits_homogeneous_check_goes_red_when_the_single_norm_scope_is_drop
     assert not ok["homogeneous_no_gain"]
 
 
-@pytest.mark.slow  # an experiment run each; CI's `qodasim reproduce --quick` runs the verdicts
 def test_equalbits_map_solver_agreement_goes_red_when_the_gain_is_inverted(monkeypatch):
     """The plausible bug: the gain written layer-wise/global instead of global/layer-wise — the map then
     names the wrong winner and disagrees with QODA at equal bits."""
@@ -335,7 +331,6 @@ DQ_SMALL = dict(quad_T=100, replicas=16, bootstrap=100, quad_fixed_s=[1, 2, 4, 8
                 game_T=40, game_fixed_s=[1, 4], game_dq_c=[1.0])  # fmt: skip
 
 
-@pytest.mark.slow  # an experiment run each; CI's `qodasim reproduce --quick` runs the verdicts
 def test_dqsgd_verdict_passes_and_goes_red_when_the_schedule_is_never_applied(monkeypatch):
     from qodasim.experiments import dqsgd
 
@@ -368,13 +363,11 @@ def _communication(**over):
     return {v.name: v.passed for v in res.verdicts}
 
 
-@pytest.mark.slow  # an experiment run each; CI's `qodasim reproduce --quick` runs the verdicts
 def test_communication_small_setting_passes():
     ok = _communication()
     assert all(ok.values()), ok
 
 
-@pytest.mark.slow  # an experiment run each; CI's `qodasim reproduce --quick` runs the verdicts
 def test_communication_verdicts_go_red_when_qgenx_wastes_its_first_message(monkeypatch):
     """The bug the old verdict let through: Q-GenX sends its first message but extrapolates with the
     previous vector (QODA's).  Messages and bits are unchanged; what the second message buys is gone."""
@@ -386,7 +379,6 @@ def test_communication_verdicts_go_red_when_qgenx_wastes_its_first_message(monke
     assert ok["messages"] and not ok["second_message_buys_stability"]
 
 
-@pytest.mark.slow  # an experiment run each; CI's `qodasim reproduce --quick` runs the verdicts
 def test_communication_equal_bits_verdict_goes_red_when_a_round_s_bits_overwrite_the_iteration_s(monkeypatch):
     """``=`` for ``+=``: Q-GenX's two messages of an iteration count as one in the bits (the ledger still
     shows two) — at equal bits the two methods then look alike."""
@@ -397,7 +389,6 @@ def test_communication_equal_bits_verdict_goes_red_when_a_round_s_bits_overwrite
     assert ok["messages"] and not ok["qoda_wins_at_equal_bits"]
 
 
-@pytest.mark.slow  # an experiment run each; CI's `qodasim reproduce --quick` runs the verdicts
 def test_communication_messages_verdict_goes_red_when_qoda_calls_a_fresh_oracle(monkeypatch):
     """QODA built with Q-GenX's template (a fresh oracle call to extrapolate from): two messages per
     iteration, and the one-message claim goes red."""
@@ -408,7 +399,6 @@ def test_communication_messages_verdict_goes_red_when_qoda_calls_a_fresh_oracle(
     assert not ok["messages"]
 
 
-@pytest.mark.slow  # an experiment run each; CI's `qodasim reproduce --quick` runs the verdicts
 def test_communication_per_iteration_verdict_goes_red_when_qgenx_extrapolates_from_the_start(monkeypatch):
     """Q-GenX's first message computed at the starting point instead of ``X_t``: its gap per iteration
     is no longer comparable to QODA's.  (The check is coarse on this problem: with ``Y -= lead`` — plain
@@ -422,7 +412,6 @@ def test_communication_per_iteration_verdict_goes_red_when_qgenx_extrapolates_fr
     assert not ok["per_iteration_comparable"]
 
 
-@pytest.mark.slow  # an experiment run each; CI's `qodasim reproduce --quick` runs the verdicts
 def test_k_exponent_verdict_goes_red_when_workers_share_one_noise_stream(monkeypatch):
     """Workers drawing the same noise: averaging over K removes nothing, the exponent of K is ≈ 0."""
     from qodasim.experiments import convergence
