@@ -68,22 +68,11 @@ SCHEMA = {
 KINDS = ("uniform", "optimized")
 
 
-def setup(sizes, types, ratio: float, shape: str, seed: int):
-    """The layered problem (type 1 scaled by ``1/ratio``) and one oracle output ``v`` at a random point
-    (type-1 layers sparsified for ``shape = "spiky"``)."""
+def setup(sizes, types, ratio: float, seed: int):
+    """The layered problem (type 1 scaled by ``1/ratio``) and one oracle output ``v`` at a random point."""
     problem = layered_problem(sizes, [1.0 if t == 0 else 1.0 / ratio for t in types], types=types, seed=seed)
-    rng = np.random.default_rng(seed + 1)
-    v = problem.operator(rng.standard_normal((1, problem.d)))[0]
-    return problem, _shape(v, problem.layout, types, shape, rng)
-
-
-def _shape(v, layout, types, shape: str, rng):
-    if shape == "spiky":
-        for l in range(layout.n_layers):
-            if types[l] == 1:
-                sl = layout.layer_slice(l)
-                v[sl] *= (rng.random(sl.stop - sl.start) < 0.1) * 3.0
-    return v
+    v = problem.operator(np.random.default_rng(seed + 1).standard_normal((1, problem.d)))[0]
+    return problem, v
 
 
 def map_vector(sizes, types, ratio: float, shape: str, seed: int):
@@ -94,8 +83,11 @@ def map_vector(sizes, types, ratio: float, shape: str, seed: int):
     v = rng.standard_normal(layout.d)
     for l in range(layout.n_layers):
         if types[l] == 1:
-            v[layout.layer_slice(l)] /= ratio
-    return layout, _shape(v, layout, types, shape, rng)
+            sl = layout.layer_slice(l)
+            v[sl] /= ratio
+            if shape == "spiky":
+                v[sl] *= (rng.random(sl.stop - sl.start) < 0.1) * 3.0
+    return layout, v
 
 
 def regime_map(config: dict, bar=None) -> list[dict]:
@@ -167,7 +159,7 @@ def run(config: dict, progress: bool = True) -> Result:
 
     # --- inside QODA at one (ratio, budget)
     r, B = float(config["solver_ratio"]), float(config["solver_budget"])
-    problem, v = setup(sizes, types, r, "same", seed)
+    problem, v = setup(sizes, types, r, seed)
     K, T, R = int(config["K"]), int(config["T"]), int(config["replicas"])
     lv = {kind: levels_for_budget(v, problem.layout, B, kind) for kind in KINDS}
     gl = levels_for_budget(v, None, B, "uniform")[0]
