@@ -461,3 +461,48 @@ def test_sparse_payload_equals_the_reference_bits_and_decodes_back(code, density
             prev = int(i)
         p, err, _, _ = decode(big - 1)
         assert err != 0 and p == upto
+
+
+@pytest.mark.parametrize("code", [0, 1, 2])
+@pytest.mark.parametrize("density", [0.9, 0.05])
+@pytest.mark.parametrize("top", [3, 2000])
+def test_dense_payload_equals_the_reference_bits_and_decodes_back(code, density, top):
+    """The dense body (index word and sign bit in one write; one-window decoding of short words) is
+    bit for bit THEORY §3's sequence — Elias(j + 1), then a sign bit if j > 0 — from the plain-Python
+    code words, for short and long words (j + 1 ≥ 1024), decodes back, and an index above its type's
+    maximum is refused at the same bit position as the bit-by-bit reader (just after the word)."""
+    from qodasim.coding import _bits as Bt
+    from qodasim.coding import _payload as P
+    from qodasim.coding.elias import delta_bits, gamma_bits, omega_bits
+
+    ref = (gamma_bits, delta_bits, omega_bits)[code]
+    rng = np.random.default_rng(code * 100 + int(density * 1e4) + top)
+    d = 5003
+    idx = np.where(rng.random(d) < density, rng.integers(1, top + 1, d), 0).astype(np.uint16)
+    sign = np.where(idx > 0, np.where(rng.random(d) < 0.5, -1, 1), 1).astype(np.int8)
+    longest = [k for k in range(2, min(top + 2, Bt.ENC_N)) if len(ref(k)) == Bt.DEC_BITS]
+    if longest:  # the last word fills the decoder's window exactly: its sign bit is the window's last bit
+        idx[-1], sign[-1] = longest[0] - 1, -1
+    words = [ref(int(j) + 1) + (("1" if s < 0 else "0") if j else "") for j, s in zip(idx, sign)]
+    want = "".join(words)
+    buf = np.zeros(P.max_body_bits(d, 0, top, P.DENSE, code) // 8 + 64, np.uint8)
+    acc, nacc, pos, _ = P.encode_body(buf, np.uint64(0), 0, 0, np.zeros(0, np.uint32), idx, sign, P.DENSE, code, top)
+    total = pos * 8 + nacc
+    Bt.flush(buf, np.uint64(acc), nacc, pos)
+    got = "".join(format(b, "08b") for b in buf[: (total + 7) // 8])[:total]
+    assert got == want
+
+    def decode(type_max, upto=total):
+        out_idx, out_sign = np.zeros(d, np.int64), np.ones(d, np.int8)
+        p, err = P.decode_body(buf, 0, upto, 0, P.DENSE, code, np.array([0, d]), np.array([0]),
+                               np.array([type_max]), np.zeros(0, np.uint32), out_idx, out_sign)  # fmt: skip
+        return p, err, out_idx, out_sign
+
+    p, err, out_idx, out_sign = decode(top)
+    assert err == 0 and p == total and np.array_equal(out_idx, idx) and np.array_equal(out_sign, sign)
+    big = int(idx.max())
+    first = int(np.flatnonzero(idx == big)[0])
+    p, err, _, _ = decode(big - 1)
+    assert err == Bt.E_RANGE and p == sum(map(len, words[:first])) + len(ref(big + 1))
+    p, err, _, _ = decode(top, total - 1)  # one bit short: the last word or sign bit is truncated
+    assert err == Bt.E_TRUNCATED

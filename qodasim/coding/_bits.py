@@ -139,7 +139,7 @@ def put(buf, acc, nacc, pos, value, n):
     return acc, nacc, pos
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def put_long(buf, acc, nacc, pos, value, n):
     """Append the low ``n ≤ 64`` bits of ``value``."""
     value = np.uint64(value)
@@ -149,7 +149,7 @@ def put_long(buf, acc, nacc, pos, value, n):
     return put(buf, acc, nacc, pos, value, n)
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def put_zeros(buf, acc, nacc, pos, n):
     while n > 48:
         acc, nacc, pos = put(buf, acc, nacc, pos, 0, 48)
@@ -157,7 +157,7 @@ def put_zeros(buf, acc, nacc, pos, n):
     return put(buf, acc, nacc, pos, 0, n)
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def put_code(buf, acc, nacc, pos, code, k):
     """Append Elias ``code`` of ``k ≥ 1`` (one table lookup for ``k <`` :data:`ENC_N`)."""
     if k < ENC_N:
@@ -187,7 +187,7 @@ def put_code(buf, acc, nacc, pos, code, k):
     return put(buf, acc, nacc, pos, 0, 1)
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def flush(buf, acc, nacc, pos):
     """Write the pending bits (zero-padded to a byte); returns the byte count."""
     if nacc > 0:
@@ -210,7 +210,7 @@ def peek(buf, pos, n):
     return np.int64(w >> np.uint64(64 - n))
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def get(buf, pos, total, n):
     """Read ``n ≤ 62`` bits; returns ``(value, pos, err)``."""
     if pos + n > total:
@@ -222,7 +222,7 @@ def get(buf, pos, total, n):
     return peek(buf, pos, n), pos + n, OK
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def count_zeros(buf, pos, total):
     """Number of 0 bits before the next 1; returns ``(z, pos_after_zeros, err)``."""
     z = 0
@@ -246,7 +246,7 @@ def count_zeros(buf, pos, total):
         return z, pos, OK
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def get_code(buf, pos, total, code):
     """Decode one Elias code word; returns ``(k, pos, err)`` (a table lookup for short code words)."""
     e = DEC[code, peek(buf, pos, DEC_BITS)]

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-# Numba's cache keys on this file alone: the kernels below inline _bits.py's writers and readers, so a
-# change there must touch this file too (or delete qodasim/**/__pycache__/*.nb*).
+# Numba's cache keys on this file alone: the kernels below compile in _bits.py's writers and readers, so
+# a change there must touch this file too (or delete qodasim/**/__pycache__/*.nb*).
 from ._bits import (
     DEC,
     DEC_BITS,
@@ -61,6 +61,14 @@ def encode_body(buf, acc, nacc, pos, norm_bits, idx, sign, protocol, code, max_i
     if protocol == DENSE:
         for i in range(d):
             j = np.int64(idx[i])
+            if j + 1 < ENC_N:  # index word and sign bit in one write (≤ 17 + 1 bits)
+                n = ENC_LEN[code, j + 1]
+                if j > 0:
+                    word = (ENC_WORD[code, j + 1] << 1) | np.int64(sign[i] < 0)
+                    acc, nacc, pos = put(buf, acc, nacc, pos, word, n + 1)
+                else:
+                    acc, nacc, pos = put(buf, acc, nacc, pos, ENC_WORD[code, 1], n)
+                continue
             acc, nacc, pos = put_code(buf, acc, nacc, pos, code, j + 1)
             if j > 0:
                 acc, nacc, pos = put(buf, acc, nacc, pos, np.int64(sign[i] < 0), 1)
@@ -102,6 +110,21 @@ def decode_body(buf, pos, total, n_norms, protocol, code, seg_bounds, seg_type, 
         for s in range(nseg):
             mx = type_max[seg_type[s]]
             for i in range(seg_bounds[s], seg_bounds[s + 1]):
+                if pos + DEC_BITS + 1 <= total:  # fast path: index word and sign bit from one window
+                    w = peek(buf, pos, DEC_BITS + 1)
+                    e = DEC[code, w >> 1]
+                    if e != 0:
+                        lk = e & 31
+                        j = (e >> 5) - 1
+                        if j > mx:
+                            return pos + lk, E_RANGE
+                        out_idx[i] = j
+                        if j > 0:
+                            if (w >> (DEC_BITS - lk)) & 1:
+                                out_sign[i] = -1
+                            lk += 1
+                        pos += lk
+                        continue
                 k, pos, err = get_code(buf, pos, total, code)
                 if err != OK:
                     return pos, err
