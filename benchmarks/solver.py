@@ -49,15 +49,21 @@ def plain_optda(problem, K: int, T: int, sigma: float = 1.0, seed: int = 0) -> n
     return xsum / T
 
 
-def marginal(fn, T: int) -> float:
-    """Seconds per iteration of ``fn(T)`` net of one-off setup: ``(t(T) − t(T/2)) / (T − T/2)``."""
+def marginal(fn, T: int, repeats: int = 3) -> float:
+    """Seconds per iteration of ``fn(T)`` net of one-off setup: ``(t(T) − t(T/2)) / (T − T/2)``, each
+    time the best of ``repeats`` runs (the minimum of each length, not of noisy differences, which
+    is biased low on a busy machine)."""
     fn(max(T // 10, 2))  # warm-up
-    t0 = time.perf_counter()
-    fn(T // 2)
-    t1 = time.perf_counter()
-    fn(T)
-    t2 = time.perf_counter()
-    return ((t2 - t1) - (t1 - t0)) / (T - T // 2)
+    short, long_ = [], []
+    for _ in range(repeats):  # interleaved, so a slow spell hits both lengths
+        t0 = time.perf_counter()
+        fn(T // 2)
+        t1 = time.perf_counter()
+        fn(T)
+        t2 = time.perf_counter()
+        short.append(t1 - t0)
+        long_.append(t2 - t1)
+    return (min(long_) - min(short)) / (T - T // 2)
 
 
 def main() -> None:
@@ -113,8 +119,8 @@ def main() -> None:
         def plain(n, prob=prob):
             return plain_optda(prob, K, n)
 
-        t_q = min(marginal(ours, TT) for _ in range(3))
-        t_p = min(marginal(plain, TT) for _ in range(3))
+        t_q = marginal(ours, TT)
+        t_p = marginal(plain, TT)
         rows += [
             (f"d={dd} uncompressed QODA seconds per iteration", t_q, "s (solve, one replica)"),
             (f"d={dd} plain NumPy OptDA seconds per iteration", t_p, "s"),
