@@ -378,6 +378,16 @@ def test_ledger_counts_messages_and_bits(tmp_path):
         led.record(-1, 0, {"payload": 1})
     with pytest.raises(TypeError):
         led.record(0, 0, 17)
+    n = len(led)
+    led.record_all(3, 6, {"payload": 64.0, "header": 8})
+    assert len(led) == n + 3 and led.messages(round=6) == 3 and led.table()[-3:, 0].tolist() == [0, 1, 2]
+    assert np.all(led.table()[-3:, 2:] == [8.0, 0.0, 0.0, 64.0])
+    for bad in (0, -2, True, 1.5):
+        with pytest.raises(ValueError, match="workers"):
+            led.record_all(bad, 7, {"payload": 1})
+    with pytest.raises(ValueError):
+        led.record_all(2, 7, {"payload": -1})
+    assert len(led) == n + 3
 
 
 def test_bad_protocol_arguments():

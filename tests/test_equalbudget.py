@@ -418,7 +418,11 @@ def test_k_exponent_verdict_goes_red_when_workers_share_one_noise_stream(monkeyp
     from qodasim.vi.noise import NoiseModel as NM
 
     real = NM._add_noise
-    monkeypatch.setattr(NM, "_add_noise", lambda self, A, seed, worker, call, out: real(self, A, seed, 0, call, out))
+
+    def shared(self, A, seed, workers, call, out):
+        real(self, A, seed, [0] * len(workers), call, out)
+
+    monkeypatch.setattr(NM, "_add_noise", shared)
     _, config = load_config("convergence", "quick")
     config = dict(config, T=200, replicas=4, K_scaling=[1, 4, 16], T_scaling=1000, bootstrap=50)
     res = convergence.run(config, progress=False)

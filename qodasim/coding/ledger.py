@@ -49,6 +49,15 @@ class BitLedger:
                 raise ValueError(f"{name} must be a non-negative integer, got {val!r}")
         self._rows.append((int(worker), int(round), *vals))
 
+    def record_all(self, workers: int, round: int, message) -> None:
+        """The same message from each of workers ``0 … workers − 1`` in ``round`` (validated once):
+        e.g. the uncompressed float32 vectors every worker sends."""
+        if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+            raise ValueError(f"workers must be a positive integer, got {workers!r}")
+        self.record(0, round, message)
+        row = self._rows[-1][1:]
+        self._rows.extend((k, *row) for k in range(1, int(workers)))
+
     def __len__(self) -> int:
         return len(self._rows)
 

@@ -350,8 +350,7 @@ class _Oracle:
         if self.quant is None:
             if cfg.bits != "none":
                 self.bits[:, t - 1] += 32.0 * d * K
-                for k in range(K):
-                    self.ledger.record(k, rnd, {"payload": 32.0 * d})
+                self.ledger.record_all(K, rnd, {"payload": 32.0 * d})
             return V.mean(axis=1), (V if self.keep_workers else None)
         keys = [Key(self.seeds[r], k, rnd) for r in range(R) for k in range(K)]
         if self.quant.engine == "cuda":  # the workers' vectors stay on the device (DeviceWorkspace)

@@ -9,13 +9,17 @@
 * finite_sum: each worker evaluates the problem's own stochastic operator on a minibatch of its
   finite-sum form (``problem.sample_operator``), e.g. minibatch covariances in the covariance GAN.
 
-Counter-based noise streams: worker ``k``'s noise at call ``c`` comes from a Philox-4×64 generator
-(Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC 2011) whose key is
-``(mix64(seed), k)`` and whose counter starts at ``(0, 0, c, 0)`` — a pure function of
-``(seed, worker, call)``, with no seeding per call and no dependence on ``K``, on the other workers or
-on the process that draws it.  That is what lets a real worker (an MPI rank) draw exactly the noise
-the in-process simulation gives it (:mod:`qodasim.solvers.mpi`).  Replica ``r`` is row ``r`` of the
-worker's ``(R, d)`` draw.
+Counter-based noise streams: worker ``k``'s noise at call ``c`` is a pure function of
+``(seed, k, c)`` — no seeding per call, no dependence on ``K``, on the other workers or on the process
+that draws it.  That is what lets a real worker (an MPI rank) draw exactly the noise the in-process
+simulation gives it (:mod:`qodasim.solvers.mpi`).  Gaussian noise (absolute, relative, mixed): value
+``n`` of the worker's ``(R, P, d)`` draw (``P`` = 1, or 2 for mixed noise, absolute first) is a
+ziggurat normal of the 64-bit words ``mix64(key + (n + 1)·φ)`` of the stream ``(seed, k, c)``
+(:mod:`qodasim.vi._normal`; SplitMix64 as a hash, as the quantizer's uniforms), computed in one
+compiled pass for all workers.  Student-t and finite-sum noise: a Philox-4×64 generator (Salmon et
+al., "Parallel random numbers: as easy as 1, 2, 3", SC 2011) whose key is ``(mix64(seed), k)`` and
+whose counter starts at ``(0, 0, c, 0)`` (:func:`worker_generator`).  Replica ``r`` is row ``r`` of
+the worker's draw.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..rng import GOLDEN, MASK64, mix64
+from . import _normal
 
 __all__ = ["NoiseModel", "worker_generator"]
 
@@ -130,42 +135,43 @@ class NoiseModel:
         ``problem.operator(X)`` when the caller has it."""
         if self.kind == "finite_sum":
             return problem.sample_operator(X, 1, self.batch, worker_generator(seed, worker, call))[:, 0]
-        A = np.asarray(problem.operator(X) if A is None else A, dtype=np.float64)
-        out = np.empty_like(A)
-        self._add_noise(A, seed, worker, call, out)
-        return out
+        A = np.ascontiguousarray(problem.operator(X) if A is None else A, dtype=np.float64)
+        out = np.empty((A.shape[0], 1, A.shape[1]))
+        self._add_noise(A, seed, [worker], call, out)
+        return out[:, 0]
 
     def sample(self, A: np.ndarray, K: int, seed: int, call: int) -> np.ndarray:
         """Oracle outputs of ``K`` workers at the batch ``A = A(X)`` (shape ``(R, d)``) → ``(R, K, d)``."""
         if self.kind == "finite_sum":
             raise ValueError("finite_sum noise needs the problem: use sample_at(problem, X, ...)")
-        A = np.asarray(A, dtype=np.float64)
+        A = np.ascontiguousarray(A, dtype=np.float64)
         R, d = A.shape
         out = np.empty((R, K, d))
-        for k in range(K):
-            self._add_noise(A, seed, k, call, out[:, k])
+        self._add_noise(A, seed, list(range(K)), call, out)
         return out
 
-    def _add_noise(self, A: np.ndarray, seed: int, worker: int, call: int, out: np.ndarray) -> None:
-        """``out = A + U_worker``: the absolute draw first, then the relative one (per replica row)."""
+    def _add_noise(self, A: np.ndarray, seed: int, workers: list, call: int, out: np.ndarray) -> None:
+        """``out[:, j] = A + U_{workers[j]}`` (``out`` is ``(R, len(workers), d)``): the absolute draw
+        first, then the relative one, replica ``r``'s from row ``r`` of the worker's draw only."""
         R, d = A.shape
         if self.kind == "student_t":
-            t = _generator(seed, worker, call).standard_t(self.dof, (R, 1, d))[:, 0]  # replica r: row r only
-            np.multiply(t, self.sigma * np.sqrt((self.dof - 2) / self.dof) / np.sqrt(d), out=out)
-            out += A
+            c = self.sigma * np.sqrt((self.dof - 2) / self.dof) / np.sqrt(d)
+            for j, k in enumerate(workers):
+                t = _generator(seed, k, call).standard_t(self.dof, (R, 1, d))[:, 0]
+                np.multiply(t, c, out=out[:, j])
+                out[:, j] += A
             return
         absolute = self.kind in ("absolute", "mixed") and self.sigma > 0
         relative = self.kind in ("relative", "mixed") and self.sigma_rel > 0
         if not (absolute or relative):
-            out[...] = A
+            out[...] = A[:, None]
             return
-        # replica r's draws are row r only, whatever R
-        z = _generator(seed, worker, call).standard_normal((R, int(absolute) + int(relative), d))
+        P = int(absolute) + int(relative)
+        bases = _normal.stream_bases(seed, workers, call)
         if absolute:
-            np.multiply(z[:, 0], self.sigma / np.sqrt(d), out=out)
-            out += A
+            _normal.fill(bases, A, self.sigma / np.sqrt(d), P, 0, out)
         else:
-            out[...] = A
+            out[...] = A[:, None]
         if relative:
             scale = np.sqrt(self.sigma_rel) * np.linalg.norm(A, axis=1) / np.sqrt(d)
-            out += scale[:, None] * z[:, -1]
+            _normal.add(bases, scale, P, P - 1, out)
