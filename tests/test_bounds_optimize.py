@@ -190,6 +190,21 @@ def test_exact_dp_matches_brute_force(alpha, seed):
     assert np.isclose(psi(ex.levels, Empirical(r)), ex.psi, rtol=1e-9, atol=1e-15)
 
 
+@pytest.mark.parametrize("alpha", [1, 2, 5, 9])
+@pytest.mark.parametrize("data", ["grid", "gaussian"])
+def test_monotone_minima_dp_equals_the_quadratic_dp_exactly(alpha, data):
+    """Same cost and the same chosen levels, ties included: both take the first (leftmost) minimum,
+    which the divide and conquer keeps because leftmost arg-minima of a Monge array are monotone.
+    A grid of equally weighted points makes many exact ties."""
+    rng = np.random.default_rng(alpha)
+    if data == "grid":
+        r = np.repeat(np.arange(1, 64) / 64.0, 3)
+    else:
+        r = normalized_magnitudes(rng.standard_normal(400))
+    ex, quad = exact_levels(r, alpha), exact_levels(r, alpha, quadratic=True)
+    assert ex.psi == quad.psi and np.array_equal(ex.levels.values, quad.levels.values)
+
+
 def test_exact_never_beaten_by_alq_amq_histogram_or_random():
     rng = np.random.default_rng(4)
     r = normalized_magnitudes(rng.standard_normal(5000) * np.exp(rng.uniform(-2, 2, 5000)))

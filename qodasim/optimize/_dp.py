@@ -59,6 +59,8 @@ def dp_levels(x, W, B, G, alpha):
     arg = np.zeros((max(alpha, 1), n), np.int32)
     # layer t: the t-th interior level at j ≥ t; j ≤ last − (alpha − t) leaves room for the rest
     stack = np.empty((128, 4), np.int64)
+    vals = np.empty(n)
+    one = np.uint64(1)
     for t in range(1, alpha):
         jlo, jhi = t + 1, last - (alpha - t - 1) - 1
         for j in range(n):
@@ -71,14 +73,21 @@ def dp_levels(x, W, B, G, alpha):
                 sp -= 1
                 a, b, klo, khi = stack[sp, 0], stack[sp, 1], stack[sp, 2], stack[sp, 3]
                 mid = (a + b) // 2
+                top = min(khi, mid - 1)
+                # the candidates' values first (interval_cost's expression, operation for operation:
+                # the same floats; this loop vectorizes), then the first strict minimum
+                xj, Wj, Bj, Gj = x[mid], W[mid + 1], B[mid + 1], G[mid + 1]
+                uk = np.uint64(klo)
+                for q in range(np.uint64(top + 1 - klo)):
+                    k = uk + q
+                    xk, k1 = x[k], k + one
+                    vals[q] = prev[k] + (-xj * xk * (Wj - W[k1]) + (xj + xk) * (Bj - B[k1]) - (Gj - G[k1]))
                 best = np.inf
                 bk = klo
-                top = min(khi, mid - 1)
-                for k in range(klo, top + 1):
-                    val = prev[k] + interval_cost(x, W, B, G, k, mid)
-                    if val < best:
-                        best = val
-                        bk = k
+                for q in range(top + 1 - klo):
+                    if vals[q] < best:
+                        best = vals[q]
+                        bk = klo + q
                 cur[mid] = best
                 arg[t, mid] = bk
                 if a <= mid - 1:
