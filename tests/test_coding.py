@@ -390,6 +390,25 @@ def test_ledger_counts_messages_and_bits(tmp_path):
     assert len(led) == n + 3
 
 
+def test_ledger_totals_by_category_worker_and_round():
+    """Hand-made rows: every category's total, per worker, per round and cumulative (found by mutation
+    testing: per-category totals and per-round sums were unchecked)."""
+    led = BitLedger()
+    led.record(0, 0, {"header": 8, "payload": 100})
+    led.record(1, 0, {"level_tables": 7, "norms": 32, "payload": 50})
+    led.record(1, 2, {"payload": 20.5})
+    want = {"header": 8.0, "level_tables": 7.0, "norms": 32.0, "payload": 170.5}
+    for c, v in want.items():
+        assert led.total(c) == v
+    assert led.totals() == want | {"total": 217.5} and led.total() == 217.5
+    assert led.per_worker() == {0: 108.0, 1: 109.5} and led.per_round() == {0: 197.0, 2: 20.5}
+    rounds, cum = led.cumulative_by_round()
+    assert rounds.tolist() == [0, 2] and cum.tolist() == [197.0, 217.5]
+    assert led.messages() == 3 and led.messages(worker=1, round=0) == 1 and led.messages(round=1) == 0
+    with pytest.raises(ValueError, match="finite and non-negative"):
+        led.record(0, 0, {"payload": "many"})
+
+
 def test_bad_protocol_arguments():
     qv = Quantizer(Levels.uniform(2)).quantize(np.ones(4), 0)
     with pytest.raises(ValueError, match="protocol"):

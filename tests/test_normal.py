@@ -172,3 +172,42 @@ def test_absolute_noise_has_variance_sigma_squared():
     U = NoiseModel("absolute", sigma).sample(np.zeros((1, d)), K, 3, 0)[0]
     sq = (U**2).sum(axis=1)
     assert abs(sq.mean() - sigma**2) < 5 * sq.std(ddof=1) / math.sqrt(K)
+
+
+@pytest.mark.parametrize("kind", ["relative", "mixed"])
+def test_relative_and_mixed_noise_variances(kind):
+    """E‖U‖² = σ_R‖A‖² (relative) and σ² + σ_R‖A‖² (mixed: two independent draws), per replica row,
+    over 400 workers, within 5 standard errors; a zero row gets no relative noise."""
+    sigma, sigma_rel, d, K = 0.6, 0.25, 300, 400
+    A = np.random.default_rng(1).standard_normal((3, d))
+    A[2] = 0.0
+    U = NoiseModel(kind, sigma=sigma, sigma_rel=sigma_rel).sample(A, K, 5, 2) - A[:, None]
+    for r in range(3):
+        want = sigma_rel * float(A[r] @ A[r]) + (sigma**2 if kind == "mixed" else 0.0)
+        sq = (U[r] ** 2).sum(axis=1)
+        if want == 0.0:
+            assert np.all(sq == 0.0)
+        else:
+            assert abs(sq.mean() - want) < 5 * sq.std(ddof=1) / math.sqrt(K)
+
+
+def test_replica_rows_and_mixed_planes_draw_independent_values():
+    """Mixed noise reads planes 0 (absolute) and 1 (relative) of each replica row; a plane index past
+    P − 1 would reuse the next row's absolute draw (found by mutation testing).  With both parts of
+    equal variance that correlates consecutive rows by 1/2: checked ≈ 0 within 5 standard errors."""
+    d, K = 50, 400
+    A = np.ones((2, d))
+    noise = NoiseModel("mixed", sigma=math.sqrt(0.25 * d), sigma_rel=0.25)  # σ² = σ_R‖A‖²
+    U = noise.sample(A, K, 3, 1) - A[:, None]
+    c = np.corrcoef(U[0].ravel(), U[1].ravel())[0, 1]
+    assert abs(c) < 5 / math.sqrt(K * d)
+
+
+def test_each_kind_uses_only_its_own_level():
+    """Absolute noise ignores ``sigma_rel`` and relative noise ignores ``sigma`` (found by mutation
+    testing: an ``or`` for the ``and`` of the relative switch left the suite green)."""
+    A = np.random.default_rng(2).standard_normal((2, 40))
+    for kind, own, other in (("absolute", "sigma", "sigma_rel"), ("relative", "sigma_rel", "sigma")):
+        plain = NoiseModel(kind, **{own: 0.5}).sample(A, 3, 1, 0)
+        assert np.array_equal(NoiseModel(kind, **{own: 0.5, other: 0.9}).sample(A, 3, 1, 0), plain)
+        assert not np.array_equal(plain, np.broadcast_to(A[:, None], plain.shape))

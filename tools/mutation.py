@@ -56,6 +56,12 @@ TARGETS = {
         "tests/test_coding.py tests/test_decoder_fuzz.py tests/test_golden.py tests/test_trust.py tests/test_maths.py "
         "-k 'not experiment and not solver and not variance and not cli and not results'",
     ),
+    "vi/noise": (
+        "qodasim/vi/noise.py",
+        "tests/test_normal.py tests/test_vi_solvers.py "
+        "-k 'noise or normal or fill or student or replica or bad or finite'",
+    ),
+    "coding/ledger": ("qodasim/coding/ledger.py", "tests/test_coding.py tests/test_network.py -k 'ledger'"),
     "bounds/tight": ("qodasim/bounds/tight.py", "tests/test_bounds_optimize.py -k 'tight or adversarial or layerwise'"),
 }
 
