@@ -443,6 +443,28 @@ def test_code_word_tables_equal_the_reference_code_words():
                 assert not any(bits.startswith(ref(k)) for k in range(1, 64) if len(ref(k)) <= B.DEC_BITS)
 
 
+def _encoded_body(idx, sign, protocol, code, top):
+    """``(buffer, bit count, the bits as a '0'/'1' string)`` of the body of ``idx``/``sign`` (no norms)."""
+    from qodasim.coding import _bits as Bt
+    from qodasim.coding import _payload as P
+
+    buf = np.zeros(P.max_body_bits(idx.size, 0, top, protocol, code) // 8 + 64, np.uint8)
+    acc, nacc, pos, _ = P.encode_body(buf, np.uint64(0), 0, 0, np.zeros(0, np.uint32), idx, sign, protocol, code, top)
+    total = pos * 8 + nacc
+    Bt.flush(buf, np.uint64(acc), nacc, pos)
+    return buf, total, "".join(format(b, "08b") for b in buf[: (total + 7) // 8])[:total]
+
+
+def _decoded_body(buf, total, protocol, code, d, type_max):
+    """``(end position, error code, indices, signs)`` read back from the first ``total`` bits (one type)."""
+    from qodasim.coding import _payload as P
+
+    out_idx, out_sign = np.zeros(d, np.int64), np.ones(d, np.int8)
+    p, err = P.decode_body(buf, 0, total, 0, protocol, code, np.array([0, d]), np.array([0]),
+                           np.array([type_max]), np.zeros(0, np.uint32), out_idx, out_sign)  # fmt: skip
+    return p, err, out_idx, out_sign
+
+
 @pytest.mark.parametrize("code", [0, 1, 2])
 @pytest.mark.parametrize("density", [0.9, 0.2, 0.0005])
 @pytest.mark.parametrize("top", [3, 2000])
@@ -451,7 +473,6 @@ def test_sparse_payload_equals_the_reference_bits_and_decodes_back(code, density
     bit THEORY §3's sequence — Elias(gap), sign, Elias(j) per nonzero, Elias(d − prev) — from the
     plain-Python code words, for short and long gaps (≥ 1024) and indices (≥ 1024), and decodes back;
     an index above its type's maximum is refused at the same bit position as the bit-by-bit reader."""
-    from qodasim.coding import _bits as Bt
     from qodasim.coding import _payload as P
     from qodasim.coding.elias import delta_bits, gamma_bits, omega_bits
 
@@ -466,18 +487,11 @@ def test_sparse_payload_equals_the_reference_bits_and_decodes_back(code, density
         prev = int(i)
     bits.append(ref(d - prev))
     want = "".join(bits)
-    buf = np.zeros(P.max_body_bits(d, 0, top, P.SPARSE, code) // 8 + 64, np.uint8)
-    acc, nacc, pos, _ = P.encode_body(buf, np.uint64(0), 0, 0, np.zeros(0, np.uint32), idx, sign, P.SPARSE, code, top)
-    total = pos * 8 + nacc
-    Bt.flush(buf, np.uint64(acc), nacc, pos)
-    got = "".join(format(b, "08b") for b in buf[: (total + 7) // 8])[:total]
+    buf, total, got = _encoded_body(idx, sign, P.SPARSE, code, top)
     assert got == want
 
     def decode(type_max):
-        out_idx, out_sign = np.zeros(d, np.int64), np.ones(d, np.int8)
-        p, err = P.decode_body(buf, 0, total, 0, P.SPARSE, code, np.array([0, d]), np.array([0]),
-                               np.array([type_max]), np.zeros(0, np.uint32), out_idx, out_sign)  # fmt: skip
-        return p, err, out_idx, out_sign
+        return _decoded_body(buf, total, P.SPARSE, code, d, type_max)
 
     p, err, out_idx, out_sign = decode(top)
     assert err == 0 and p == total and np.array_equal(out_idx, idx) and np.array_equal(out_sign[idx > 0], sign[idx > 0])
@@ -514,18 +528,11 @@ def test_dense_payload_equals_the_reference_bits_and_decodes_back(code, density,
         idx[-1], sign[-1] = longest[0] - 1, -1
     words = [ref(int(j) + 1) + (("1" if s < 0 else "0") if j else "") for j, s in zip(idx, sign)]
     want = "".join(words)
-    buf = np.zeros(P.max_body_bits(d, 0, top, P.DENSE, code) // 8 + 64, np.uint8)
-    acc, nacc, pos, _ = P.encode_body(buf, np.uint64(0), 0, 0, np.zeros(0, np.uint32), idx, sign, P.DENSE, code, top)
-    total = pos * 8 + nacc
-    Bt.flush(buf, np.uint64(acc), nacc, pos)
-    got = "".join(format(b, "08b") for b in buf[: (total + 7) // 8])[:total]
+    buf, total, got = _encoded_body(idx, sign, P.DENSE, code, top)
     assert got == want
 
     def decode(type_max, upto=total):
-        out_idx, out_sign = np.zeros(d, np.int64), np.ones(d, np.int8)
-        p, err = P.decode_body(buf, 0, upto, 0, P.DENSE, code, np.array([0, d]), np.array([0]),
-                               np.array([type_max]), np.zeros(0, np.uint32), out_idx, out_sign)  # fmt: skip
-        return p, err, out_idx, out_sign
+        return _decoded_body(buf, upto, P.DENSE, code, d, type_max)
 
     p, err, out_idx, out_sign = decode(top)
     assert err == 0 and p == total and np.array_equal(out_idx, idx) and np.array_equal(out_sign, sign)

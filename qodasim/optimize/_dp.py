@@ -21,7 +21,9 @@ from numba import njit
 @njit(cache=True)
 def interval_cost(x, W, B, G, k, j):
     """``C(k, j)``: variance mass of the data in ``(x_k, x_j]`` rounded between ``x_k`` and ``x_j``."""
-    return -x[j] * x[k] * (W[j + 1] - W[k + 1]) + (x[j] + x[k]) * (B[j + 1] - B[k + 1]) - (G[j + 1] - G[k + 1])
+    uj, uk = np.uint64(j), np.uint64(k)  # unsigned: no wraparound checks, so a loop over k vectorizes
+    j1, k1 = uj + np.uint64(1), uk + np.uint64(1)
+    return -x[uj] * x[uk] * (W[j1] - W[k1]) + (x[uj] + x[uk]) * (B[j1] - B[k1]) - (G[j1] - G[k1])
 
 
 @njit(cache=True)
@@ -60,7 +62,6 @@ def dp_levels(x, W, B, G, alpha):
     # layer t: the t-th interior level at j ≥ t; j ≤ last − (alpha − t) leaves room for the rest
     stack = np.empty((128, 4), np.int64)
     vals = np.empty(n)
-    one = np.uint64(1)
     for t in range(1, alpha):
         jlo, jhi = t + 1, last - (alpha - t - 1) - 1
         for j in range(n):
@@ -74,14 +75,11 @@ def dp_levels(x, W, B, G, alpha):
                 a, b, klo, khi = stack[sp, 0], stack[sp, 1], stack[sp, 2], stack[sp, 3]
                 mid = (a + b) // 2
                 top = min(khi, mid - 1)
-                # the candidates' values first (interval_cost's expression, operation for operation:
-                # the same floats; this loop vectorizes), then the first strict minimum
-                xj, Wj, Bj, Gj = x[mid], W[mid + 1], B[mid + 1], G[mid + 1]
+                # the candidates' values first (this loop vectorizes), then the first strict minimum
                 uk = np.uint64(klo)
                 for q in range(np.uint64(top + 1 - klo)):
                     k = uk + q
-                    xk, k1 = x[k], k + one
-                    vals[q] = prev[k] + (-xj * xk * (Wj - W[k1]) + (xj + xk) * (Bj - B[k1]) - (Gj - G[k1]))
+                    vals[q] = prev[k] + interval_cost(x, W, B, G, k, mid)
                 best = np.inf
                 bk = klo
                 for q in range(top + 1 - klo):

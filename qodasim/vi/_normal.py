@@ -22,6 +22,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ..quantize._numba import _serial_twin
 from ..rng import GOLDEN, MASK64, MIX1, MIX2
 
 _N = 256
@@ -135,21 +136,11 @@ def _draw(base, off, z, X, F):
             z[p] = _slow_normal(base, n, w, X, F)
 
 
-@njit(cache=True)
-def _fill_rows(bases, A, scale, P, p, out, X, F):
-    """``out[r, k] = A[r] + scale·z`` for every worker ``k`` (row ``k`` of ``bases``) and replica ``r``,
-    ``z`` = draw ``p`` of ``P`` of that worker's stream; ``out`` is ``(R, K, d)``."""
-    R, K, d = out.shape
-    z = np.empty(d)
-    for k in range(K):
-        for r in range(R):
-            _draw(bases[k], np.uint64((r * P + p) * d), z, X, F)
-            for i in range(d):
-                out[r, k, i] = A[r, i] + scale * z[i]
-
-
 @njit(parallel=True, cache=True)
 def _fill_rows_parallel(bases, A, scale, P, p, out, X, F):
+    """``out[r, k] = A[r] + scale·z`` for every worker ``k`` (row ``k`` of ``bases``) and replica ``r``,
+    ``z`` = draw ``p`` of ``P`` of that worker's stream; ``out`` is ``(R, K, d)``.  One task per worker,
+    each with its own scratch row, so the values do not depend on the thread count."""
     R, K, d = out.shape
     for k in prange(K):
         z = np.empty(d)
@@ -157,6 +148,10 @@ def _fill_rows_parallel(bases, A, scale, P, p, out, X, F):
             _draw(bases[k], np.uint64((r * P + p) * d), z, X, F)
             for i in range(d):
                 out[r, k, i] = A[r, i] + scale * z[i]
+
+
+#: The same kernel without the thread pool (small fills; ``quantize._numba`` does the same).
+_fill_rows = _serial_twin(_fill_rows_parallel)
 
 
 @njit(cache=True)
