@@ -205,6 +205,42 @@ def test_monotone_minima_dp_equals_the_quadratic_dp_exactly(alpha, data):
     assert ex.psi == quad.psi and np.array_equal(ex.levels.values, quad.levels.values)
 
 
+@pytest.mark.parametrize("alpha", [3, 12])
+def test_parallel_monotone_minima_equals_the_quadratic_dp_at_every_thread_count(alpha):
+    """The DP solves the recursion's top levels serially and the 64 subtrees below them in parallel
+    (``_dp.SPLIT_DEPTH``); each subtree's rows and candidate bounds are fixed by the rows above, so
+    the answer is the quadratic DP's, bit for bit, with one thread or two."""
+    import numba
+
+    r = normalized_magnitudes(np.random.default_rng(alpha).standard_normal(3000))
+    quad = exact_levels(r, alpha, quadratic=True)
+    before = numba.get_num_threads()
+    try:
+        for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            numba.set_num_threads(threads)
+            ex = exact_levels(r, alpha)
+            assert ex.psi == quad.psi and np.array_equal(ex.levels.values, quad.levels.values), threads
+    finally:
+        numba.set_num_threads(before)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 7, 64])
+def test_chunked_top_rows_keep_the_first_minimum(chunk):
+    """The top levels' long rows are split into chunks combined in order; on a grid of equally
+    weighted points (many exact ties across chunk boundaries) any chunk size gives the quadratic
+    DP's levels and cost exactly."""
+    from qodasim.optimize import _dp
+    from qodasim.optimize.levels import _empirical_candidates, _prefix
+
+    for r in (np.repeat(np.arange(1, 256) / 256.0, 2), normalized_magnitudes(np.random.default_rng(9).random(700))):
+        _, pts, wts = _empirical_candidates(r)
+        W, B, G = _prefix(pts, wts)
+        for alpha in (1, 4, 9):
+            cost, chosen = _dp.dp_levels(pts, W, B, G, alpha, chunk)
+            qcost, qchosen = _dp.dp_levels_quadratic(pts, W, B, G, alpha)
+            assert cost == qcost and np.array_equal(chosen, qchosen), alpha
+
+
 def test_exact_never_beaten_by_alq_amq_histogram_or_random():
     rng = np.random.default_rng(4)
     r = normalized_magnitudes(rng.standard_normal(5000) * np.exp(rng.uniform(-2, 2, 5000)))

@@ -9,13 +9,14 @@ interval ``(x_k, x_j]`` is then exact and O(1):
 ``C(k, j) = −x_j x_k (W_j − W_k) + (x_j + x_k)(B_j − B_k) − (G_j − G_k)``   (sums over ``(x_k, x_j]``).
 
 ``C`` satisfies the quadrangle inequality, so in each DP layer the optimal predecessor is monotone
-in ``j``; the row minima are found by divide and conquer (monotone minima): ``O(N log N)`` per layer.
+in ``j``; the row minima are found by divide and conquer (monotone minima): ``O(N log N)`` per layer,
+its top levels serially and the subtrees below them on all threads (the same rows, the same floats).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 
 @njit(cache=True)
@@ -46,11 +47,142 @@ def _finish(x, W, B, G, alpha, prev, arg):
     return best, chosen
 
 
+_U0 = np.uint64(0)
+
+#: Subtrees of the monotone-minima recursion below this depth run in parallel (``2^6`` = 64 of them).
+SPLIT_DEPTH = 6
+
+
+@njit(cache=True, inline="always")
+def _row_min(x, W, B, G, prev, vals, klo, top, j, out_v, out_k, slot):
+    """``out_v[slot], out_k[slot]`` = min and first arg-min of ``prev[k] + C(k, j)`` over
+    ``k ∈ [klo, top]``, ``top ≥ klo`` (the recursion never asks for an empty range): the candidates'
+    values first (this loop vectorizes), then a branch-free scan for the first strict minimum."""
+    uk = np.uint64(klo)
+    for q in range(np.uint64(top + 1 - klo)):
+        k = uk + q
+        vals[q] = prev[k] + interval_cost(x, W, B, G, k, j)
+    best = np.inf
+    bq = _U0
+    for q in range(np.uint64(top + 1 - klo)):
+        v = vals[q]
+        less = v < best
+        best = v if less else best
+        bq = q if less else bq
+    out_v[slot] = best
+    out_k[slot] = klo + np.int64(bq)
+
+
 @njit(cache=True)
-def dp_levels(x, W, B, G, alpha):
+def _monotone_rows(x, W, B, G, prev, cur, arg_t, vals, a0, b0, klo0, khi0, max_depth, roots):
+    """Rows ``[a0, b0]`` of one layer by divide and conquer, given their argmin bounds ``[klo0, khi0]``.
+
+    The node ``(a, b)`` computes row ``mid = ⌊(a + b)/2⌋`` over ``k ∈ [klo, min(khi, mid − 1)]``; its
+    children ``(a, mid − 1)`` and ``(mid + 1, b)`` inherit the bounds ``[klo, bk]`` and ``[bk, khi]``.
+    Nodes at depth ``max_depth`` are not expanded but appended to ``roots`` (rows ``a, b`` and bounds);
+    returns how many.  A node's bounds are fixed by the rows above it, so its subtree gives the same
+    rows whether it is solved here, later, or on another thread.
+    """
+    stack = np.empty((128, 5), np.int64)
+    stack[0, 0], stack[0, 1], stack[0, 2], stack[0, 3], stack[0, 4] = a0, b0, klo0, khi0, 0
+    sp = 1
+    nroots = 0
+    while sp > 0:
+        sp -= 1
+        a, b, klo, khi, depth = stack[sp, 0], stack[sp, 1], stack[sp, 2], stack[sp, 3], stack[sp, 4]
+        if depth == max_depth:
+            roots[nroots, 0], roots[nroots, 1], roots[nroots, 2], roots[nroots, 3] = a, b, klo, khi
+            nroots += 1
+            continue
+        mid = (a + b) // 2
+        _row_min(x, W, B, G, prev, vals, klo, min(khi, mid - 1), mid, cur, arg_t, mid)
+        bk = np.int64(arg_t[mid])
+        if a <= mid - 1:
+            stack[sp, 0], stack[sp, 1], stack[sp, 2], stack[sp, 3], stack[sp, 4] = a, mid - 1, klo, bk, depth + 1
+            sp += 1
+        if mid + 1 <= b:
+            stack[sp, 0], stack[sp, 1], stack[sp, 2], stack[sp, 3], stack[sp, 4] = mid + 1, b, bk, khi, depth + 1
+            sp += 1
+    return nroots
+
+
+#: Candidates per parallel chunk of one of the top levels' long rows.
+CHUNK = 1 << 13
+
+
+@njit(cache=True, parallel=True)
+def _top_rows(x, W, B, G, prev, cur, arg_t, jlo, jhi, t, roots, chunk):
+    """The recursion's top :data:`SPLIT_DEPTH` levels of one layer, level by level, each long row split
+    into chunks of ``chunk`` candidates on all threads; writes the subtrees below into ``roots``
+    and returns how many.
+
+    A node ``(a, b)``'s bounds are those the recursion passes down: ``klo = arg[a − 1]`` (``t`` when
+    ``a = jlo``) and ``khi = arg[b + 1]`` (``jhi − 1`` when ``b = jhi``).  Chunks are combined in
+    order, the first strict minimum winning, which is the whole row's first strict minimum.
+    """
+    m = 1 << SPLIT_DEPTH
+    nodes = np.empty((m, 2), np.int64)
+    nxt = np.empty((m, 2), np.int64)
+    row = np.empty((m, 3), np.int64)  # mid, klo, top
+    first = np.empty(m + 1, np.int64)  # the node's chunks are first[i] .. first[i + 1] − 1
+    nodes[0, 0], nodes[0, 1] = jlo, jhi
+    count = 1
+    for _ in range(SPLIT_DEPTH):
+        first[0] = 0
+        for i in range(count):
+            a, b = nodes[i, 0], nodes[i, 1]
+            mid = (a + b) // 2
+            klo = np.int64(arg_t[a - 1]) if a > jlo else t
+            khi = np.int64(arg_t[b + 1]) if b < jhi else jhi - 1
+            top = min(khi, mid - 1)
+            row[i, 0], row[i, 1], row[i, 2] = mid, klo, top
+            first[i + 1] = first[i] + max(1, (top + 1 - klo + chunk - 1) // chunk)
+        nch = first[count]
+        owner = np.empty(nch, np.int64)
+        for i in range(count):
+            owner[first[i] : first[i + 1]] = i
+        part_v = np.empty(nch)
+        part_k = np.empty(nch, np.int64)
+        for c in prange(nch):
+            i = owner[c]
+            k0 = row[i, 1] + (c - first[i]) * chunk
+            k1 = min(row[i, 2], k0 + chunk - 1)
+            scratch = np.empty(chunk)
+            _row_min(x, W, B, G, prev, scratch, k0, k1, row[i, 0], part_v, part_k, c)
+        nn = 0
+        for i in range(count):
+            best, bk = np.inf, row[i, 1]
+            for c in range(first[i], first[i + 1]):
+                if part_v[c] < best:
+                    best, bk = part_v[c], part_k[c]
+            mid = row[i, 0]
+            cur[mid] = best
+            arg_t[mid] = bk
+            a, b = nodes[i, 0], nodes[i, 1]
+            if a <= mid - 1:
+                nxt[nn, 0], nxt[nn, 1] = a, mid - 1
+                nn += 1
+            if mid + 1 <= b:
+                nxt[nn, 0], nxt[nn, 1] = mid + 1, b
+                nn += 1
+        nodes[:nn] = nxt[:nn]
+        count = nn
+    for i in range(count):
+        a, b = nodes[i, 0], nodes[i, 1]
+        roots[i, 0], roots[i, 1] = a, b
+        roots[i, 2] = np.int64(arg_t[a - 1]) if a > jlo else t
+        roots[i, 3] = np.int64(arg_t[b + 1]) if b < jhi else jhi - 1
+    return count
+
+
+@njit(cache=True, parallel=True)
+def dp_levels(x, W, B, G, alpha, chunk=CHUNK):
     """Optimal ``alpha`` interior levels among ``x[1..N-1]`` (``x[0] = 0``, ``x[N] = 1`` forced).
 
-    Returns ``(cost, chosen indices)``.  Requires ``N − 1 ≥ alpha``.
+    Returns ``(cost, chosen indices)``.  Requires ``N − 1 ≥ alpha``.  Per layer, the recursion's top
+    :data:`SPLIT_DEPTH` levels run level by level with their long rows in parallel chunks
+    (:func:`_top_rows`), the subtrees below them in parallel: every row is computed over the same
+    candidates with the same floats whatever the thread count and ``chunk`` (tested).
     """
     n = x.size
     last = n - 1
@@ -59,43 +191,19 @@ def dp_levels(x, W, B, G, alpha):
     for j in range(n):
         prev[j] = interval_cost(x, W, B, G, 0, j)  # one interval: level 0 then a level at j
     arg = np.zeros((max(alpha, 1), n), np.int32)
-    # layer t: the t-th interior level at j ≥ t; j ≤ last − (alpha − t) leaves room for the rest
-    stack = np.empty((128, 4), np.int64)
-    vals = np.empty(n)
+    roots = np.empty((1 << SPLIT_DEPTH, 4), np.int64)
+    # layer t: the t-th interior level at j ≥ t; j ≤ last − (alpha − t − 1) − 1 leaves room for the rest
     for t in range(1, alpha):
         jlo, jhi = t + 1, last - (alpha - t - 1) - 1
-        for j in range(n):
-            cur[j] = np.inf
+        cur[:] = np.inf
         if jlo <= jhi:
-            sp = 0
-            stack[0, 0], stack[0, 1], stack[0, 2], stack[0, 3] = jlo, jhi, t, jhi - 1
-            sp = 1
-            while sp > 0:
-                sp -= 1
-                a, b, klo, khi = stack[sp, 0], stack[sp, 1], stack[sp, 2], stack[sp, 3]
-                mid = (a + b) // 2
-                top = min(khi, mid - 1)
-                # the candidates' values first (this loop vectorizes), then the first strict minimum
-                uk = np.uint64(klo)
-                for q in range(np.uint64(top + 1 - klo)):
-                    k = uk + q
-                    vals[q] = prev[k] + interval_cost(x, W, B, G, k, mid)
-                best = np.inf
-                bk = klo
-                for q in range(top + 1 - klo):
-                    if vals[q] < best:
-                        best = vals[q]
-                        bk = klo + q
-                cur[mid] = best
-                arg[t, mid] = bk
-                if a <= mid - 1:
-                    stack[sp, 0], stack[sp, 1], stack[sp, 2], stack[sp, 3] = a, mid - 1, klo, bk
-                    sp += 1
-                if mid + 1 <= b:
-                    stack[sp, 0], stack[sp, 1], stack[sp, 2], stack[sp, 3] = mid + 1, b, bk, khi
-                    sp += 1
-        for j in range(n):
-            prev[j] = cur[j]
+            arg_t = arg[t]
+            nroots = _top_rows(x, W, B, G, prev, cur, arg_t, jlo, jhi, t, roots, chunk)
+            for r in prange(nroots):
+                a, b, klo, khi = roots[r, 0], roots[r, 1], roots[r, 2], roots[r, 3]
+                scratch = np.empty(khi - klo + 1)
+                _monotone_rows(x, W, B, G, prev, cur, arg_t, scratch, a, b, klo, khi, 64, roots[r:r])
+        prev[:] = cur
     return _finish(x, W, B, G, alpha, prev, arg)
 
 
