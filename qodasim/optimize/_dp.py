@@ -73,37 +73,40 @@ def _row_min(x, W, B, G, prev, vals, klo, top, j, out_v, out_k, slot):
     out_k[slot] = klo + np.int64(bq)
 
 
+@njit(cache=True, inline="always")
+def _bounds(arg_t, a, b, jlo, jhi, t):
+    """The arg-min bounds ``(klo, khi)`` the recursion passes down to the node ``(a, b)`` of layer ``t``:
+    the arg-minima of the rows just outside it, ``arg[a − 1]`` and ``arg[b + 1]`` (``t`` and
+    ``jhi − 1`` at the layer's ends)."""
+    klo = np.int64(arg_t[a - 1]) if a > jlo else t
+    khi = np.int64(arg_t[b + 1]) if b < jhi else jhi - 1
+    return klo, khi
+
+
 @njit(cache=True)
-def _monotone_rows(x, W, B, G, prev, cur, arg_t, vals, a0, b0, klo0, khi0, max_depth, roots):
+def _monotone_rows(x, W, B, G, prev, cur, arg_t, vals, a0, b0, klo0, khi0):
     """Rows ``[a0, b0]`` of one layer by divide and conquer, given their argmin bounds ``[klo0, khi0]``.
 
     The node ``(a, b)`` computes row ``mid = ⌊(a + b)/2⌋`` over ``k ∈ [klo, min(khi, mid − 1)]``; its
     children ``(a, mid − 1)`` and ``(mid + 1, b)`` inherit the bounds ``[klo, bk]`` and ``[bk, khi]``.
-    Nodes at depth ``max_depth`` are not expanded but appended to ``roots`` (rows ``a, b`` and bounds);
-    returns how many.  A node's bounds are fixed by the rows above it, so its subtree gives the same
-    rows whether it is solved here, later, or on another thread.
+    A node's bounds are fixed by the rows above it (:func:`_bounds`), so its subtree gives the same
+    rows whether it is solved alone or inside a larger recursion, on any thread.
     """
-    stack = np.empty((128, 5), np.int64)
-    stack[0, 0], stack[0, 1], stack[0, 2], stack[0, 3], stack[0, 4] = a0, b0, klo0, khi0, 0
+    stack = np.empty((128, 4), np.int64)
+    stack[0, 0], stack[0, 1], stack[0, 2], stack[0, 3] = a0, b0, klo0, khi0
     sp = 1
-    nroots = 0
     while sp > 0:
         sp -= 1
-        a, b, klo, khi, depth = stack[sp, 0], stack[sp, 1], stack[sp, 2], stack[sp, 3], stack[sp, 4]
-        if depth == max_depth:
-            roots[nroots, 0], roots[nroots, 1], roots[nroots, 2], roots[nroots, 3] = a, b, klo, khi
-            nroots += 1
-            continue
+        a, b, klo, khi = stack[sp, 0], stack[sp, 1], stack[sp, 2], stack[sp, 3]
         mid = (a + b) // 2
         _row_min(x, W, B, G, prev, vals, klo, min(khi, mid - 1), mid, cur, arg_t, mid)
         bk = np.int64(arg_t[mid])
         if a <= mid - 1:
-            stack[sp, 0], stack[sp, 1], stack[sp, 2], stack[sp, 3], stack[sp, 4] = a, mid - 1, klo, bk, depth + 1
+            stack[sp, 0], stack[sp, 1], stack[sp, 2], stack[sp, 3] = a, mid - 1, klo, bk
             sp += 1
         if mid + 1 <= b:
-            stack[sp, 0], stack[sp, 1], stack[sp, 2], stack[sp, 3], stack[sp, 4] = mid + 1, b, bk, khi, depth + 1
+            stack[sp, 0], stack[sp, 1], stack[sp, 2], stack[sp, 3] = mid + 1, b, bk, khi
             sp += 1
-    return nroots
 
 
 #: Candidates per parallel chunk of one of the top levels' long rows.
@@ -116,9 +119,8 @@ def _top_rows(x, W, B, G, prev, cur, arg_t, jlo, jhi, t, roots, chunk):
     into chunks of ``chunk`` candidates on all threads; writes the subtrees below into ``roots``
     and returns how many.
 
-    A node ``(a, b)``'s bounds are those the recursion passes down: ``klo = arg[a − 1]`` (``t`` when
-    ``a = jlo``) and ``khi = arg[b + 1]`` (``jhi − 1`` when ``b = jhi``).  Chunks are combined in
-    order, the first strict minimum winning, which is the whole row's first strict minimum.
+    A node ``(a, b)``'s bounds are those the recursion passes down (:func:`_bounds`).  Chunks are
+    combined in order, the first strict minimum winning, which is the whole row's first strict minimum.
     """
     m = 1 << SPLIT_DEPTH
     nodes = np.empty((m, 2), np.int64)
@@ -132,8 +134,7 @@ def _top_rows(x, W, B, G, prev, cur, arg_t, jlo, jhi, t, roots, chunk):
         for i in range(count):
             a, b = nodes[i, 0], nodes[i, 1]
             mid = (a + b) // 2
-            klo = np.int64(arg_t[a - 1]) if a > jlo else t
-            khi = np.int64(arg_t[b + 1]) if b < jhi else jhi - 1
+            klo, khi = _bounds(arg_t, a, b, jlo, jhi, t)
             top = min(khi, mid - 1)
             row[i, 0], row[i, 1], row[i, 2] = mid, klo, top
             first[i + 1] = first[i] + max(1, (top + 1 - klo + chunk - 1) // chunk)
@@ -165,13 +166,12 @@ def _top_rows(x, W, B, G, prev, cur, arg_t, jlo, jhi, t, roots, chunk):
             if mid + 1 <= b:
                 nxt[nn, 0], nxt[nn, 1] = mid + 1, b
                 nn += 1
-        nodes[:nn] = nxt[:nn]
+        nodes, nxt = nxt, nodes
         count = nn
     for i in range(count):
         a, b = nodes[i, 0], nodes[i, 1]
         roots[i, 0], roots[i, 1] = a, b
-        roots[i, 2] = np.int64(arg_t[a - 1]) if a > jlo else t
-        roots[i, 3] = np.int64(arg_t[b + 1]) if b < jhi else jhi - 1
+        roots[i, 2], roots[i, 3] = _bounds(arg_t, a, b, jlo, jhi, t)
     return count
 
 
@@ -202,7 +202,7 @@ def dp_levels(x, W, B, G, alpha, chunk=CHUNK):
             for r in prange(nroots):
                 a, b, klo, khi = roots[r, 0], roots[r, 1], roots[r, 2], roots[r, 3]
                 scratch = np.empty(khi - klo + 1)
-                _monotone_rows(x, W, B, G, prev, cur, arg_t, scratch, a, b, klo, khi, 64, roots[r:r])
+                _monotone_rows(x, W, B, G, prev, cur, arg_t, scratch, a, b, klo, khi)
         prev[:] = cur
     return _finish(x, W, B, G, alpha, prev, arg)
 
