@@ -241,6 +241,86 @@ def test_chunked_top_rows_keep_the_first_minimum(chunk):
             assert cost == qcost and np.array_equal(chosen, qchosen), alpha
 
 
+def test_vector_first_minimum_equals_the_serial_scan():
+    """``_argmin.first_min8`` (8 lanes, then the lanes combined) continued serially over the tail gives
+    the serial scan's index and value (its sign too) on every length 0..69 and on tie-heavy, ±0,
+    NaN- and ∞-laden and all-∞ arrays (the DP's rows take it from 16 candidates on)."""
+    from numba import njit
+
+    from qodasim.optimize._argmin import first_min8
+
+    @njit
+    def serial(v):
+        best, bq = np.inf, 0
+        for q in range(v.size):
+            if v[q] < best:
+                best, bq = v[q], q
+        return best, bq
+
+    @njit
+    def lanes(v):
+        n = v.size
+        q = first_min8(v, n)
+        best, bq = np.inf, 0
+        if q >= 0:
+            best, bq = v[q], q
+        for k in range(n - n % 8, n):
+            if v[k] < best:
+                best, bq = v[k], k
+        return best, bq
+
+    rng = np.random.default_rng(8)
+    for trial in range(4000):
+        n = trial % 70
+        kind = trial % 5
+        if kind == 0:
+            v = rng.integers(0, 4, n).astype(float)
+        elif kind == 1:
+            v = rng.standard_normal(n)
+        elif kind == 2:
+            v = np.where(rng.random(n) < 0.3, np.inf, rng.integers(0, 3, n).astype(float))
+        elif kind == 3:
+            v = np.where(rng.random(n) < 0.3, np.nan, rng.integers(-1, 2, n) * 0.0)  # NaN, +0 and −0
+        else:
+            v = np.full(n, np.inf)
+        (a, i), (b, k) = serial(v), lanes(v)
+        assert i == k and np.array_equal(np.array([a]), np.array([b]), equal_nan=True), (trial, n)
+        assert np.signbit(a) == np.signbit(b), (trial, n)
+
+
+def test_dp_row_minimum_at_every_width_and_position():
+    """One DP row (``_dp._row_min``) over ``w = 1..70`` candidates returns the serial scan's first
+    minimum wherever it lies — the vector lanes' part, the serial tail, the boundary between them —
+    and the first of tied minima."""
+    from numba import njit
+
+    from qodasim.optimize import _dp
+    from qodasim.optimize.levels import _empirical_candidates, _prefix
+
+    @njit
+    def row(x, W, B, G, prev, klo, top, j):
+        vals = np.empty(top + 1 - klo)
+        out_v, out_k = np.empty(1), np.empty(1, np.int64)
+        _dp._row_min(x, W, B, G, prev, vals, klo, top, j, out_v, out_k, 0)
+        return out_v[0], out_k[0]
+
+    _, x, wts = _empirical_candidates(normalized_magnitudes(np.random.default_rng(5).random(200)))
+    W, B, G = _prefix(x, wts)
+    klo, j = 3, x.size - 1
+    for w in range(1, 71):
+        for p in range(w):
+            for tie in (None, p + 1 + (p + 1 < w) * ((w - p) // 2)):
+                prev = np.zeros(x.size)
+                prev[klo + p] = -1e6
+                if tie is not None and tie < w:
+                    prev[klo + tie] = -1e6 + (_dp.interval_cost(x, W, B, G, klo + p, j)
+                                              - _dp.interval_cost(x, W, B, G, klo + tie, j))  # fmt: skip
+                vals = prev[klo : klo + w] + np.array([_dp.interval_cost(x, W, B, G, k, j)
+                                                       for k in range(klo, klo + w)])  # fmt: skip
+                best, k = row(x, W, B, G, prev, klo, klo + w - 1, j)
+                assert k == klo + int(np.argmin(vals)) and best == vals.min(), (w, p, tie)
+
+
 def test_exact_never_beaten_by_alq_amq_histogram_or_random():
     rng = np.random.default_rng(4)
     r = normalized_magnitudes(rng.standard_normal(5000) * np.exp(rng.uniform(-2, 2, 5000)))

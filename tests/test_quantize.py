@@ -450,7 +450,7 @@ def test_serial_twins_equal_the_parallel_kernels():
         idx, sign = np.empty(v.size, np.uint8), np.empty(v.size, np.int8)
         bases = segment_bases(plan, Key(3))
         kernels["round_kernel"](v, scale, plan.seg_type, bases, plan.seg_shift, plan.task_start, plan.task_end,
-                                plan.task_seg, lv, lv_start, type_uni, idx, sign)  # fmt: skip
+                                plan.task_seg, lv, lv_start, type_uni, *q._bucket_tables, idx, sign)  # fmt: skip
         outs.append((mx, ss, pw, idx, sign))
     for a, b in zip(*outs):
         assert np.array_equal(a, b)
@@ -513,7 +513,7 @@ def test_bucket_table_rounding_equals_the_binary_search(levels):
         pool.append(np.arange(G + 1) / G)
         pool.append(np.nextafter(np.arange(G + 1) / G, 0.0))
     r = np.clip(np.concatenate(pool), 0.0, 1.0)
-    size = max(3 * K.TABLE_MIN_TASK, r.size) + 77  # several blocks of the table kernel and a partial one
+    size = max(3 * K.TABLE_BLOCK, r.size) + 77  # several blocks of the table kernel and a partial one
     v = rng.choice(r, size=size) * rng.choice([-1.0, 1.0], size=size)
     v[0] = 1.0
     Q, R = Quantizer(levels, q=np.inf), Quantizer(levels, q=np.inf, engine="numpy")
@@ -521,6 +521,97 @@ def test_bucket_table_rounding_equals_the_binary_search(levels):
     assert a.norms[0] == 1.0 and a.equals(b)
     if levels.size <= 16:  # the table exists for these (closest levels ≥ 2^-15 apart)
         assert G > 0 and np.all(np.diff(table) <= 1)
+
+
+def test_bucket_tables_once_per_quantizer_equal_the_per_type_tables_and_any_cap():
+    """The tables a quantizer builds once (``bucket_tables``) are each type's :func:`bucket_table` at
+    its offset (none for uniform types); with a cap on their total size the types past it search —
+    the indices and signs of a layer-wise quantization are the same with every cap."""
+    from qodasim.quantize import _numba as K
+    from qodasim.quantize.core import segment_bases, segment_scales
+
+    types = [LEVELS["exp3"], Levels.uniform(7), LEVELS["random5"], Levels.exponential(14), LEVELS["exp6_p0.3"]]
+    sizes = [700, 2600, 1300, 3000, 5000, 900, 4100]
+    layout = LayerLayout(sizes, types=[0, 1, 2, 3, 4, 3, 2])
+    q = LayerwiseQuantizer(layout, types)
+    lv, lv_start, type_uni = q._tables
+    bt, bt_start, bt_G = q._bucket_tables
+    assert bt_start[0] == 0 and bt_start[-1] == bt.size
+    for m in range(len(types)):
+        table, G = K.bucket_table(lv, lv_start[m], lv_start[m + 1] - lv_start[m])
+        if type_uni[m]:
+            assert bt_G[m] == 0 and bt_start[m + 1] == bt_start[m]
+        else:
+            assert bt_G[m] == G > 0 and np.array_equal(bt[bt_start[m] : bt_start[m + 1]], table)
+    v = np.random.default_rng(9).standard_normal(sum(sizes))
+    plan = q.plan(v.size)
+    scale = segment_scales(plan, q.norms(v), type_uni)
+    bases = segment_bases(plan, Key(2))
+    outs = []
+    for cap in (bt.size, bt.size - 1, int(bt_G.max()) + 1, 0):
+        tables = K.bucket_tables(lv, lv_start, type_uni, cap)
+        assert tables[0].size <= cap and (cap < bt.size) == (np.count_nonzero(tables[2]) < np.count_nonzero(bt_G))
+        idx, sign = np.empty(v.size, np.uint8), np.empty(v.size, np.int8)
+        K.round_kernel(v, scale, plan.seg_type, bases, plan.seg_shift, plan.task_start, plan.task_end,
+                       plan.task_seg, lv, lv_start, type_uni, *tables, idx, sign)  # fmt: skip
+        outs.append((idx, sign))
+    want = LayerwiseQuantizer(layout, types, engine="numpy").quantize(v, Key(2))  # the NumPy reference
+    assert q.quantize(v, Key(2)).equals(want)
+    for idx, sign in outs:
+        assert np.array_equal(idx, want.indices) and np.array_equal(sign, want.signs)
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["permute", "per-lane"])
+def test_vector_search_equals_split_for_every_level_count(generic):
+    """:func:`_simd.search16` (AVX-512 permutes, or the per-lane fallback) gives :func:`split`'s interval
+    ``j`` and the levels ``ℓ_j, ℓ_{j+1}`` bit for bit, for every level count 3..16 — random levels,
+    levels one ulp apart, exponential ones — on ratios on the levels, one ulp either side, at 0 and 1,
+    and random; for lengths that are and are not multiples of the vector group."""
+    from numba import njit
+
+    from qodasim.quantize import _numba as K
+    from qodasim.quantize import _simd
+
+    search = _simd.search16_generic if generic else _simd.search16
+
+    g = _simd.GROUP
+
+    @njit
+    def run(rr, S, V, n):
+        m = (n + g - 1) // g * g
+        jj, l0, l1 = np.empty(m, np.uint64), np.empty(m), np.empty(m)
+        search(rr, S, V, jj, l0, l1, n)
+        return jj[:n], l0[:n], l1[:n]
+
+    @njit
+    def reference(rr, lv, nl):
+        out = np.empty((rr.size, 3))
+        for i in range(rr.size):
+            j, _ = K.split(rr[i], 1.0, 0, lv, 0, nl)
+            out[i, 0], out[i, 1], out[i, 2] = j, lv[j], lv[j + 1]
+        return out
+
+    rng = np.random.default_rng(16)
+    for nl in range(3, 17):
+        interior = np.sort(rng.uniform(0, 1, nl - 2))
+        close = 0.5 + np.arange(1, nl - 1) * np.spacing(0.5)  # levels one ulp apart
+        for lv in (np.r_[0.0, interior, 1.0], np.r_[0.0, close, 1.0], 0.5 ** np.arange(nl - 1, -1, -1.0)):
+            lv = np.unique(lv)
+            lv[0] = 0.0
+            assert lv.size == nl and lv[-1] == 1.0
+            S = np.full(16, np.inf)
+            S[: nl - 1] = lv[: nl - 1]
+            V = np.zeros(16)
+            V[:nl] = lv
+            pool = np.r_[lv, np.nextafter(lv, 0.0), np.nextafter(lv, 2.0), rng.uniform(0, 1, 200), 0.0, 1.0]
+            pool = np.clip(pool, 0.0, 1.0)
+            want = reference(pool, lv, nl)
+            for n in (pool.size, pool.size - 3, pool.size - 9, 5):
+                rr = np.zeros((n + g - 1) // g * g)
+                rr[:n] = pool[:n]
+                jj, l0, l1 = run(rr, S, V, n)
+                got = np.stack([jj.astype(np.float64), l0, l1], axis=1)
+                assert np.array_equal(got, want[:n]), (nl, n)
 
 
 def test_table_split_equals_split_exactly():

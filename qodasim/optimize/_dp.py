@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ._argmin import first_min8
+
 
 @njit(cache=True)
 def interval_cost(x, W, B, G, k, j):
@@ -48,6 +50,8 @@ def _finish(x, W, B, G, alpha, prev, arg):
 
 
 _U0 = np.uint64(0)
+#: Rows of at least this many candidates find their minimum in vector lanes (:func:`._argmin.first_min8`).
+_VECTOR_ROW = 16
 
 #: Subtrees of the monotone-minima recursion below this depth run in parallel (``2^6`` = 64 of them).
 SPLIT_DEPTH = 6
@@ -57,14 +61,24 @@ SPLIT_DEPTH = 6
 def _row_min(x, W, B, G, prev, vals, klo, top, j, out_v, out_k, slot):
     """``out_v[slot], out_k[slot]`` = min and first arg-min of ``prev[k] + C(k, j)`` over
     ``k ∈ [klo, top]``, ``top ≥ klo`` (the recursion never asks for an empty range): the candidates'
-    values first (this loop vectorizes), then a branch-free scan for the first strict minimum."""
+    values first (this loop vectorizes), then the first strict minimum — in 8 vector lanes
+    (:func:`._argmin.first_min8`) for a long row, continued by a branch-free serial scan: the same
+    index and value as the serial scan alone (tested)."""
     uk = np.uint64(klo)
-    for q in range(np.uint64(top + 1 - klo)):
+    w = np.uint64(top + 1 - klo)
+    for q in range(w):
         k = uk + q
         vals[q] = prev[k] + interval_cost(x, W, B, G, k, j)
     best = np.inf
     bq = _U0
-    for q in range(np.uint64(top + 1 - klo)):
+    rest = _U0
+    if w >= _VECTOR_ROW:
+        first = first_min8(vals, np.int64(w))
+        rest = w & ~np.uint64(7)
+        if first >= 0:
+            bq = np.uint64(first)
+            best = vals[bq]
+    for q in range(rest, w):
         v = vals[q]
         less = v < best
         best = v if less else best

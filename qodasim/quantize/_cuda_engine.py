@@ -81,7 +81,8 @@ def task_powsum(v, plan, scale, q, need):
     return out.copy_to_host()
 
 
-def round(v, seg_scale, plan, seg_base, lv, lv_start, type_uni, idx_dtype, out=None):
+def round(v, seg_scale, plan, seg_base, lv, lv_start, type_uni, idx_dtype, out=None, buckets=None):
+    """``buckets`` (the Numba engine's bucket tables) is not used: levels are searched in shared memory."""
     n = _check_grid(plan.task_start.size)
     idx = cuda.device_array(plan.d, idx_dtype)
     sign = cuda.device_array(plan.d, np.int8)

@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..rng import GOLDEN, MASK64
-from . import _scalar
+from . import _scalar, _simd
 
 _GOLDEN = _scalar.GOLDEN_U64  # the per-coordinate increment of the SplitMix64 state
 _MIX1, _MIX2 = _scalar.MIX1_U64, _scalar.MIX2_U64
@@ -165,9 +165,9 @@ def _round_uniform_range(v, a, b, c, smax, z, out_idx, out_sign):
         out_sign[i] = np.int8(1 - 2 * np.int64((x < 0.0) & (k > _U0)))
 
 
-#: Non-uniform levels: a task of at least this many coordinates finds intervals through a bucket table.
-TABLE_MIN_TASK = 2048
 _TABLE_MAX_G = 1 << 16
+#: At most this many bucket-table entries over all types (16 MiB of ``uint16``): types past it search.
+TABLES_MAX_ENTRIES = 1 << 23
 
 
 @njit(cache=True)
@@ -201,6 +201,38 @@ def bucket_table(lv, lo, nl):
     return table, G
 
 
+@njit(cache=True)
+def bucket_tables(lv, lv_start, type_uni, max_entries=TABLES_MAX_ENTRIES):
+    """``(bt, bt_start, bt_G)``: :func:`bucket_table` of every non-uniform type, concatenated —
+    type ``m``'s table is ``bt[bt_start[m] : bt_start[m + 1]]`` with ``G = bt_G[m]`` (``0``: no table,
+    the type's intervals come from the binary search; always so for uniform types).
+
+    Built once per quantizer (levels are fixed), not per task: a table of ``G + 1`` entries costs as
+    much to build as rounding ``2G`` coordinates (issue 15).  At most ``max_entries`` entries in all;
+    the types past that search (the same intervals, tested).
+    """
+    m_types = type_uni.size
+    parts = []
+    bt_G = np.zeros(m_types, np.int64)
+    bt_start = np.zeros(m_types + 1, np.int64)
+    total = 0
+    for m in range(m_types):
+        table, G = np.empty(0, np.uint16), 0
+        if type_uni[m] == 0:
+            lo = lv_start[m]
+            table, G = bucket_table(lv, lo, lv_start[m + 1] - lo)
+            if total + table.size > max_entries:
+                table, G = np.empty(0, np.uint16), 0
+        parts.append(table)
+        bt_G[m] = G
+        total += table.size
+        bt_start[m + 1] = total
+    bt = np.empty(total, np.uint16)
+    for m in range(m_types):
+        bt[bt_start[m] : bt_start[m + 1]] = parts[m]
+    return bt, bt_start, bt_G
+
+
 @njit(inline="always", cache=True)
 def table_split(ax, c, lv, lo, nl, table, G):
     """:func:`split` for non-uniform levels with the interval from :func:`bucket_table`: same ``(j, ρ)``."""
@@ -214,8 +246,10 @@ def table_split(ax, c, lv, lo, nl, table, G):
     return j, (r - l0) / (lv[lo + j + 1] - l0)
 
 
-#: Coordinates per block of :func:`_round_table_range` (its five scratch arrays stay in L1).
+#: Coordinates per block of :func:`_round_table_range` (its five scratch arrays stay in L1; a multiple
+#: of :data:`._simd.GROUP`, the coordinates :func:`._simd.search16` handles at once).
 TABLE_BLOCK = 512
+assert TABLE_BLOCK % _simd.GROUP == 0
 _UBLOCK = np.uint64(TABLE_BLOCK)
 
 
@@ -224,12 +258,22 @@ def _round_table_range(v, a, b, c, lv, lo, nl, table, G, z, out_idx, out_sign):
     """:func:`table_split` + rounding for non-uniform levels on ``[a, b)``, in blocks of three passes.
 
     Per block: (1) ``r = min(|x|·c, 1)`` and its bucket ``⌊r·G⌋`` (vectorized); (2) the interval ``j``
-    (table entry, one comparison) and ``ℓ_j, ℓ_{j+1}`` (scalar: table lookups do not vectorize without
-    gathers); (3) ``ρ = (r − ℓ_j)/(ℓ_{j+1} − ℓ_j)``, the uniform and the outputs (vectorized).  The
-    operations and their operands are :func:`table_split`'s and :func:`split`'s, so the indices are
-    bit for bit the same (tested).  ``error_model="numpy"`` drops Numba's zero-divisor check, which
-    alone kept pass (3) scalar; the divisor is a gap between distinct levels, never 0.
+    and ``ℓ_j, ℓ_{j+1}``: with at most 16 levels by the vector binary search :func:`._simd.search16`
+    (the table in two registers, 8 lookups per permute), else from the bucket table (one entry, one
+    comparison; scalar: table lookups do not vectorize without gathers); (3)
+    ``ρ = (r − ℓ_j)/(ℓ_{j+1} − ℓ_j)``, the uniform and the outputs (vectorized).  Every path finds
+    :func:`split`'s interval and reads the same level floats, so the indices are bit for bit the same
+    (tested).  ``error_model="numpy"`` drops Numba's zero-divisor check, which alone kept pass (3)
+    scalar; the divisor is a gap between distinct levels, never 0.
     """
+    small = nl <= _simd.MAX_LEVELS
+    S = np.full(_simd.MAX_LEVELS, np.inf)  # ℓ_0..ℓ_{nl−2}, then +∞: the search's candidates
+    V = np.zeros(_simd.MAX_LEVELS)  # ℓ_0..ℓ_{nl−1}: the levels it reads
+    if small:
+        for q in range(nl):
+            V[q] = lv[lo + q]
+            if q <= nl - 2:
+                S[q] = lv[lo + q]
     rr = np.empty(TABLE_BLOCK)
     l0 = np.empty(TABLE_BLOCK)
     l1 = np.empty(TABLE_BLOCK)
@@ -243,18 +287,24 @@ def _round_table_range(v, a, b, c, lv, lo, nl, table, G, z, out_idx, out_sign):
     s = np.uint64(a)
     while s < ub:
         n = min(_UBLOCK, ub - s)
-        for p in range(n):
-            up = np.uint64(p)
-            r = min(abs(np.float64(v[s + up])) * c, 1.0)
-            rr[up] = r
-            gg[up] = np.uint64(np.int64(r * fG))
-        for p in range(n):
-            up = np.uint64(p)
-            j = np.uint64(table[gg[up]])
-            j += np.uint64((lv[ulo + j + one] <= rr[up]) & (j < jmax))
-            jj[up] = j
-            l0[up] = lv[ulo + j]
-            l1[up] = lv[ulo + j + one]
+        if small:
+            for p in range(n):
+                up = np.uint64(p)
+                rr[up] = min(abs(np.float64(v[s + up])) * c, 1.0)
+            _simd.search16(rr, S, V, jj, l0, l1, n)
+        else:
+            for p in range(n):
+                up = np.uint64(p)
+                r = min(abs(np.float64(v[s + up])) * c, 1.0)
+                rr[up] = r
+                gg[up] = np.uint64(np.int64(r * fG))
+            for p in range(n):
+                up = np.uint64(p)
+                j = np.uint64(table[gg[up]])
+                j += np.uint64((lv[ulo + j + one] <= rr[up]) & (j < jmax))
+                jj[up] = j
+                l0[up] = lv[ulo + j]
+                l1[up] = lv[ulo + j + one]
         for p in range(n):
             up = np.uint64(p)
             i = s + up
@@ -269,14 +319,15 @@ def _round_table_range(v, a, b, c, lv, lo, nl, table, G, z, out_idx, out_sign):
 
 @njit(parallel=True, cache=True)
 def round_kernel(
-    v, seg_scale, seg_type, seg_base, seg_shift, task_start, task_end, task_seg, lv, lv_start, type_uni, out_idx,
-    out_sign,
+    v, seg_scale, seg_type, seg_base, seg_shift, task_start, task_end, task_seg, lv, lv_start, type_uni, bt,
+    bt_start, bt_G, out_idx, out_sign,
 ):  # fmt: skip
     """Unbiased stochastic rounding (THEORY §1): index ``j + [u < ρ]`` with ``(j, ρ)`` from :func:`split`.
 
     ``u`` is the uniform of address ``(layer, i + seg_shift[s])`` in stream ``seg_base[s]``.
     Signs are canonical: ``−1`` only where ``v_i < 0`` and the index is positive.
     ``seg_scale[s]`` is ``s/n`` for uniform types and ``1/n`` otherwise (0 when ``n = 0``).
+    ``bt, bt_start, bt_G``: the non-uniform types' bucket tables (:func:`bucket_tables`).
     """
     for t in prange(task_start.size):
         s = task_seg[t]
@@ -288,10 +339,11 @@ def round_kernel(
         z = first_state(seg_base[s], a + seg_shift[s])
         lo = lv_start[ty]
         nl = lv_start[ty + 1] - lo
-        table, G = bucket_table(lv, lo, nl) if su == 0 and b - a >= TABLE_MIN_TASK else (np.empty(0, np.uint16), 0)
+        G = bt_G[ty]
+        table = bt[bt_start[ty] : bt_start[ty + 1]]
         if 0 < su < INT_PATH_MAX_S:
             _round_uniform_range(v, a, b, c, np.uint64(su), z, out_idx, out_sign)
-        elif G > 0:
+        elif su == 0 and (G > 0 or nl <= _simd.MAX_LEVELS):
             _round_table_range(v, a, b, c, lv, lo, nl, table, G, z, out_idx, out_sign)
         else:
             ua = np.uint64(a)
@@ -390,8 +442,8 @@ def stream_base0(seed, worker, round_):
 
 
 @njit(cache=True)
-def quantize_single_task(v, task_start, task_end, seg_type, seg_shift, task_seg, q, lv, lv_start, type_uni, seed,
-                         worker, round_, out_idx, out_sign):  # fmt: skip
+def quantize_single_task(v, task_start, task_end, seg_type, seg_shift, task_seg, q, lv, lv_start, type_uni, bt,
+                         bt_start, bt_G, seed, worker, round_, out_idx, out_sign):  # fmt: skip
     """One call for a plan of one task, one segment and one group with ``q ∈ {2, ∞}``: the same
     kernels and the same host arithmetic as the general path (``core.compute_norms``,
     ``round_up_to_float32``, ``segment_scales``), fused to spare a small vector's ~15 Python steps.
@@ -421,5 +473,5 @@ def quantize_single_task(v, task_start, task_end, seg_type, seg_shift, task_seg,
     bases = np.empty(1, np.uint64)
     bases[0] = stream_base0(seed, worker, round_)  # the plan's one segment is layer 0
     _round_kernel_1(v, scale, seg_type, bases, seg_shift, task_start, task_end, task_seg, lv, lv_start, type_uni,
-                    out_idx, out_sign)  # fmt: skip
+                    bt, bt_start, bt_G, out_idx, out_sign)  # fmt: skip
     return n

@@ -34,11 +34,14 @@ def task_powsum(v, plan, scale, q, need):
     return out
 
 
-def round(v, seg_scale, plan, seg_base, lv, lv_start, type_uni, idx_dtype, out=None):
+def round(v, seg_scale, plan, seg_base, lv, lv_start, type_uni, idx_dtype, out=None, buckets=None):
+    """``buckets``: the types' bucket tables (:func:`K.bucket_tables`), built here when not given —
+    a quantizer passes its own, built once."""
     idx, sign = (np.empty(plan.d, idx_dtype), np.empty(plan.d, np.int8)) if out is None else out
+    bt, bt_start, bt_G = K.bucket_tables(lv, lv_start, type_uni) if buckets is None else buckets
     _k(plan, "round_kernel")(
         v, seg_scale, plan.seg_type, seg_base, plan.seg_shift, plan.task_start, plan.task_end, plan.task_seg,
-        lv, lv_start, type_uni, idx, sign,
+        lv, lv_start, type_uni, bt, bt_start, bt_G, idx, sign,
     )  # fmt: skip
     return idx, sign
 

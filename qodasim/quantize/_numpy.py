@@ -112,7 +112,8 @@ def round_given_uniforms(v, seg_scale, plan, lv, lv_start, type_uni, u, idx_dtyp
     return k.astype(idx_dtype), sign
 
 
-def round(v, seg_scale, plan, seg_base, lv, lv_start, type_uni, idx_dtype, out=None):
+def round(v, seg_scale, plan, seg_base, lv, lv_start, type_uni, idx_dtype, out=None, buckets=None):
+    """``buckets`` (the Numba engine's bucket tables) is not used here."""
     u = coordinate_uniforms(plan, seg_base)
     idx, sign = round_given_uniforms(v, seg_scale, plan, lv, lv_start, type_uni, u, idx_dtype)
     if out is None:

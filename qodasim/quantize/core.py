@@ -368,6 +368,17 @@ class BaseQuantizer:
     def _tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return level_tables(self.type_levels)
 
+    @functools.cached_property
+    def _bucket_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The non-uniform types' bucket tables for the Numba kernels (``_numba.bucket_tables``), built
+        once: the levels are fixed."""
+        from ._numba import bucket_tables
+
+        return bucket_tables(*self._tables)
+
+    def _engine_buckets(self, eng):
+        return self._bucket_tables if eng.name == "numba" else None
+
     @property
     def index_dtype(self) -> np.dtype:
         """The smallest unsigned integer dtype that holds every level index (``uint8`` up to 256 levels)."""
@@ -411,7 +422,8 @@ class BaseQuantizer:
         lv, lv_start, type_uni = self._tables
         seg_base = segment_bases(plan, key)
         scale = segment_scales(plan, n32, type_uni)
-        idx, sign = eng.round(sv, scale, plan, seg_base, lv, lv_start, type_uni, self.index_dtype, out)
+        idx, sign = eng.round(sv, scale, plan, seg_base, lv, lv_start, type_uni, self.index_dtype, out,
+                              self._engine_buckets(eng))  # fmt: skip
         return QuantizedVector._trusted(idx, sign, n32, plan, self.type_levels, v.dtype, key)
 
     def _fast_quantize(self, v, key: Key, out) -> QuantizedVector | None:
@@ -437,9 +449,10 @@ class BaseQuantizer:
         else:
             idx, sign = np.empty(v.size, self.index_dtype), np.empty(v.size, np.int8)
         lv, lv_start, type_uni = self._tables
+        bt, bt_start, bt_G = self._bucket_tables
         n = quantize_single_task(v, plan.task_start, plan.task_end, plan.seg_type, plan.seg_shift, plan.task_seg,
-                                 q, lv, lv_start, type_uni, np.uint64(key.seed), np.uint64(key.worker),
-                                 np.uint64(key.round), idx, sign)  # fmt: skip
+                                 q, lv, lv_start, type_uni, bt, bt_start, bt_G, np.uint64(key.seed),
+                                 np.uint64(key.worker), np.uint64(key.round), idx, sign)  # fmt: skip
         if n < 0.0:
             return None
         return QuantizedVector._trusted(idx, sign, np.array([n], np.float32), plan, self.type_levels, v.dtype, key)
@@ -477,7 +490,7 @@ class BaseQuantizer:
         lv, lv_start, type_uni = self._tables
         seg_base = np.concatenate([segment_bases(plan, k) for k in keys])
         idx, sign = eng.round(sflat, segment_scales(tplan, n32, type_uni), tplan, seg_base, lv, lv_start, type_uni,
-                              self.index_dtype)  # fmt: skip
+                              self.index_dtype, None, self._engine_buckets(eng))  # fmt: skip
         G = plan.n_groups
         return [
             QuantizedVector._trusted(idx[b * d : (b + 1) * d], sign[b * d : (b + 1) * d], n32[b * G : (b + 1) * G],
