@@ -163,7 +163,7 @@ class Plan:
     seg_group, seg_type, seg_layer, seg_offset : (S,) arrays
         Norm group, level type, layer id and index-in-layer of the first coordinate of each segment.
     task_start, task_end, task_seg : arrays
-        Parallel work units: chunks of at most ``CHUNK`` (2^17) coordinates inside one segment.
+        Parallel work units: chunks of at most ``CHUNK`` (2^14) coordinates inside one segment.
     layout : LayerLayout
         The layout the plan was built from.
     scope : str
