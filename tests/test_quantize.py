@@ -614,6 +614,37 @@ def test_vector_search_equals_split_for_every_level_count(generic):
                 assert np.array_equal(got, want[:n]), (nl, n)
 
 
+@pytest.mark.slow
+def test_non_avx512_target_takes_the_per_lane_search_with_the_same_indices(tmp_path):
+    """Compiled for a CPU without AVX-512 (``NUMBA_CPU_NAME=haswell`` and its feature list, a fresh
+    cache), the vector search emits no zmm code and the quantizer's indices for ≤ 16 and > 16
+    non-uniform levels equal the NumPy engine's (and so the AVX-512 build's)."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "probe.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from qodasim import Key, Levels, Quantizer\n"
+        "from qodasim.quantize import _numba as K\n"
+        "v = np.random.default_rng(3).standard_normal(70001).astype(np.float32)\n"
+        "for lv in (Levels.exponential(14), Levels.exponential(6, 0.3), Levels.exponential(20, 0.6)):\n"
+        "    a = Quantizer(lv).quantize(v, Key(4))\n"
+        "    b = Quantizer(lv, engine='numpy').quantize(v, Key(4))\n"
+        "    assert a.equals(b), lv.name\n"
+        "asm = '\\n'.join(K._round_table_range.inspect_asm().values())\n"
+        "assert 'zmm' not in asm and 'vpermt2pd' not in asm and 'vpermi2pd' not in asm\n"
+        "print('ok')\n"
+    )
+    features = "+64bit,+avx,+avx2,+bmi,+bmi2,+cx16,+f16c,+fma,+lzcnt,+movbe,+popcnt,+sse,+sse2,+sse3,+sse4.1,"
+    features += "+sse4.2,+ssse3"
+    env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES=features,
+               NUMBA_CACHE_DIR=str(tmp_path / "cache"))  # fmt: skip
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
 def test_table_split_equals_split_exactly():
     """``(j, ρ)`` of the bucket-table lookup equal :func:`split`'s on every crafted ratio (levels, one
     ulp either side, bucket boundaries, 0, 1, above 1) for several scales ``c``."""
