@@ -18,12 +18,9 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-_F64 = ir.DoubleType()
-_I64 = ir.IntType(64)
-_I32 = ir.IntType(32)
-_V8D = ir.VectorType(_F64, 8)
-_V8I = ir.VectorType(_I64, 8)
-_I1 = ir.IntType(1)
+from .._vector_ir import F64, I32, I64, V8D, V8I, array_data, splat, vload
+
+_NONE = (1 << 63) - 1  # no index yet
 
 
 @intrinsic
@@ -34,36 +31,30 @@ def first_min8(typingctx, vals, n):
     """
 
     def codegen(context, builder, signature, args):
-        data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        n = args[1]
-        full = builder.and_(n, ir.Constant(_I64, -8))
-        best_p = cgutils.alloca_once_value(builder, ir.Constant(_V8D, [float("inf")] * 8))
-        arg_p = cgutils.alloca_once_value(builder, ir.Constant(_V8I, [0] * 8))
-        lanes = ir.Constant(_V8I, list(range(8)))
-        with cgutils.for_range_slice(builder, ir.Constant(_I64, 0), full, ir.Constant(_I64, 8)) as (p, _):
-            ptr = builder.bitcast(builder.gep(data, [p]), _V8D.as_pointer())
-            v = builder.load(ptr, align=8)
+        (data,) = array_data(context, builder, signature.args[:1], args[:1])
+        full = builder.and_(args[1], ir.Constant(I64, -8))
+        best_p = cgutils.alloca_once_value(builder, ir.Constant(V8D, [float("inf")] * 8))
+        arg_p = cgutils.alloca_once_value(builder, ir.Constant(V8I, [0] * 8))
+        lanes = ir.Constant(V8I, list(range(8)))
+        with cgutils.for_range_slice(builder, ir.Constant(I64, 0), full, ir.Constant(I64, 8)) as (p, _):
+            v = vload(builder, data, p, V8D)
             best, arg = builder.load(best_p), builder.load(arg_p)
             less = builder.fcmp_ordered("<", v, best)
-            idx = builder.add(lanes, builder.shuffle_vector(
-                builder.insert_element(ir.Constant(_V8I, ir.Undefined), p, ir.Constant(_I32, 0)),
-                ir.Constant(_V8I, ir.Undefined), ir.Constant(ir.VectorType(_I32, 8), [0] * 8)))  # fmt: skip
             builder.store(builder.select(less, v, best), best_p)
-            builder.store(builder.select(less, idx, arg), arg_p)
+            builder.store(builder.select(less, builder.add(lanes, splat(builder, p, V8I)), arg), arg_p)
         best, arg = builder.load(best_p), builder.load(arg_p)
         # combine: m = min under <, then the smallest index among lanes equal to m (−1: none below ∞)
-        m = builder.extract_element(best, ir.Constant(_I32, 0))
+        m = builder.extract_element(best, ir.Constant(I32, 0))
         for lane in range(1, 8):
-            b = builder.extract_element(best, ir.Constant(_I32, lane))
+            b = builder.extract_element(best, ir.Constant(I32, lane))
             m = builder.select(builder.fcmp_ordered("<", b, m), b, m)
-        out = ir.Constant(_I64, -1)
-        finite = builder.fcmp_ordered("<", m, ir.Constant(_F64, float("inf")))
-        for lane in range(7, -1, -1):
-            b = builder.extract_element(best, ir.Constant(_I32, lane))
-            a = builder.extract_element(arg, ir.Constant(_I32, lane))
-            first = builder.or_(builder.icmp_signed("<", a, out), builder.icmp_signed("<", out, ir.Constant(_I64, 0)))
-            take = builder.and_(builder.and_(builder.fcmp_ordered("==", b, m), finite), first)
+        out = ir.Constant(I64, _NONE)
+        for lane in range(8):
+            b = builder.extract_element(best, ir.Constant(I32, lane))
+            a = builder.extract_element(arg, ir.Constant(I32, lane))
+            take = builder.and_(builder.fcmp_ordered("==", b, m), builder.icmp_signed("<", a, out))
             out = builder.select(take, a, out)
-        return out
+        finite = builder.fcmp_ordered("<", m, ir.Constant(F64, float("inf")))
+        return builder.select(finite, out, ir.Constant(I64, -1))
 
     return types.int64(vals, n), codegen
