@@ -7,7 +7,8 @@
 * speed-up of the monotone-minima DP over the straightforward O(α·n²) DP on n = 2^12;
 * ``exact_over_sort``: the whole exact call (from unsorted data) over ``np.sort`` of the same data,
   measured in the same run (issue 15's target: ≤ 40 at n = 2^20, α = 14), with its parts (the
-  candidates: one sort, distinct values, counts, prefix sums; the DP).
+  candidates: one sort, distinct values, counts, prefix sums; the certified windows; the DP on them)
+  and the full DP without windows for comparison.
 
 ``--quick``: n = 2^18 / 2^20 / 2^10.
 """
@@ -22,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import best_time, parser, report  # noqa: E402
 
-from qodasim.optimize import _dp, exact_levels, histogram_levels, normalized_magnitudes  # noqa: E402
+from qodasim.optimize import _dp, _prune, exact_levels, histogram_levels, normalized_magnitudes  # noqa: E402
 from qodasim.optimize import levels as _levels  # noqa: E402
 
 
@@ -41,6 +42,11 @@ def main() -> None:
     _, pts, wts = _levels._empirical_candidates(r_exact)
     W, B, G = _levels._prefix(pts, wts)
     t_dp = best_time(lambda: _dp.dp_levels(pts, W, B, G, alpha), repeats)
+    t_win = best_time(lambda: _prune.windows(pts, wts, W, B, G, alpha), repeats)
+    lo, hi = _prune.windows(pts, wts, W, B, G, alpha)
+    t_dpw = best_time(lambda: _dp.dp_levels_windowed(pts, W, B, G, alpha, lo, hi), repeats)
+    kept = exact_levels(r_exact, alpha).info["rows_kept"]
+    assert exact_levels(r_exact, alpha).psi == exact_levels(r_exact, alpha, prune=False).psi
     t_hist = best_time(lambda: histogram_levels(r_hist, alpha, 4096), repeats)
     t_fast = best_time(lambda: exact_levels(r_quad, alpha), repeats)
     t_quad = best_time(lambda: exact_levels(r_quad, alpha, quadratic=True), 1)
@@ -52,7 +58,10 @@ def main() -> None:
         ("exact_seconds", t_exact, "s (target < 1)"),
         ("sort_seconds", t_sort, "s (np.sort of the same data)"),
         ("candidates_seconds", t_cand, "s (sort, distinct values, counts)"),
-        ("dp_seconds", t_dp, "s (monotone-minima DP)"),
+        ("windows_seconds", t_win, "s (certified windows: block bounds, upper bound, tolerance)"),
+        ("windowed_dp_seconds", t_dpw, "s (DP on the windows)"),
+        ("rows_kept", kept, "fraction of DP rows computed"),
+        ("dp_seconds", t_dp, "s (full monotone-minima DP, no windows)"),
         ("exact_over_sort", t_exact / t_sort, "x (target <= 40 at n = 2^20)"),
         ("histogram_n", float(n_hist), "samples"),
         ("histogram_seconds", t_hist, "s (target < 0.15)"),

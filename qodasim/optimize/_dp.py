@@ -30,15 +30,16 @@ def interval_cost(x, W, B, G, k, j):
 
 
 @njit(cache=True)
-def _finish(x, W, B, G, alpha, prev, arg):
-    """Last interval (to ``x[N] = 1``) and backtracking through the stored arg-minima."""
+def _finish(x, W, B, G, alpha, prev, arg, klo, khi):
+    """Last interval (to ``x[N] = 1``) over the last level's window ``[klo, khi]``, and backtracking
+    through the stored arg-minima."""
     last = x.size - 1
     chosen = np.empty(alpha, np.int64)
     if alpha == 0:
         return interval_cost(x, W, B, G, 0, last), chosen
     best = np.inf
-    bk = alpha
-    for k in range(alpha, last):
+    bk = klo
+    for k in range(klo, khi + 1):
         val = prev[k] + interval_cost(x, W, B, G, k, last)
         if val < best:
             best = val
@@ -88,13 +89,27 @@ def _row_min(x, W, B, G, prev, vals, klo, top, j, out_v, out_k, slot):
 
 
 @njit(cache=True, inline="always")
-def _bounds(arg_t, a, b, jlo, jhi, t):
-    """The arg-min bounds ``(klo, khi)`` the recursion passes down to the node ``(a, b)`` of layer ``t``:
-    the arg-minima of the rows just outside it, ``arg[a − 1]`` and ``arg[b + 1]`` (``t`` and
-    ``jhi − 1`` at the layer's ends)."""
-    klo = np.int64(arg_t[a - 1]) if a > jlo else t
-    khi = np.int64(arg_t[b + 1]) if b < jhi else jhi - 1
+def _bounds(arg_t, a, b, jlo, jhi, kmin, kmax):
+    """The arg-min bounds ``(klo, khi)`` the recursion passes down to the node ``(a, b)`` of a layer
+    with rows ``[jlo, jhi]`` and candidates ``[kmin, kmax]``: the arg-minima of the rows just outside
+    it, ``arg[a − 1]`` and ``arg[b + 1]`` (``kmin`` and ``kmax`` at the layer's ends)."""
+    klo = np.int64(arg_t[a - 1]) if a > jlo else kmin
+    khi = np.int64(arg_t[b + 1]) if b < jhi else kmax
     return klo, khi
+
+
+@njit(cache=True, inline="always")
+def push_children(stack, sp, a, b, mid, klo, khi, bk):
+    """Push the children ``(a, mid − 1)`` and ``(mid + 1, b)`` of a monotone-minima node whose row
+    ``mid`` has its arg-min at ``bk``, with the bounds ``[klo, bk]`` and ``[bk, khi]``; returns the
+    new stack size."""
+    if a <= mid - 1:
+        stack[sp, 0], stack[sp, 1], stack[sp, 2], stack[sp, 3] = a, mid - 1, klo, bk
+        sp += 1
+    if mid + 1 <= b:
+        stack[sp, 0], stack[sp, 1], stack[sp, 2], stack[sp, 3] = mid + 1, b, bk, khi
+        sp += 1
+    return sp
 
 
 @njit(cache=True)
@@ -114,13 +129,7 @@ def _monotone_rows(x, W, B, G, prev, cur, arg_t, vals, a0, b0, klo0, khi0):
         a, b, klo, khi = stack[sp, 0], stack[sp, 1], stack[sp, 2], stack[sp, 3]
         mid = (a + b) // 2
         _row_min(x, W, B, G, prev, vals, klo, min(khi, mid - 1), mid, cur, arg_t, mid)
-        bk = np.int64(arg_t[mid])
-        if a <= mid - 1:
-            stack[sp, 0], stack[sp, 1], stack[sp, 2], stack[sp, 3] = a, mid - 1, klo, bk
-            sp += 1
-        if mid + 1 <= b:
-            stack[sp, 0], stack[sp, 1], stack[sp, 2], stack[sp, 3] = mid + 1, b, bk, khi
-            sp += 1
+        sp = push_children(stack, sp, a, b, mid, klo, khi, np.int64(arg_t[mid]))
 
 
 #: Candidates per parallel chunk of one of the top levels' long rows.
@@ -128,7 +137,7 @@ CHUNK = 1 << 13
 
 
 @njit(cache=True, parallel=True)
-def _top_rows(x, W, B, G, prev, cur, arg_t, jlo, jhi, t, roots, chunk):
+def _top_rows(x, W, B, G, prev, cur, arg_t, jlo, jhi, kmin, kmax, roots, chunk):
     """The recursion's top :data:`SPLIT_DEPTH` levels of one layer, level by level, each long row split
     into chunks of ``chunk`` candidates on all threads; writes the subtrees below into ``roots``
     and returns how many.
@@ -148,7 +157,7 @@ def _top_rows(x, W, B, G, prev, cur, arg_t, jlo, jhi, t, roots, chunk):
         for i in range(count):
             a, b = nodes[i, 0], nodes[i, 1]
             mid = (a + b) // 2
-            klo, khi = _bounds(arg_t, a, b, jlo, jhi, t)
+            klo, khi = _bounds(arg_t, a, b, jlo, jhi, kmin, kmax)
             top = min(khi, mid - 1)
             row[i, 0], row[i, 1], row[i, 2] = mid, klo, top
             first[i + 1] = first[i] + max(1, (top + 1 - klo + chunk - 1) // chunk)
@@ -185,11 +194,57 @@ def _top_rows(x, W, B, G, prev, cur, arg_t, jlo, jhi, t, roots, chunk):
     for i in range(count):
         a, b = nodes[i, 0], nodes[i, 1]
         roots[i, 0], roots[i, 1] = a, b
-        roots[i, 2], roots[i, 3] = _bounds(arg_t, a, b, jlo, jhi, t)
+        roots[i, 2], roots[i, 3] = _bounds(arg_t, a, b, jlo, jhi, kmin, kmax)
     return count
 
 
+@njit(cache=True)
+def full_windows(n, alpha):
+    """Every position each interior level can take: level ``i`` (1-based) at ``j ∈ [i, N − α + i − 1]``
+    (``N = n − 1``), leaving room for the levels before and after it.  ``lo, hi`` have ``alpha + 1``
+    entries; entry 0 (the fixed level ``x_0``) is ``[0, 0]``."""
+    last = n - 1
+    lo = np.zeros(alpha + 1, np.int64)
+    hi = np.zeros(alpha + 1, np.int64)
+    for i in range(1, alpha + 1):
+        lo[i] = i
+        hi[i] = last - alpha + i - 1
+    return lo, hi
+
+
 @njit(cache=True, parallel=True)
+def dp_levels_windowed(x, W, B, G, alpha, lo, hi, chunk=CHUNK):
+    """The DP of :func:`dp_levels` over the paths whose level ``i`` lies in ``[lo[i], hi[i]]``.
+
+    Windows must be nested like positions: ``lo[i] ≥ lo[i − 1] + 1``, ``hi[i] ≤ hi[i + 1] − 1``,
+    inside :func:`full_windows` (then every row of a window has a candidate).  Layer ``i`` computes
+    rows ``[lo[i], hi[i]]`` over candidates ``[lo[i − 1], hi[i − 1]]``; with the full windows this is
+    exactly :func:`dp_levels`.  When every optimal path lies inside the windows (what
+    :mod:`._prune` certifies), the rows on those paths see the same minima and the answer is the
+    same, bit for bit.
+    """
+    n = x.size
+    prev = np.empty(n)
+    cur = np.empty(n)
+    if alpha >= 1:
+        for j in range(lo[1], hi[1] + 1):
+            prev[j] = interval_cost(x, W, B, G, 0, j)  # one interval: level 0 then a level at j
+    arg = np.empty((max(alpha, 1), n), np.int32)
+    roots = np.empty((1 << SPLIT_DEPTH, 4), np.int64)
+    # layer t: the (t + 1)-th interior level at j ∈ [lo[t + 1], hi[t + 1]], its predecessor in [lo[t], hi[t]]
+    for t in range(1, alpha):
+        jlo, jhi = lo[t + 1], hi[t + 1]
+        arg_t = arg[t]
+        nroots = _top_rows(x, W, B, G, prev, cur, arg_t, jlo, jhi, lo[t], hi[t], roots, chunk)
+        for r in prange(nroots):
+            a, b, klo, khi = roots[r, 0], roots[r, 1], roots[r, 2], roots[r, 3]
+            scratch = np.empty(khi - klo + 1)
+            _monotone_rows(x, W, B, G, prev, cur, arg_t, scratch, a, b, klo, khi)
+        prev, cur = cur, prev
+    return _finish(x, W, B, G, alpha, prev, arg, lo[alpha], hi[alpha])
+
+
+@njit(cache=True)
 def dp_levels(x, W, B, G, alpha, chunk=CHUNK):
     """Optimal ``alpha`` interior levels among ``x[1..N-1]`` (``x[0] = 0``, ``x[N] = 1`` forced).
 
@@ -198,27 +253,8 @@ def dp_levels(x, W, B, G, alpha, chunk=CHUNK):
     (:func:`_top_rows`), the subtrees below them in parallel: every row is computed over the same
     candidates with the same floats whatever the thread count and ``chunk`` (tested).
     """
-    n = x.size
-    last = n - 1
-    prev = np.empty(n)
-    cur = np.empty(n)
-    for j in range(n):
-        prev[j] = interval_cost(x, W, B, G, 0, j)  # one interval: level 0 then a level at j
-    arg = np.zeros((max(alpha, 1), n), np.int32)
-    roots = np.empty((1 << SPLIT_DEPTH, 4), np.int64)
-    # layer t: the t-th interior level at j ≥ t; j ≤ last − (alpha − t − 1) − 1 leaves room for the rest
-    for t in range(1, alpha):
-        jlo, jhi = t + 1, last - (alpha - t - 1) - 1
-        cur[:] = np.inf
-        if jlo <= jhi:
-            arg_t = arg[t]
-            nroots = _top_rows(x, W, B, G, prev, cur, arg_t, jlo, jhi, t, roots, chunk)
-            for r in prange(nroots):
-                a, b, klo, khi = roots[r, 0], roots[r, 1], roots[r, 2], roots[r, 3]
-                scratch = np.empty(khi - klo + 1)
-                _monotone_rows(x, W, B, G, prev, cur, arg_t, scratch, a, b, klo, khi)
-        prev[:] = cur
-    return _finish(x, W, B, G, alpha, prev, arg)
+    lo, hi = full_windows(x.size, alpha)
+    return dp_levels_windowed(x, W, B, G, alpha, lo, hi, chunk)
 
 
 @njit(cache=True)
@@ -240,7 +276,7 @@ def dp_levels_quadratic(x, W, B, G, alpha):
                     arg[t, j] = k
         for j in range(n):
             prev[j] = cur[j]
-    return _finish(x, W, B, G, alpha, prev, arg)
+    return _finish(x, W, B, G, alpha, prev, arg, alpha, n - 2)
 
 
 @njit(parallel=False, cache=True)

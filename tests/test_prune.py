@@ -1,0 +1,169 @@
+"""Certified windows for the exact-level DP (``qodasim.optimize._prune``): the block lower bounds are
+lower bounds, the rounding tolerance measures the prefix sums' real errors, and the DP on the
+windows returns the full DP's levels and cost bit for bit while computing only a few per cent of
+its rows."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from qodasim.optimize import _dp, _prune, exact_levels, normalized_magnitudes
+from qodasim.optimize.levels import _empirical_candidates, _prefix
+
+
+def _problem(r):
+    _, pts, wts = _empirical_candidates(r)
+    W, B, G = _prefix(pts, wts)
+    return pts, wts, W, B, G
+
+
+def _data(kind, n, rng):
+    if kind == "gauss":  # 2-norm normalized: every value far below 1
+        return normalized_magnitudes(rng.standard_normal(n))
+    if kind == "uniform":
+        return rng.random(n)
+    if kind == "exponential":
+        return normalized_magnitudes(rng.exponential(size=n), "inf")
+    if kind == "duplicates":  # few distinct values, unequal weights
+        return np.round(rng.random(n) ** 2, 3)
+    return np.repeat(np.arange(1, 400) / 400.0, 3)  # "grid": equal weights, many exact ties
+
+
+def _exact_through(pts, W, B, G, alpha):
+    """``F[i, j] + R[i, j]``: the exact best cost of a sequence with level ``i`` at ``j`` (quadratic
+    DP forward and backward, NumPy)."""
+    n = pts.size
+    last = n - 1
+    C = np.full((n, n), np.inf)
+    for k in range(n):
+        for j in range(k + 1, n):
+            C[k, j] = _dp.interval_cost(pts, W, B, G, k, j)
+    F = np.full((alpha + 2, n), np.inf)
+    F[0, 0] = 0.0
+    for i in range(1, alpha + 1):
+        F[i, 1:last] = np.min(F[i - 1][:, None] + C, axis=0)[1:last]
+    R = np.full((alpha + 2, n), np.inf)
+    R[alpha + 1, last] = 0.0
+    for i in range(alpha, 0, -1):
+        R[i, 1:last] = np.min(C + R[i + 1][None, :], axis=1)[1:last]
+    return F + R
+
+
+@pytest.mark.parametrize("kind", ["gauss", "uniform", "duplicates", "grid"])
+def test_block_bounds_are_lower_bounds_of_every_sequence_through_the_block(kind):
+    """For every level ``i`` and every candidate ``j``, the bound of ``j``'s block is at most the exact
+    best cost of a sequence with level ``i`` at ``j`` (quadratic DP, small instances, several block
+    counts).  A bound built from the blocks' first instead of last candidates on the left fails."""
+    rng = np.random.default_rng(3)
+    for n_blocks in (4, 9, 40):
+        pts, wts, W, B, G = _problem(_data(kind, 240, rng))
+        alpha = 5
+        f, e = _prune.blocks(pts, n_blocks)
+        assert f[0] == 1 and e[-1] == pts.size - 2 and np.all(f[1:] == e[:-1] + 1) and np.all(e >= f)
+        bound = _prune.block_bounds(pts, W, B, G, f, e, alpha)
+        exact = _exact_through(pts, W, B, G, alpha)
+        tol = _prune.tolerance(pts, wts, W, B, G, alpha)
+        for i in range(1, alpha + 1):
+            for b in range(f.size):
+                assert bound[i, b] <= exact[i, f[b] : e[b] + 1].min() + tol, (n_blocks, i, b)
+
+
+def test_prefix_errors_are_the_exact_errors():
+    """``prefix_errors`` returns the largest distance of the rounded prefix sums from the exact sums
+    (``Σ w``, ``Σ w x``, ``Σ w x²`` in rational arithmetic), to a relative 1e-9."""
+    rng = np.random.default_rng(5)
+    cases = [_problem(r) for r in (rng.random(3000), normalized_magnitudes(rng.standard_normal(3000)),
+                                   np.round(rng.random(3000), 2))]  # fmt: skip
+    x, w = np.sort(rng.random(3000)), rng.random(3000)  # weights whose running sum rounds
+    cases.append((x, w, *_prefix(x, w)))
+    for pts, wts, W, B, G in cases:
+        got = _prune.prefix_errors(pts, wts, W, B, G)
+        sw = sb = sg = Fraction(0)
+        want = [Fraction(0)] * 3
+        for i in range(pts.size):
+            w, x = Fraction(float(wts[i])), Fraction(float(pts[i]))
+            sw, sb, sg = sw + w, sb + w * x, sg + w * x * x
+            for q, (arr, s) in enumerate(((W, sw), (B, sb), (G, sg))):
+                want[q] = max(want[q], abs(Fraction(float(arr[i + 1])) - s))
+        assert max(want) > 0  # the test sees rounding at all
+        for g, w in zip(got, want, strict=True):
+            assert abs(Fraction(g) - w) <= Fraction(1, 10**9) * w + Fraction(1, 10**300), (g, float(w))
+
+
+@pytest.mark.parametrize("kind", ["gauss", "uniform", "exponential", "duplicates", "grid"])
+def test_windowed_dp_equals_the_full_dp_bit_for_bit(kind, monkeypatch):
+    """On random instances (five kinds of data, ``alpha`` from 1 to 31, block counts from 8 to the
+    default) the DP on the certified windows gives the full DP's levels and cost exactly — and the
+    windows are narrow (pruning happened, so the comparison tests something)."""
+    monkeypatch.setattr(_prune, "PRUNE_MIN", 64)
+    rng = np.random.default_rng(11)
+    kept = []
+    for trial in range(12):
+        n = int(rng.integers(300, 6000))
+        pts, wts, W, B, G = _problem(_data(kind, n, rng))
+        alpha = int((1, 2, 5, 14, 31, 3)[trial % 6])
+        if pts.size - 2 <= alpha:
+            continue
+        nb = (8, 64, None)[trial % 3]
+        win = _prune.windows(pts, wts, W, B, G, alpha, nb)
+        assert win is not None
+        lo, hi = win
+        cost, chosen = _dp.dp_levels_windowed(pts, W, B, G, alpha, lo, hi)
+        full_cost, full_chosen = _dp.dp_levels(pts, W, B, G, alpha)
+        assert cost == full_cost and np.array_equal(chosen, full_chosen), (trial, n, alpha, nb)
+        assert np.all(lo[1:] <= chosen) and np.all(chosen <= hi[1:])
+        kept.append((hi[1:] - lo[1:] + 1).sum() / (alpha * (pts.size - 2 - alpha + 1)))
+    if kind != "grid":  # a grid of equal weights has many optimal sequences: wide windows are right
+        assert np.median(kept) < 0.5, kept
+
+
+def test_exact_levels_prune_by_default_with_the_same_answer():
+    """``exact_levels`` on 2^16 Gaussian magnitudes (above ``PRUNE_MIN``) computes under 20% of the DP
+    rows and returns what ``prune=False`` returns, levels and Ψ."""
+    r = normalized_magnitudes(np.random.default_rng(2).standard_normal(1 << 16))
+    for alpha in (3, 14):
+        fast, full = exact_levels(r, alpha), exact_levels(r, alpha, prune=False)
+        assert fast.info["rows_kept"] < 0.2 and "rows_kept" not in full.info
+        assert fast.psi == full.psi and np.array_equal(fast.levels.values, full.levels.values)
+
+
+def test_adjacent_levels_at_the_windows_left_ends(monkeypatch):
+    """Two heavy clusters at the two smallest values: the optimum puts levels 1 and 2 on the adjacent
+    candidates ``x_1, x_2`` (the windows' tightest corner: ``lo[2] = lo[1] + 1``, and the layer's
+    leftmost row has one candidate); mirrored, the last two levels on ``x_{N−2}, x_{N−1}``.  The
+    pruned DP equals the quadratic DP there, also with windows from four coarse blocks."""
+    monkeypatch.setattr(_prune, "PRUNE_MIN", 64)
+    rng = np.random.default_rng(6)
+    r = np.concatenate([np.full(2000, 0.3), np.full(2000, 0.4), 0.45 + 0.55 * rng.random(1500)])
+    for alpha in (4, 5):
+        fast, quad = exact_levels(r, alpha), exact_levels(r, alpha, quadratic=True)
+        assert "rows_kept" in fast.info
+        assert fast.psi == quad.psi and np.array_equal(fast.levels.values, quad.levels.values)
+        assert fast.levels.values[1] == 0.3 and fast.levels.values[2] == 0.4
+        pts, wts, W, B, G = _problem(r)
+        lo, hi = _prune.windows(pts, wts, W, B, G, alpha, 4)  # coarse blocks: levels 1, 2 share one
+        assert lo[1] == 1 and lo[2] == 2
+        assert _dp.dp_levels_windowed(pts, W, B, G, alpha, lo, hi)[0] == quad.psi
+        # mirrored: the last two levels on the two largest values (the windows' right ends)
+        fast, quad = exact_levels(1.0 - r, alpha), exact_levels(1.0 - r, alpha, quadratic=True)
+        assert fast.psi == quad.psi and np.array_equal(fast.levels.values, quad.levels.values)
+        assert fast.levels.values[-3] == 0.6 and fast.levels.values[-2] == 0.7
+        pts, wts, W, B, G = _problem(1.0 - r)
+        lo, hi = _prune.windows(pts, wts, W, B, G, alpha, 4)
+        assert hi[alpha] == pts.size - 2 and hi[alpha - 1] == pts.size - 3
+        assert _dp.dp_levels_windowed(pts, W, B, G, alpha, lo, hi)[0] == quad.psi
+
+
+def test_windows_are_enforced():
+    """Windows that exclude the optimum's first level give a strictly worse cost (the windowed DP
+    really restricts the paths)."""
+    pts, wts, W, B, G = _problem(normalized_magnitudes(np.random.default_rng(4).standard_normal(2000)))
+    alpha = 4
+    cost, chosen = _dp.dp_levels(pts, W, B, G, alpha)
+    lo, hi = _dp.full_windows(pts.size, alpha)
+    hi[1] = chosen[0] - 1
+    worse, other = _dp.dp_levels_windowed(pts, W, B, G, alpha, lo, hi)
+    assert worse > cost and other[0] < chosen[0]
