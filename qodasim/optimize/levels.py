@@ -4,8 +4,8 @@
 
 * ``"exact"`` — the exact optimum for empirical data (QUIVER, Ben-Basat et al. 2024): a DP over the
   sorted distinct values with O(1) interval costs from prefix sums and monotone-minima row minima,
-  ``O(α·n log n)``, run on certified windows around the optimum **[ours]** (:mod:`._prune`).  The
-  optimal levels of an empirical distribution lie on data points.
+  ``O(α·n log n)``, run on certified windows around the optimum **[ours]**
+  (``qodasim.optimize._prune``).  The optimal levels of an empirical distribution lie on data points.
 * ``"histogram"`` — the same DP restricted to levels on an ``m``-point grid, with the data's exact
   per-bin sums, ``O(n + α·m log m)``.  Its expected variance exceeds the exact optimum by at most
   ``(1/m)(1 + 1/m)`` **[ours]**: moving each optimal level up to the grid changes ``φ`` of any point
@@ -114,9 +114,9 @@ def exact_levels(source, alpha: int, quadratic: bool = False, prune: bool = True
     compare, note that its ``s`` levels correspond to ``alpha = s − 2`` here when the data contain 0
     and 1 (normalized magnitudes of a vector reach 1 under the ``∞``-norm).
 
-    With ``prune`` (the default; from :data:`._prune.PRUNE_MIN` interior candidates on) the DP runs
+    With ``prune`` (the default; from ``_prune.PRUNE_MIN`` = 2^14 interior candidates on) the DP runs
     only on certified windows — index ranges that hold each level of every optimal sequence, found by
-    a lower-bound DP over blocks of candidates (:mod:`._prune`) — and returns the same levels and
+    a lower-bound DP over blocks of candidates (``qodasim.optimize._prune``) — and returns the same levels and
     cost as the full DP, bit for bit; ``info["rows_kept"]`` is the fraction of DP rows computed.
     ``quadratic=True`` runs the straightforward ``O(α n²)`` DP instead (tests).
 
