@@ -117,7 +117,8 @@ def exact_levels(source, alpha: int, quadratic: bool = False, prune: bool = True
     With ``prune`` (the default; from ``_prune.PRUNE_MIN`` = 2^14 interior candidates on) the DP runs
     only on certified windows — index ranges that hold each level of every optimal sequence, found by
     a lower-bound DP over blocks of candidates (``qodasim.optimize._prune``) — and returns the same levels and
-    cost as the full DP, bit for bit; ``info["rows_kept"]`` is the fraction of DP rows computed.
+    cost as the full DP, bit for bit; ``info["rows_kept"]`` is the fraction of DP rows computed.  Data
+    whose costs are at the rounding-noise level (e.g. clusters of width 1e-12) get the full DP.
     ``quadratic=True`` runs the straightforward ``O(α n²)`` DP instead (tests).
 
     Examples
