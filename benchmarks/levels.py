@@ -45,8 +45,9 @@ def main() -> None:
     t_win = best_time(lambda: _prune.windows(pts, wts, W, B, G, alpha), repeats)
     lo, hi = _prune.windows(pts, wts, W, B, G, alpha)
     t_dpw = best_time(lambda: _dp.dp_levels_windowed(pts, W, B, G, alpha, lo, hi), repeats)
-    kept = exact_levels(r_exact, alpha).info["rows_kept"]
-    assert exact_levels(r_exact, alpha).psi == exact_levels(r_exact, alpha, prune=False).psi
+    pruned, full = exact_levels(r_exact, alpha), exact_levels(r_exact, alpha, prune=False)
+    assert pruned.psi == full.psi and np.array_equal(pruned.levels.values, full.levels.values)
+    kept = pruned.info["rows_kept"]
     t_hist = best_time(lambda: histogram_levels(r_hist, alpha, 4096), repeats)
     t_fast = best_time(lambda: exact_levels(r_quad, alpha), repeats)
     t_quad = best_time(lambda: exact_levels(r_quad, alpha, quadratic=True), 1)

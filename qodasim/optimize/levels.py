@@ -137,15 +137,14 @@ def exact_levels(source, alpha: int, quadratic: bool = False, prune: bool = True
         return LevelResult(lv, psi(lv, emp), "exact", {"degenerate": True})
     W, B, G = _prefix(pts, wts)
     info = {"n_distinct": int(emp.n)}
-    win = None if quadratic or not prune else _prune.windows(pts, wts, W, B, G, alpha)
     if quadratic:
         cost, chosen = _dp.dp_levels_quadratic(pts, W, B, G, alpha)
-    elif win is None:
-        cost, chosen = _dp.dp_levels(pts, W, B, G, alpha)
     else:
-        lo, hi = win
+        win = _prune.windows(pts, wts, W, B, G, alpha) if prune else None
+        lo, hi = _dp.full_windows(pts.size, alpha) if win is None else win
         cost, chosen = _dp.dp_levels_windowed(pts, W, B, G, alpha, lo, hi)
-        info["rows_kept"] = float((hi[1:] - lo[1:] + 1).sum() / (alpha * (pts.size - 1 - alpha)))
+        if win is not None:
+            info["rows_kept"] = float((hi[1:] - lo[1:] + 1).sum() / (alpha * (pts.size - 1 - alpha)))
     lv = Levels.from_interior(pts[chosen], name=f"exact(alpha={alpha})")
     return LevelResult(lv, float(cost), "exact", info)
 
