@@ -241,6 +241,45 @@ def test_chunked_top_rows_keep_the_first_minimum(chunk):
             assert cost == qcost and np.array_equal(chosen, qchosen), alpha
 
 
+def test_packed_arg_minima_round_trip():
+    """The DP keeps each layer's non-decreasing arg-minima as bits (one per row, one per unit step):
+    unpacking gives back every row's value — random sequences with repeats, long jumps (whole zero
+    words), a single row, rows at word boundaries — and the store holds no more bits than
+    ``arg_words`` reserved (the next layer's words stay zero)."""
+    from qodasim.optimize import _dp
+
+    rng = np.random.default_rng(21)
+    for trial in range(60):
+        n = int(rng.integers(1, 300))
+        jlo = int(rng.integers(0, 50))
+        jhi = jlo + n - 1
+        kmin = int(rng.integers(0, 10))
+        steps = rng.choice([0, 0, 1, 2, 63, 64, 65, 500], size=n) * (rng.random(n) < 0.6)
+        steps[0] = 0
+        seq = kmin + np.cumsum(steps)
+        kmax = int(seq[-1]) + int(rng.integers(0, 3))
+        arg_t = np.zeros(jhi + 5, np.int32)
+        arg_t[jlo : jhi + 1] = seq
+        lo, hi = np.array([0, kmin, jlo]), np.array([0, kmax, jhi])
+        off = _dp.arg_words(lo, hi)  # layer 1: rows [lo[2], hi[2]], candidates [lo[1], hi[1]]
+        w0 = int(rng.integers(0, 3))
+        bits = np.zeros(w0 + off[-1] + 2, np.uint64)
+        base = _dp.pack_args(arg_t, jlo, jhi, bits, w0)
+        assert base == seq[0]
+        assert not bits[:w0].any() and not bits[w0 + off[-1] :].any(), trial
+        assert sum(bin(int(b)).count("1") for b in bits) == n
+        for j in range(jlo, jhi + 1):
+            assert _dp.unpack_arg(bits, w0, base, jlo, j) == arg_t[j], (trial, j)
+
+
+def test_packing_refuses_decreasing_arg_minima():
+    from qodasim.optimize import _dp
+
+    bits = np.zeros(4, np.uint64)
+    with pytest.raises(RuntimeError, match="monotone"):
+        _dp.pack_args(np.array([3, 5, 4], np.int32), 0, 2, bits, 0)
+
+
 def test_vector_first_minimum_equals_the_serial_scan():
     """``_argmin.first_min8`` (8 lanes, then the lanes combined) continued serially over the tail gives
     the serial scan's index and value (its sign too) on every length 0..69 and on tie-heavy, ±0,

@@ -146,6 +146,29 @@ def test_no_windows_where_costs_are_rounding_noise(monkeypatch):
     assert exact_levels(r, 3, quadratic=True).psi < exact_levels(r, 3).psi  # the noise is real
 
 
+def test_noise_is_judged_at_the_optimum_not_only_at_the_upper_bound(monkeypatch):
+    """Two clusters of width ~5e-5 at 0 and 0.5 (found by a search over 400 seeds): the upper bound
+    ``U`` is far above the optimum, so ``windows`` accepts the problem, but the optimum is within
+    1e6 of the cost formula's rounding — and there the windows' divide and conquer returns another
+    noisy minimum than the full one.  ``exact_levels`` checks the noise again at the windows' optimum
+    and returns the full DP's answer."""
+    monkeypatch.setattr(_prune, "PRUNE_MIN", 64)
+    rng = np.random.default_rng(375)
+    n = int(rng.integers(1000, 6000))
+    alpha = int(rng.choice([3, 7, 14]))
+    wd = 10.0 ** -rng.uniform(2, 4.5)
+    r = np.concatenate([rng.random(n // 2) * wd, 0.5 + rng.random(n - n // 2) * wd])
+    pts, wts, W, B, G = _problem(r)
+    win = _prune.windows(pts, wts, W, B, G, alpha)
+    assert win is not None  # the upper bound passes the noise rule
+    cost, chosen = _dp.dp_levels_windowed(pts, W, B, G, alpha, *win)
+    full_cost, full_chosen = _dp.dp_levels(pts, W, B, G, alpha)
+    assert cost != full_cost and not _prune.above_noise(pts, W, B, G, alpha, full_cost)
+    fast, full = exact_levels(r, alpha), exact_levels(r, alpha, prune=False)
+    assert "rows_kept" not in fast.info
+    assert fast.psi == full.psi == full_cost and np.array_equal(fast.levels.values, full.levels.values)
+
+
 def test_exact_levels_prune_by_default_with_the_same_answer():
     """``exact_levels`` on 2^16 Gaussian magnitudes (above ``PRUNE_MIN``) computes under 20% of the DP
     rows and returns what ``prune=False`` returns, levels and Ψ."""

@@ -30,13 +30,10 @@ def interval_cost(x, W, B, G, k, j):
 
 
 @njit(cache=True)
-def _finish(x, W, B, G, alpha, prev, arg, klo, khi):
-    """Last interval (to ``x[N] = 1``) over the last level's window ``[klo, khi]``, and backtracking
-    through the stored arg-minima."""
+def _last_level(x, W, B, G, prev, klo, khi):
+    """The last interval (to ``x[N] = 1``) over the last level's window ``[klo, khi]``: the total
+    cost and the last level's index (the first minimum)."""
     last = x.size - 1
-    chosen = np.empty(alpha, np.int64)
-    if alpha == 0:
-        return interval_cost(x, W, B, G, 0, last), chosen
     best = np.inf
     bk = klo
     for k in range(klo, khi + 1):
@@ -44,13 +41,83 @@ def _finish(x, W, B, G, alpha, prev, arg, klo, khi):
         if val < best:
             best = val
             bk = k
-    chosen[alpha - 1] = bk
-    for t in range(alpha - 1, 0, -1):
-        chosen[t - 1] = arg[t, chosen[t]]
-    return best, chosen
+    return best, bk
 
 
 _U0 = np.uint64(0)
+_U1 = np.uint64(1)
+_U63 = np.uint64(63)
+_M1 = np.uint64(0x5555555555555555)
+_M2 = np.uint64(0x3333333333333333)
+_M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
+_H01 = np.uint64(0x0101010101010101)
+
+
+@njit(cache=True, inline="always")
+def _popcount(w):
+    """Set bits of a uint64 (SWAR)."""
+    w = w - ((w >> _U1) & _M1)
+    w = (w & _M2) + ((w >> np.uint64(2)) & _M2)
+    w = (w + (w >> np.uint64(4))) & _M4
+    return np.int64((w * _H01) >> np.uint64(56))
+
+
+@njit(cache=True)
+def arg_words(lo, hi):
+    """Word offsets of the packed arg-min store: layer ``t`` (rows ``[lo[t+1], hi[t+1]]``, candidates
+    ``[lo[t], hi[t]]``) takes ``rows + (hi[t] − lo[t]) + 1`` bits — one per row, one per unit step of
+    its (non-decreasing) arg-min — in words ``off[t − 1] … off[t] − 1``."""
+    alpha = lo.size - 1
+    off = np.zeros(alpha + 1, np.int64)
+    for t in range(1, alpha + 1):
+        bits = 0
+        if t < alpha:
+            bits = (hi[t + 1] - lo[t + 1] + 1) + (hi[t] - lo[t]) + 1
+        off[t] = off[t - 1] + (bits + 63) // 64
+    return off
+
+
+@njit(cache=True)
+def pack_args(arg_t, jlo, jhi, bits, w0):
+    """Store the non-decreasing arg-minima ``arg_t[jlo … jhi]`` from word ``w0`` of ``bits`` (zeroed):
+    row ``j``'s one-bit follows ``arg_t[j] − arg_t[j − 1]`` zero-bits (``arg_t[jlo]`` is returned as the
+    layer's base).  2 bits per row at most, against 32 for an ``int32`` row: the ``α × N`` table of
+    arg-minima was 16 GB for ``α = 254``, ``N = 2^24``."""
+    base = np.int64(arg_t[jlo])
+    p = base
+    pos = np.int64(w0) * 64
+    for j in range(jlo, jhi + 1):
+        a = np.int64(arg_t[j])
+        if a < p:
+            raise RuntimeError("arg-minima not monotone")  # the divide and conquer makes them so
+        pos += a - p
+        bits[pos >> 6] |= _U1 << np.uint64(pos & 63)
+        pos += 1
+        p = a
+    return base
+
+
+@njit(cache=True)
+def unpack_arg(bits, w0, base, jlo, j):
+    """Row ``j``'s arg-min from the store :func:`pack_args` wrote at word ``w0``: the position of the
+    ``(j − jlo)``-th one-bit minus ``j − jlo``, plus ``base``."""
+    target = j - jlo
+    w = w0
+    seen = 0
+    c = _popcount(bits[w])
+    while seen + c <= target:
+        seen += c
+        w += 1
+        c = _popcount(bits[w])
+    word = bits[w]
+    for _ in range(target - seen):
+        word &= word - _U1  # drop the lowest one-bits before ours
+    b = 0
+    while ((word >> np.uint64(b)) & _U1) == _U0:
+        b += 1
+    return base + (w - w0) * 64 + b - target
+
+
 #: Rows of at least this many candidates find their minimum in vector lanes (:func:`._argmin.first_min8`).
 _VECTOR_ROW = 16
 
@@ -229,19 +296,29 @@ def dp_levels_windowed(x, W, B, G, alpha, lo, hi, chunk=CHUNK):
     if alpha >= 1:
         for j in range(lo[1], hi[1] + 1):
             prev[j] = interval_cost(x, W, B, G, 0, j)  # one interval: level 0 then a level at j
-    arg = np.empty((max(alpha, 1), n), np.int32)
+    arg_t = np.empty(n, np.int32)  # the current layer's arg-minima, packed after the layer
+    off = arg_words(lo, hi)
+    bits = np.zeros(off[-1], np.uint64)
+    base = np.zeros(max(alpha, 1), np.int64)
     roots = np.empty((1 << SPLIT_DEPTH, 4), np.int64)
     # layer t: the (t + 1)-th interior level at j ∈ [lo[t + 1], hi[t + 1]], its predecessor in [lo[t], hi[t]]
     for t in range(1, alpha):
         jlo, jhi = lo[t + 1], hi[t + 1]
-        arg_t = arg[t]
         nroots = _top_rows(x, W, B, G, prev, cur, arg_t, jlo, jhi, lo[t], hi[t], roots, chunk)
         for r in prange(nroots):
             a, b, klo, khi = roots[r, 0], roots[r, 1], roots[r, 2], roots[r, 3]
             scratch = np.empty(khi - klo + 1)
             _monotone_rows(x, W, B, G, prev, cur, arg_t, scratch, a, b, klo, khi)
+        base[t] = pack_args(arg_t, jlo, jhi, bits, off[t - 1])
         prev, cur = cur, prev
-    return _finish(x, W, B, G, alpha, prev, arg, lo[alpha], hi[alpha])
+    chosen = np.empty(alpha, np.int64)
+    if alpha == 0:
+        return interval_cost(x, W, B, G, 0, x.size - 1), chosen
+    best, bk = _last_level(x, W, B, G, prev, lo[alpha], hi[alpha])
+    chosen[alpha - 1] = bk
+    for t in range(alpha - 1, 0, -1):
+        chosen[t - 1] = unpack_arg(bits, off[t - 1], base[t], lo[t + 1], chosen[t])
+    return best, chosen
 
 
 @njit(cache=True)
@@ -276,7 +353,14 @@ def dp_levels_quadratic(x, W, B, G, alpha):
                     arg[t, j] = k
         for j in range(n):
             prev[j] = cur[j]
-    return _finish(x, W, B, G, alpha, prev, arg, alpha, n - 2)
+    chosen = np.empty(alpha, np.int64)
+    if alpha == 0:
+        return interval_cost(x, W, B, G, 0, n - 1), chosen
+    best, bk = _last_level(x, W, B, G, prev, alpha, n - 2)
+    chosen[alpha - 1] = bk
+    for t in range(alpha - 1, 0, -1):
+        chosen[t - 1] = arg[t, chosen[t]]
+    return best, chosen
 
 
 @njit(parallel=False, cache=True)
