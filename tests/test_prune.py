@@ -125,6 +125,8 @@ def test_windowed_dp_equals_the_full_dp_bit_for_bit(kind, monkeypatch):
         full_cost, full_chosen = _dp.dp_levels(pts, W, B, G, alpha)
         assert cost == full_cost and np.array_equal(chosen, full_chosen), (trial, n, alpha, nb)
         assert np.all(lo[1:] <= chosen) and np.all(chosen <= hi[1:])
+        # nested like positions (every row of a window has a candidate): p_i ≥ p_{i−1} + 1
+        assert np.all(lo[2:] >= lo[1:-1] + 1) and np.all(hi[1:-1] <= hi[2:] - 1), (trial, lo, hi)
         kept.append((hi[1:] - lo[1:] + 1).sum() / (alpha * (pts.size - 2 - alpha + 1)))
     if kind not in ("grid", "cauchy"):  # many optimal sequences (grid), costs near noise (cauchy)
         assert np.median(kept) < 0.75, kept
@@ -216,3 +218,109 @@ def test_windows_are_enforced():
     hi[1] = chosen[0] - 1
     worse, other = _dp.dp_levels_windowed(pts, W, B, G, alpha, lo, hi)
     assert worse > cost and other[0] < chosen[0]
+
+
+def _block_bounds_reference(pts, W, B, G, f, e, alpha):
+    """The block DP of ``block_bounds`` as a plain quadratic NumPy loop over blocks."""
+    nb, last = f.size, pts.size - 1
+    C = np.full((nb, nb), np.inf)  # C[b, c] = C(e_b, f_c) for b < c
+    for b in range(nb):
+        for c in range(b + 1, nb):
+            C[b, c] = _dp.interval_cost(pts, W, B, G, e[b], f[c])
+    LF = np.empty((alpha + 1, nb))
+    LB = np.empty((alpha + 1, nb))
+    LF[1] = [_dp.interval_cost(pts, W, B, G, 0, f[b]) for b in range(nb)]
+    LB[alpha] = [_dp.interval_cost(pts, W, B, G, e[b], last) for b in range(nb)]
+    for i in range(2, alpha + 1):
+        LF[i] = np.minimum(LF[i - 1], np.min(LF[i - 1][:, None] + C, axis=0))
+    for i in range(alpha - 1, 0, -1):
+        LB[i] = np.minimum(LB[i + 1], np.min(C + LB[i + 1][None, :], axis=1))
+    return LF[1:] + LB[1:]
+
+
+@pytest.mark.parametrize("kind", ["gauss", "uniform", "duplicates", "ends"])
+def test_block_bounds_equal_the_quadratic_block_dp(kind):
+    """The block DP by monotone minima returns the bounds of a plain quadratic loop over blocks (to
+    1e-12 of the largest bound: the same terms, minima found by another route) — the bounds are not
+    only valid but as tight as defined (a weaker bound, e.g. a block paired with itself through a
+    reversed interval, which is ≤ 0, would still be valid)."""
+    rng = np.random.default_rng(8)
+    for nb in (6, 17, 60):
+        pts, wts, W, B, G = _problem(_data(kind, int(rng.integers(400, 2000)), rng))
+        f, e = _prune.blocks(pts, nb)
+        for alpha in (1, 3, 7):
+            got = _prune.block_bounds(pts, W, B, G, f, e, alpha)[1:]
+            want = _block_bounds_reference(pts, W, B, G, f, e, alpha)
+            scale = np.abs(want[np.isfinite(want)]).max()
+            assert np.allclose(got, want, rtol=0, atol=1e-12 * scale), (kind, nb, alpha)
+
+
+def test_blocks_are_narrow_in_count_and_in_value():
+    """Each block lies inside one of ``n_blocks / 2`` equal-count splits of ``1 … N − 1`` and inside
+    one of ``n_blocks / 2`` equal-value splits of ``[x_1, x_{N−1}]``; together they cover every
+    interior candidate once."""
+    rng = np.random.default_rng(12)
+    for r in (normalized_magnitudes(rng.standard_normal(5000)), rng.random(3000) ** 4, _data("ends", 3000, rng)):
+        pts = _problem(r)[0]
+        last = pts.size - 1
+        for nb in (2, 8, 64, 500):
+            f, e = _prune.blocks(pts, nb)
+            half = max(nb // 2, 1)
+            assert f[0] == 1 and e[-1] == last - 1 and np.all(f[1:] == e[:-1] + 1) and np.all(e >= f)
+            assert np.all(e - f + 1 <= -(-(last - 1) // half)), nb
+            span = pts[last - 1] - pts[1]
+            assert np.all(pts[e] - pts[f] <= span / half * (1 + 1e-12)), nb
+
+
+def test_windows_only_from_prune_min_interior_candidates(monkeypatch):
+    """``windows`` returns ``None`` below ``PRUNE_MIN`` interior candidates and windows from there on."""
+    r = normalized_magnitudes(np.random.default_rng(13).standard_normal(3000))
+    pts, wts, W, B, G = _problem(r)
+    interior = pts.size - 2
+    monkeypatch.setattr(_prune, "PRUNE_MIN", interior + 1)
+    assert _prune.windows(pts, wts, W, B, G, 5) is None
+    monkeypatch.setattr(_prune, "PRUNE_MIN", interior)
+    assert _prune.windows(pts, wts, W, B, G, 5) is not None
+    assert _prune.windows(pts, wts, W, B, G, 0) is None
+
+
+def test_noise_terms_are_the_documented_formulas():
+    """``evaluation_noise = 4ε(3B + G)`` and ``δ = 8(α + 2)(log2 N + 2)·(4(e_W + 2e_B + e_G) + 2·noise)
+    + 64 N·tiny`` (the module's derivation), on one instance; and ``above_noise`` compares
+    ``(α + 2)·noise`` with ``NOISE_FRACTION·cost``, inclusive."""
+    g = np.random.default_rng(14).standard_normal(4000)
+    eps, tiny = np.finfo(np.float64).eps, np.finfo(np.float64).tiny
+    for norm in (2.0, "inf"):  # ∞-norm: the last candidate (1) carries data, so B[-1] ≠ B[-2]
+        pts, wts, W, B, G = _problem(normalized_magnitudes(g, norm))
+        noise = _prune.evaluation_noise(pts, W, B, G)
+        assert noise == 4.0 * eps * (3.0 * B[-1] + G[-1])
+        eW, eB, eG = _prune.prefix_errors(pts, wts, W, B, G)
+        per = 4.0 * (eW + 2.0 * eB + eG) + 2.0 * noise
+        for alpha in (1, 14):
+            want = 8.0 * (alpha + 2) * (np.log2(pts.size) + 2.0) * per + 64.0 * pts.size * tiny
+            assert _prune.tolerance(pts, wts, W, B, G, alpha) == want
+            edge = (alpha + 2) * noise / _prune.NOISE_FRACTION
+            assert _prune.above_noise(pts, W, B, G, alpha, edge * (1 + 1e-12))
+            assert not _prune.above_noise(pts, W, B, G, alpha, edge * (1 - 1e-12))
+
+
+def test_window_hulls_are_nested_like_positions(monkeypatch):
+    """Where every level's feasible blocks are the same two middle blocks (bounds forced: the raw hulls
+    then coincide, which the real bounds rarely produce), the windows are those hulls made nested:
+    ``lo[i] = max(lo[i − 1] + 1, f_b)`` from the left, ``hi[i] = min(hi[i + 1] − 1, e_c)`` from the
+    right — each level keeps room for the levels before and after it."""
+    pts, wts, W, B, G = _problem(normalized_magnitudes(np.random.default_rng(15).standard_normal(3000)))
+    monkeypatch.setattr(_prune, "PRUNE_MIN", 64)
+    f, e = _prune.blocks(pts, 64)
+    b, c = 20, 21
+    alpha = 6
+
+    def forced(x, W_, B_, G_, f_, e_, alpha_):
+        out = np.full((alpha_ + 1, f_.size), np.inf)
+        out[:, [b, c]] = 0.0
+        return out
+
+    monkeypatch.setattr(_prune, "block_bounds", forced)
+    lo, hi = _prune.windows(pts, wts, W, B, G, alpha, 64)
+    assert list(lo[1:]) == [f[b] + k for k in range(alpha)]
+    assert list(hi[1:]) == [e[c] - alpha + 1 + k for k in range(alpha)]

@@ -63,6 +63,7 @@ TARGETS = {
     ),
     "coding/ledger": ("qodasim/coding/ledger.py", "tests/test_coding.py tests/test_network.py -k 'ledger'"),
     "bounds/tight": ("qodasim/bounds/tight.py", "tests/test_bounds_optimize.py -k 'tight or adversarial or layerwise'"),
+    "optimize/prune": ("qodasim/optimize/_prune.py", "tests/test_prune.py"),
 }
 
 
