@@ -30,10 +30,14 @@ def interval_cost(x, W, B, G, k, j):
 
 
 @njit(cache=True)
-def _last_level(x, W, B, G, prev, klo, khi):
-    """The last interval (to ``x[N] = 1``) over the last level's window ``[klo, khi]``: the total
-    cost and the last level's index (the first minimum)."""
+def _finish(x, W, B, G, alpha, prev, klo, khi):
+    """The last interval (to ``x[N] = 1``) over the last level's window ``[klo, khi]``: the total cost
+    and ``chosen`` with its last entry set (the first minimum); the caller backtracks the rest
+    through its stored arg-minima."""
     last = x.size - 1
+    chosen = np.empty(alpha, np.int64)
+    if alpha == 0:
+        return interval_cost(x, W, B, G, 0, last), chosen
     best = np.inf
     bk = klo
     for k in range(klo, khi + 1):
@@ -41,12 +45,12 @@ def _last_level(x, W, B, G, prev, klo, khi):
         if val < best:
             best = val
             bk = k
-    return best, bk
+    chosen[alpha - 1] = bk
+    return best, chosen
 
 
 _U0 = np.uint64(0)
 _U1 = np.uint64(1)
-_U63 = np.uint64(63)
 _M1 = np.uint64(0x5555555555555555)
 _M2 = np.uint64(0x3333333333333333)
 _M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
@@ -311,11 +315,7 @@ def dp_levels_windowed(x, W, B, G, alpha, lo, hi, chunk=CHUNK):
             _monotone_rows(x, W, B, G, prev, cur, arg_t, scratch, a, b, klo, khi)
         base[t] = pack_args(arg_t, jlo, jhi, bits, off[t - 1])
         prev, cur = cur, prev
-    chosen = np.empty(alpha, np.int64)
-    if alpha == 0:
-        return interval_cost(x, W, B, G, 0, x.size - 1), chosen
-    best, bk = _last_level(x, W, B, G, prev, lo[alpha], hi[alpha])
-    chosen[alpha - 1] = bk
+    best, chosen = _finish(x, W, B, G, alpha, prev, lo[alpha], hi[alpha])
     for t in range(alpha - 1, 0, -1):
         chosen[t - 1] = unpack_arg(bits, off[t - 1], base[t], lo[t + 1], chosen[t])
     return best, chosen
@@ -353,11 +353,7 @@ def dp_levels_quadratic(x, W, B, G, alpha):
                     arg[t, j] = k
         for j in range(n):
             prev[j] = cur[j]
-    chosen = np.empty(alpha, np.int64)
-    if alpha == 0:
-        return interval_cost(x, W, B, G, 0, n - 1), chosen
-    best, bk = _last_level(x, W, B, G, prev, alpha, n - 2)
-    chosen[alpha - 1] = bk
+    best, chosen = _finish(x, W, B, G, alpha, prev, alpha, n - 2)
     for t in range(alpha - 1, 0, -1):
         chosen[t - 1] = arg[t, chosen[t]]
     return best, chosen

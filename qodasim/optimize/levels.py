@@ -145,14 +145,14 @@ def exact_levels(source, alpha: int, quadratic: bool = False, prune: bool = True
     else:
         win = _prune.windows(pts, wts, W, B, G, alpha) if prune else None
         if win is not None:
-            lo, hi = win
-            cost, chosen = _dp.dp_levels_windowed(pts, W, B, G, alpha, lo, hi)
-            if _prune.above_noise(pts, W, B, G, alpha, cost):
-                info["rows_kept"] = float((hi[1:] - lo[1:] + 1).sum() / (alpha * (pts.size - 1 - alpha)))
-            else:  # the optimum is at the rounding-noise level, though the upper bound was not
-                win = None
+            cost, chosen = _dp.dp_levels_windowed(pts, W, B, G, alpha, *win)
+            if not _prune.above_noise(pts, W, B, G, alpha, cost):
+                win = None  # the optimum is at the rounding-noise level, though the upper bound was not
         if win is None:
             cost, chosen = _dp.dp_levels(pts, W, B, G, alpha)
+        else:
+            lo, hi = win
+            info["rows_kept"] = float((hi[1:] - lo[1:] + 1).sum() / (alpha * (pts.size - 1 - alpha)))
     lv = Levels.from_interior(pts[chosen], name=f"exact(alpha={alpha})")
     return LevelResult(lv, float(cost), "exact", info)
 
