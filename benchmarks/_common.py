@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -30,6 +31,29 @@ def best_time(fn, repeats: int, warmup: int = 1) -> float:
         fn()
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+def interleaved_times(fns: dict, repeats: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Wall times of each ``fns[name]()`` over ``repeats`` rounds, the functions taking turns in every
+    round (after ``warmup`` untimed rounds): on a shared machine whose speed drifts by tens of percent
+    between seconds, a ratio of two functions is only meaningful between times taken side by side.
+    Returns ``{name: [time of round 0, round 1, ...]}``."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def round_ratios(times: dict[str, list[float]], num: str, den: str) -> tuple[float, float, float]:
+    """``(min, median, max)`` over the rounds of ``times[num][k] / times[den][k]`` (same round)."""
+    r = [a / b for a, b in zip(times[num], times[den])]
+    return min(r), statistics.median(r), max(r)
 
 
 def machine() -> dict:

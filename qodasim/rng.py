@@ -19,6 +19,7 @@ Tests check that they agree bit for bit.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -68,6 +69,12 @@ class Key:
             if not 0 <= int(val) <= MASK64:
                 raise ValueError(f"Key.{name} must lie in [0, 2^64), got {val!r}")
             object.__setattr__(self, name, int(val))
+
+    @functools.cached_property
+    def _words(self) -> tuple[np.uint64, np.uint64, np.uint64]:
+        """``(seed, worker, round)`` as ``np.uint64``, the kernels' argument types (made once per key:
+        three conversions cost ~0.8 µs, a tenth of a small vector's quantize call)."""
+        return np.uint64(self.seed), np.uint64(self.worker), np.uint64(self.round)
 
     def with_round(self, round: int) -> Key:
         """The same key at another round."""

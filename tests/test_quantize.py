@@ -416,6 +416,80 @@ def test_batch_quantize_equals_rows(name):
         quant.quantize_batch(bad, keys)
 
 
+def _summed_in_worker_order(qvs, K):
+    """The reference of :func:`dequantize_sum`: each vector dequantized on its own, added in worker order."""
+    D = np.stack([q.dequantize(np.float64) for q in qvs])
+    D = D.reshape(len(qvs) // K, K, -1)
+    out = D[:, 0].copy()
+    for k in range(1, K):
+        out += D[:, k]
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(QUANTIZERS))
+def test_dequantize_sum_equals_the_workers_dequantized_and_added_in_order(name):
+    """The one-pass sum is bit for bit the dequantized vectors added in worker order (the solver's
+    aggregation), for batches of R rows of K workers, on multi-task plans (parallel kernel) and
+    one-task plans (serial twin), float32 and float64 input, rows of very different scales."""
+    from qodasim.quantize import dequantize_sum
+
+    quant = QUANTIZERS[name]
+    rng = np.random.default_rng(11)
+    for d, R, K, dtype in (
+        (quant.dimension or 40_000, 2, 5, np.float64),
+        (quant.dimension or 37, 3, 4, np.float32),
+        (quant.dimension or 1000, 1, 16, np.float64),
+        (quant.dimension or 999, 4, 1, np.float32),
+    ):
+        V = np.stack([test_vector(d, int(s), dtype) * dtype(10.0 ** rng.uniform(-3, 3)) for s in range(R * K)])
+        qvs = quant.quantize_batch(V, [Key(5, k, 2) for k in range(R * K)])
+        got = dequantize_sum(qvs, K)
+        want = _summed_in_worker_order(qvs, K)
+        assert got.shape == (R, d) and got.dtype == np.float64
+        assert np.array_equal(got.view(np.int64), want.view(np.int64)), (d, R, K)
+
+
+def test_dequantize_sum_of_vectors_on_different_plans_and_bad_input():
+    from qodasim.quantize import dequantize_sum
+
+    a = Quantizer(Levels.uniform(3)).quantize(test_vector(300, 1), Key(1))
+    b = Quantizer(Levels.exponential(5)).quantize(test_vector(300, 2), Key(2))
+    c = Quantizer(Levels.uniform(3), bucket_size=64).quantize(test_vector(300, 3), Key(3))
+    for qvs, K in (([a, b, c, a], 2), ([a, b, c], 3), ([b, a], 1)):  # different levels or plans: composed
+        assert np.array_equal(dequantize_sum(qvs, K).view(np.int64), _summed_in_worker_order(qvs, K).view(np.int64))
+    for workers, err in ((0, ValueError), (-2, ValueError), (True, TypeError), (2.0, TypeError), ("2", TypeError)):
+        with pytest.raises(err, match="workers"):
+            dequantize_sum([a, a], workers)
+    with pytest.raises(ValueError, match="multiple of workers"):
+        dequantize_sum([a, a, a], 2)
+    with pytest.raises(ValueError, match="multiple of workers"):
+        dequantize_sum([], 1)
+    with pytest.raises(TypeError, match="QuantizedVector"):
+        dequantize_sum([a, np.zeros(300)], 2)
+
+
+def test_trusted_vectors_are_the_constructed_ones_marked_checked():
+    """``QuantizedVector._trusted`` fills ``__dict__`` directly (the per-call cost of small vectors):
+    the same fields, objects and attribute set as the dataclass's ``__init__``, plus ``_checked``."""
+    import dataclasses
+    import pickle
+
+    from qodasim.quantize.core import QuantizedVector
+
+    key = Key(2**64 - 1, 3, 2**40)
+    for v in (test_vector(16, 1, np.float32), test_vector(5000, 2)):  # the one-call path and the general one
+        qv = Quantizer(Levels.exponential(6)).quantize(v, key)
+        built = QuantizedVector(*(getattr(qv, f.name) for f in dataclasses.fields(QuantizedVector) if f.init))
+        assert set(vars(qv)) == set(vars(built)) | {"_checked"} and qv._checked and not built._checked
+        assert all(getattr(qv, f.name) is getattr(built, f.name) for f in dataclasses.fields(QuantizedVector) if f.init)
+        assert not dataclasses.replace(qv)._checked  # a copy made by hand is validated again
+    assert key._words == (np.uint64(2**64 - 1), np.uint64(3), np.uint64(2**40))
+    assert all(type(w) is np.uint64 for w in key._words)
+    again = pickle.loads(pickle.dumps(key))
+    assert again == key and hash(again) == hash(key) and again._words == key._words
+    assert key.with_round(5)._words[2] == np.uint64(5)
+
+
 def test_cuda_engine_unavailable_gives_a_clear_message():
     from qodasim.quantize.core import cuda_available
 

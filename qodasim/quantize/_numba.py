@@ -372,6 +372,42 @@ def dequantize_kernel(idx, sign, norms, seg_group, seg_type, task_start, task_en
 
 
 @njit(parallel=True, cache=True)
+def sum_dequantize_kernel(idx, sign, norms, K, d, n_groups, seg_group, seg_type, task_start, task_end, task_seg, lv,
+                          lv_start, out):  # fmt: skip
+    """``out[r·d + i] = Σ_{k<K} n · sign_i · ℓ_{idx_i}`` over the rows ``rK, …, rK + K − 1`` of a batch of
+    rows quantized on one plan of dimension ``d`` (``seg_*``, ``task_*``: that plan's, not tiled;
+    row ``b``'s group ``g`` has norm ``norms[b·n_groups + g]``).
+
+    Each term is :func:`dequantize_kernel`'s float64 value and the terms are added in row order from
+    row ``rK``'s own value, ``((x_0 + x_1) + x_2) + …``: bit for bit the sum of the dequantized rows in
+    worker order (``device.worker_sums``), without the ``(R, K, d)`` array in between.
+    """
+    n_tasks = task_start.size
+    R = out.size // d
+    ud = np.uint64(d)
+    for rt in prange(R * n_tasks):
+        r = rt // n_tasks
+        t = rt - r * n_tasks
+        s = task_seg[t]
+        g = seg_group[s]
+        ulo = np.uint64(lv_start[seg_type[s]])
+        a = np.uint64(task_start[t])
+        m = np.uint64(task_end[t]) - a
+        orow = np.uint64(r) * ud
+        row = np.uint64(r * K) * ud
+        n = norms[r * K * n_groups + g]
+        for p in range(m):
+            i = a + np.uint64(p)
+            out[orow + i] = n * np.float64(sign[row + i]) * lv[ulo + np.uint64(idx[row + i])]
+        for k in range(1, K):
+            row = np.uint64(r * K + k) * ud
+            n = norms[(r * K + k) * n_groups + g]
+            for p in range(m):
+                i = a + np.uint64(p)
+                out[orow + i] += n * np.float64(sign[row + i]) * lv[ulo + np.uint64(idx[row + i])]
+
+
+@njit(parallel=True, cache=True)
 def interval_kernel(v, seg_scale, seg_type, task_start, task_end, task_seg, lv, lv_start, type_uni, out_j, out_rho):
     """Per coordinate: the interval ``j`` and the up-probability ``ρ`` of its rounding."""
     for t in prange(task_start.size):
@@ -420,8 +456,9 @@ def _serial_twin(kernel):
 #: Serial twins of the parallel kernels, by name (used by the engine for single-task plans).
 SERIAL = {
     k.py_func.__name__: _serial_twin(k)
-    for k in (task_max_sumsq, task_scaled_powsum, round_kernel, dequantize_kernel, interval_kernel, task_phi_sum)
-}
+    for k in (task_max_sumsq, task_scaled_powsum, round_kernel, dequantize_kernel, sum_dequantize_kernel,
+              interval_kernel, task_phi_sum)
+}  # fmt: skip
 
 _task_max_sumsq_1 = SERIAL["task_max_sumsq"]
 _round_kernel_1 = SERIAL["round_kernel"]

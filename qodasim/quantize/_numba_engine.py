@@ -64,6 +64,18 @@ def dequantize(idx, sign, norms, plan, lv, lv_start, dtype):
     return out
 
 
+def dequantize_sum(idx, sign, norms, plan, workers, lv, lv_start):
+    """``(R, d)`` float64: row ``r`` is the sum of the dequantized rows ``r·workers, …`` (``workers`` of
+    them, in row order) of a batch quantized on ``plan`` (one row's plan; ``idx``, ``sign``, ``norms``
+    concatenated over the rows)."""
+    R = idx.size // (workers * plan.d)
+    out = np.empty(R * plan.d)
+    kernel = K.SERIAL["sum_dequantize_kernel"] if R * plan.task_start.size == 1 else K.sum_dequantize_kernel
+    kernel(idx, sign, norms, workers, plan.d, plan.n_groups, plan.seg_group, plan.seg_type, plan.task_start,
+           plan.task_end, plan.task_seg, lv, lv_start, out)  # fmt: skip
+    return out.reshape(R, plan.d)
+
+
 def intervals(v, seg_scale, plan, lv, lv_start, type_uni):
     j = np.empty(plan.d, np.int64)
     rho = np.empty(plan.d)

@@ -13,7 +13,7 @@ rounding of ``r_i`` onto the levels of the coordinate's type.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -28,6 +28,7 @@ __all__ = [
     "LayerwiseQuantizer",
     "dequantize",
     "dequantize_batch",
+    "dequantize_sum",
     "exact_variance",
     "get_engine",
     "vector_norm",
@@ -120,12 +121,15 @@ def check_vector(v, name: str = "v") -> np.ndarray:
     return np.ascontiguousarray(v)
 
 
+_INT8 = np.dtype(np.int8)
+
+
 def check_out(out, v: np.ndarray, index_dtype) -> tuple[np.ndarray, np.ndarray]:
-    """Validate preallocated ``(indices, signs)`` output arrays for a vector ``v``."""
+    """Validate preallocated ``(indices, signs)`` output arrays for a vector ``v`` (``index_dtype``:
+    the quantizer's, a ``numpy.dtype``)."""
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         raise TypeError(f"out must be a pair (indices, signs) of arrays, got {type(out).__name__}")
-    want = (np.dtype(index_dtype), np.dtype(np.int8))
-    for name, arr, dt in zip(("out[0] (indices)", "out[1] (signs)"), out, want):
+    for name, arr, dt in (("out[0] (indices)", out[0], index_dtype), ("out[1] (signs)", out[1], _INT8)):
         if not isinstance(arr, np.ndarray):
             raise TypeError(f"{name} must be a numpy array, got {type(arr).__name__}")
         if arr.dtype != dt:
@@ -237,8 +241,13 @@ class QuantizedVector:
 
     @classmethod
     def _trusted(cls, *args) -> QuantizedVector:
-        qv = cls(*args)
-        object.__setattr__(qv, "_checked", True)
+        """A vector of valid contents (made by a quantizer or decoder), fields in ``__init__``'s order.
+
+        Fills the instance's ``__dict__`` as the generated ``__init__`` would (the frozen dataclass's
+        ``object.__setattr__`` per field costs ~1 µs of a small vector's ~10 µs call) and marks it checked.
+        """
+        qv = object.__new__(cls)
+        qv.__dict__.update(zip(_QV_FIELDS, args), _checked=True)
         return qv
 
     @property
@@ -441,8 +450,6 @@ class BaseQuantizer:
         if entry is False:
             return None
         plan, q = entry
-        from ._numba import quantize_single_task
-
         v = np.ascontiguousarray(v)
         if out is not None:
             idx, sign = check_out(out, v, self.index_dtype)
@@ -450,9 +457,8 @@ class BaseQuantizer:
             idx, sign = np.empty(v.size, self.index_dtype), np.empty(v.size, np.int8)
         lv, lv_start, type_uni = self._tables
         bt, bt_start, bt_G = self._bucket_tables
-        n = quantize_single_task(v, plan.task_start, plan.task_end, plan.seg_type, plan.seg_shift, plan.task_seg,
-                                 q, lv, lv_start, type_uni, bt, bt_start, bt_G, np.uint64(key.seed),
-                                 np.uint64(key.worker), np.uint64(key.round), idx, sign)  # fmt: skip
+        n = _single_task_kernel()(v, plan.task_start, plan.task_end, plan.seg_type, plan.seg_shift, plan.task_seg,
+                                 q, lv, lv_start, type_uni, bt, bt_start, bt_G, *key._words, idx, sign)  # fmt: skip
         if n < 0.0:
             return None
         return QuantizedVector._trusted(idx, sign, np.array([n], np.float32), plan, self.type_levels, v.dtype, key)
@@ -557,9 +563,35 @@ def vector_norm(v, q: float = 2.0, engine: str = "numba") -> float:
     return float(compute_norms(v, plan, get_engine(engine))[0])
 
 
+@functools.cache
+def _single_task_kernel():
+    """``_numba.quantize_single_task``, imported once (an import statement in the call costs ~0.7 µs)."""
+    from ._numba import quantize_single_task
+
+    return quantize_single_task
+
+
+#: ``QuantizedVector.__init__``'s fields in order (:meth:`QuantizedVector._trusted` fills them).
+_QV_FIELDS = tuple(f.name for f in fields(QuantizedVector) if f.init)
+
+
 @functools.lru_cache(maxsize=64)
 def _cached_tile(plan: Plan, rows: int) -> Plan:
     return tile_plan(plan, rows)
+
+
+def _one_plan(qvs: list[QuantizedVector]) -> bool:
+    """Whether every one of ``qvs`` has the first one's plan and levels (identity first: the vectors
+    of one batch share both objects, and comparing levels by value costs microseconds each)."""
+    plan, levels = qvs[0].plan, qvs[0].levels
+    return all(q.plan is plan and (q.levels is levels or q.levels == levels) for q in qvs)
+
+
+def _stacked(qvs: list[QuantizedVector]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The indices, signs and float64 norms of ``qvs``, concatenated in order."""
+    idx = np.concatenate([q.indices for q in qvs])
+    sign = np.concatenate([q.signs for q in qvs])
+    return idx, sign, np.concatenate([q.norms for q in qvs]).astype(np.float64)
 
 
 def dequantize_batch(qvs: list[QuantizedVector], dtype=np.float64, engine: str = "numba") -> np.ndarray:
@@ -571,16 +603,52 @@ def dequantize_batch(qvs: list[QuantizedVector], dtype=np.float64, engine: str =
             raise TypeError(f"qvs must hold QuantizedVectors, got {type(q).__name__}")
         q.validate()
     plan, levels = qvs[0].plan, qvs[0].levels
-    if any(q.plan is not plan or q.levels != levels for q in qvs):
+    if not _one_plan(qvs):
         return np.stack([q.dequantize(dtype, engine) for q in qvs])
-    B = len(qvs)
-    tplan = _cached_tile(plan, B)
-    lv, lv_start, _ = level_tables(levels)
-    idx = np.concatenate([q.indices for q in qvs])
-    sign = np.concatenate([q.signs for q in qvs])
-    norms = np.concatenate([q.norms for q in qvs]).astype(np.float64)
-    out = get_engine(engine).dequantize(idx, sign, norms, tplan, lv, lv_start, np.dtype(dtype))
-    return out.reshape(B, plan.d)
+    tplan = _cached_tile(plan, len(qvs))
+    out = get_engine(engine).dequantize(*_stacked(qvs), tplan, *level_tables(levels)[:2], np.dtype(dtype))
+    return out.reshape(len(qvs), plan.d)
+
+
+def dequantize_sum(qvs: list[QuantizedVector], workers: int, engine: str = "numba") -> np.ndarray:
+    """Sums of dequantized vectors in worker order, without the dequantized vectors themselves.
+
+    Parameters
+    ----------
+    qvs : list of QuantizedVector
+        ``R·K`` quantized vectors of one dimension ``d``, row ``r``'s ``K`` workers consecutive
+        (``qvs[r·K + k]``), e.g. the result of :meth:`BaseQuantizer.quantize_batch`.
+    workers : int
+        ``K``, the number of vectors added per row.
+    engine : str
+        Compute engine.
+
+    Returns
+    -------
+    ndarray, shape (R, d), float64
+        ``S[r] = ((Q_{rK} + Q_{rK+1}) + Q_{rK+2}) + …``, each ``Q`` as :meth:`QuantizedVector.dequantize`
+        gives it: bit for bit ``worker_sums(dequantize_batch(qvs).reshape(R, K, d))`` (the server's
+        sum in QODA's aggregation step), in one pass on the Numba engine.
+    """
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)):
+        raise TypeError(f"workers must be an integer, got {type(workers).__name__}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if not qvs or len(qvs) % workers:
+        raise ValueError(f"qvs must hold a positive multiple of workers = {workers} vectors, got {len(qvs)}")
+    for q in qvs:
+        if not isinstance(q, QuantizedVector):
+            raise TypeError(f"qvs must hold QuantizedVectors, got {type(q).__name__}")
+    plan, levels = qvs[0].plan, qvs[0].levels
+    eng = get_engine(engine)
+    if not hasattr(eng, "dequantize_sum") or not _one_plan(qvs):
+        from .device import worker_sums
+
+        D = dequantize_batch(qvs, engine=engine)
+        return worker_sums(D.reshape(len(qvs) // workers, workers, D.shape[-1]))
+    for q in qvs:
+        q.validate()
+    return eng.dequantize_sum(*_stacked(qvs), plan, int(workers), *level_tables(levels)[:2])
 
 
 def segment_bases(plan: Plan, key: Key) -> np.ndarray:

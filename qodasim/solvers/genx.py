@@ -38,7 +38,7 @@ import numpy as np
 
 from ..coding import BitLedger, Encoder, expected_bits, expected_bits_of_intervals
 from ..levels import Levels
-from ..quantize import LayerwiseQuantizer, NormRangeError, Quantizer, dequantize_batch
+from ..quantize import LayerwiseQuantizer, NormRangeError, Quantizer, dequantize_batch, dequantize_sum
 from ..quantize.device import DeviceWorkspace, worker_sums
 from ..rng import MASK64, Key, mix64
 from ..vi.measures import RestrictedGap, distance_to_solution, operator_norm, restricted_gap_sampled
@@ -368,8 +368,11 @@ class _Oracle:
                 qvs = self.quant.quantize_batch(V.reshape(R * K, d), keys)
             except NormRangeError as exc:
                 raise _Diverged(f"an oracle output at iteration {t} cannot be sent: {exc}") from None
-            workers = dequantize_batch(qvs, engine=self.quant.engine).reshape(R, K, d)
-            out = worker_sums(workers)
+            if self.keep_workers:
+                workers = dequantize_batch(qvs, engine=self.quant.engine).reshape(R, K, d)
+                out = worker_sums(workers)
+            else:  # the sum in one pass, bit for bit the dequantized workers' sum
+                workers, out = None, dequantize_sum(qvs, K, engine=self.quant.engine)
         plan = self.quant.plan(d) if cfg.bits == "expected" else None
         spec = plan.spec if plan is not None else None
         vdtype = np.float64 if V.dtype == np.float64 else np.float32

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..coding import DecodeError, Decoder, Encoder
-from ..quantize import NormRangeError, dequantize_batch
+from ..quantize import NormRangeError, dequantize_batch, dequantize_sum
 from ..quantize.device import worker_sums
 from ..rng import Key
 from ..vi.problems import Problem
@@ -180,8 +180,10 @@ class _MPIOracle(_Oracle):
                 except DecodeError as exc:
                     raise SolverError(f"the message of worker {j} (replica {r}) in iteration {t} (round {rnd}) "
                                       f"does not decode: {exc}") from None  # fmt: skip
+        if not self.keep_workers:  # the sum in one pass, bit for bit the dequantized workers' sum
+            return dequantize_sum(qvs, K, engine=self.quant.engine) / K, None
         workers = dequantize_batch(qvs, engine=self.quant.engine).reshape(R, K, d)
-        return worker_sums(workers) / K, (workers if self.keep_workers else None)
+        return worker_sums(workers) / K, workers
 
     def update_levels(self, policy, t: int, T: int) -> None:
         """Rank 0 (worker 0, whose raw output the simulation uses) applies the level policy; the others
