@@ -318,6 +318,16 @@ def _replica_seed(seed: int, r: int) -> int:
     return mix64((int(seed) * 0x9E3779B97F4A7C15 + r) & MASK64)
 
 
+def _sum_messages(qvs, R: int, K: int, d: int, engine: str, keep: bool):
+    """``(S, W)``: the sums ``S[r] = Σ_k Q(v_{r,k})`` in worker order, shape ``(R, d)``, and the dequantized
+    workers ``W`` (``(R, K, d)``) when ``keep``, else ``None`` — then the sum takes one pass without
+    them (:func:`~qodasim.quantize.dequantize_sum`, bit for bit the same sums)."""
+    if not keep:
+        return dequantize_sum(qvs, K, engine=engine), None
+    workers = dequantize_batch(qvs, engine=engine).reshape(R, K, d)
+    return worker_sums(workers), workers
+
+
 class _Oracle:
     """``K`` workers' (quantized, encoded) oracle outputs, averaged; counts bits per iteration."""
 
@@ -368,11 +378,7 @@ class _Oracle:
                 qvs = self.quant.quantize_batch(V.reshape(R * K, d), keys)
             except NormRangeError as exc:
                 raise _Diverged(f"an oracle output at iteration {t} cannot be sent: {exc}") from None
-            if self.keep_workers:
-                workers = dequantize_batch(qvs, engine=self.quant.engine).reshape(R, K, d)
-                out = worker_sums(workers)
-            else:  # the sum in one pass, bit for bit the dequantized workers' sum
-                workers, out = None, dequantize_sum(qvs, K, engine=self.quant.engine)
+            out, workers = _sum_messages(qvs, R, K, d, self.quant.engine, self.keep_workers)
         plan = self.quant.plan(d) if cfg.bits == "expected" else None
         spec = plan.spec if plan is not None else None
         vdtype = np.float64 if V.dtype == np.float64 else np.float32

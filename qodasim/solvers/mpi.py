@@ -39,11 +39,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..coding import DecodeError, Decoder, Encoder
-from ..quantize import NormRangeError, dequantize_batch, dequantize_sum
-from ..quantize.device import worker_sums
+from ..quantize import NormRangeError
 from ..rng import Key
 from ..vi.problems import Problem
-from .genx import SolverConfig, SolverError, SolverResult, _checked_config, _Diverged, _Oracle, _run_template
+from .genx import (
+    SolverConfig,
+    SolverError,
+    SolverResult,
+    _checked_config,
+    _Diverged,
+    _Oracle,
+    _run_template,
+    _sum_messages,
+)
 
 __all__ = ["solve_mpi", "MPIResult", "CollectiveTimeout", "DEFAULT_TIMEOUT", "wait", "abort"]
 
@@ -180,10 +188,8 @@ class _MPIOracle(_Oracle):
                 except DecodeError as exc:
                     raise SolverError(f"the message of worker {j} (replica {r}) in iteration {t} (round {rnd}) "
                                       f"does not decode: {exc}") from None  # fmt: skip
-        if not self.keep_workers:  # the sum in one pass, bit for bit the dequantized workers' sum
-            return dequantize_sum(qvs, K, engine=self.quant.engine) / K, None
-        workers = dequantize_batch(qvs, engine=self.quant.engine).reshape(R, K, d)
-        return worker_sums(workers) / K, workers
+        out, workers = _sum_messages(qvs, R, K, d, self.quant.engine, self.keep_workers)
+        return out / K, workers
 
     def update_levels(self, policy, t: int, T: int) -> None:
         """Rank 0 (worker 0, whose raw output the simulation uses) applies the level policy; the others
