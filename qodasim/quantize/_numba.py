@@ -357,6 +357,13 @@ def round_kernel(
                 out_sign[i] = np.int8(1 - 2 * np.int32((x < 0.0) & (k > 0)))
 
 
+@njit(inline="always", cache=True)
+def dequantized(n, sign, idx, lv, ulo, i):
+    """``n · sign_i · ℓ_{idx_i}`` in float64 (``ulo``: the type's offset in ``lv``, uint64): the value
+    :func:`dequantize_kernel` writes and :func:`sum_dequantize_kernel` adds."""
+    return n * np.float64(sign[i]) * lv[ulo + np.uint64(idx[i])]
+
+
 @njit(parallel=True, cache=True)
 def dequantize_kernel(idx, sign, norms, seg_group, seg_type, task_start, task_end, task_seg, lv, lv_start, out):
     """``out_i = n_g · sign_i · ℓ^{type}_{idx_i}`` (computed in float64, cast to ``out``'s dtype)."""
@@ -368,7 +375,7 @@ def dequantize_kernel(idx, sign, norms, seg_group, seg_type, task_start, task_en
         a = np.uint64(task_start[t])
         for p in range(np.uint64(task_end[t]) - a):
             i = a + np.uint64(p)
-            out[i] = n * np.float64(sign[i]) * lv[ulo + np.uint64(idx[i])]
+            out[i] = dequantized(n, sign, idx, lv, ulo, i)
 
 
 @njit(parallel=True, cache=True)
@@ -378,9 +385,9 @@ def sum_dequantize_kernel(idx, sign, norms, K, d, n_groups, seg_group, seg_type,
     rows quantized on one plan of dimension ``d`` (``seg_*``, ``task_*``: that plan's, not tiled;
     row ``b``'s group ``g`` has norm ``norms[b·n_groups + g]``).
 
-    Each term is :func:`dequantize_kernel`'s float64 value and the terms are added in row order from
-    row ``rK``'s own value, ``((x_0 + x_1) + x_2) + …``: bit for bit the sum of the dequantized rows in
-    worker order (``device.worker_sums``), without the ``(R, K, d)`` array in between.
+    Each term is :func:`dequantized`, the value :func:`dequantize_kernel` writes, and the terms are
+    added in row order from row ``rK``'s own value, ``((x_0 + x_1) + x_2) + …``: bit for bit the sum of
+    the dequantized rows in worker order (``device.worker_sums``), without the ``(R, K, d)`` array.
     """
     n_tasks = task_start.size
     R = out.size // d
@@ -398,13 +405,13 @@ def sum_dequantize_kernel(idx, sign, norms, K, d, n_groups, seg_group, seg_type,
         n = norms[r * K * n_groups + g]
         for p in range(m):
             i = a + np.uint64(p)
-            out[orow + i] = n * np.float64(sign[row + i]) * lv[ulo + np.uint64(idx[row + i])]
+            out[orow + i] = dequantized(n, sign, idx, lv, ulo, row + i)
         for k in range(1, K):
             row = np.uint64(r * K + k) * ud
             n = norms[(r * K + k) * n_groups + g]
             for p in range(m):
                 i = a + np.uint64(p)
-                out[orow + i] += n * np.float64(sign[row + i]) * lv[ulo + np.uint64(idx[row + i])]
+                out[orow + i] += dequantized(n, sign, idx, lv, ulo, row + i)
 
 
 @njit(parallel=True, cache=True)

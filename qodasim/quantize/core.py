@@ -580,6 +580,14 @@ def _cached_tile(plan: Plan, rows: int) -> Plan:
     return tile_plan(plan, rows)
 
 
+def _validate_all(qvs) -> None:
+    """Each of ``qvs`` a :class:`QuantizedVector` with valid contents (:meth:`QuantizedVector.validate`)."""
+    for q in qvs:
+        if not isinstance(q, QuantizedVector):
+            raise TypeError(f"qvs must hold QuantizedVectors, got {type(q).__name__}")
+        q.validate()
+
+
 def _one_plan(qvs: list[QuantizedVector]) -> bool:
     """Whether every one of ``qvs`` has the first one's plan and levels (identity first: the vectors
     of one batch share both objects, and comparing levels by value costs microseconds each)."""
@@ -598,10 +606,7 @@ def dequantize_batch(qvs: list[QuantizedVector], dtype=np.float64, engine: str =
     """Dequantize quantized vectors that share one plan and levels into a ``(B, d)`` array (one pass)."""
     if not qvs:
         raise ValueError("qvs must be non-empty")
-    for q in qvs:
-        if not isinstance(q, QuantizedVector):
-            raise TypeError(f"qvs must hold QuantizedVectors, got {type(q).__name__}")
-        q.validate()
+    _validate_all(qvs)
     plan, levels = qvs[0].plan, qvs[0].levels
     if not _one_plan(qvs):
         return np.stack([q.dequantize(dtype, engine) for q in qvs])
@@ -636,9 +641,7 @@ def dequantize_sum(qvs: list[QuantizedVector], workers: int, engine: str = "numb
         raise ValueError(f"workers must be >= 1, got {workers}")
     if not qvs or len(qvs) % workers:
         raise ValueError(f"qvs must hold a positive multiple of workers = {workers} vectors, got {len(qvs)}")
-    for q in qvs:
-        if not isinstance(q, QuantizedVector):
-            raise TypeError(f"qvs must hold QuantizedVectors, got {type(q).__name__}")
+    _validate_all(qvs)
     plan, levels = qvs[0].plan, qvs[0].levels
     eng = get_engine(engine)
     if not hasattr(eng, "dequantize_sum") or not _one_plan(qvs):
@@ -646,8 +649,6 @@ def dequantize_sum(qvs: list[QuantizedVector], workers: int, engine: str = "numb
 
         D = dequantize_batch(qvs, engine=engine)
         return worker_sums(D.reshape(len(qvs) // workers, workers, D.shape[-1]))
-    for q in qvs:
-        q.validate()
     return eng.dequantize_sum(*_stacked(qvs), plan, int(workers), *level_tables(levels)[:2])
 
 
