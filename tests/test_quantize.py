@@ -466,6 +466,10 @@ def test_dequantize_sum_of_vectors_on_different_plans_and_bad_input():
         dequantize_sum([], 1)
     with pytest.raises(TypeError, match="QuantizedVector"):
         dequantize_sum([a, np.zeros(300)], 2)
+    other_d = Quantizer(Levels.uniform(3)).quantize(test_vector(301, 4), Key(4))
+    for combine in (lambda: dequantize_sum([a, other_d], 2), lambda: core.dequantize_batch([a, other_d])):
+        with pytest.raises(ValueError, match="one dimension"):
+            combine()
 
 
 def test_trusted_vectors_are_the_constructed_ones_marked_checked():

@@ -581,11 +581,15 @@ def _cached_tile(plan: Plan, rows: int) -> Plan:
 
 
 def _validate_all(qvs) -> None:
-    """Each of ``qvs`` a :class:`QuantizedVector` with valid contents (:meth:`QuantizedVector.validate`)."""
+    """Each of ``qvs`` a :class:`QuantizedVector` with valid contents (:meth:`QuantizedVector.validate`),
+    all of one dimension."""
     for q in qvs:
         if not isinstance(q, QuantizedVector):
             raise TypeError(f"qvs must hold QuantizedVectors, got {type(q).__name__}")
         q.validate()
+    dims = {q.d for q in qvs}
+    if len(dims) > 1:
+        raise ValueError(f"qvs must all have one dimension d, got {sorted(dims)}")
 
 
 def _one_plan(qvs: list[QuantizedVector]) -> bool:
