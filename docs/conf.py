@@ -33,7 +33,7 @@ extensions = [
     "sphinx_copybutton",
 ]
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "jupyter_execute", "**.ipynb_checkpoints"]
+exclude_patterns = ["_build", "jupyter_execute", "**.ipynb_checkpoints", "gallery/_grid.md"]
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 
 # -- API reference ---------------------------------------------------------------------------------
@@ -56,7 +56,8 @@ nitpick_ignore_regex = [
 # -- notebooks (executed at build time) ------------------------------------------------------------
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
-nb_execution_mode = "force"
+nb_execution_mode = "off"  # the notebooks carry their outputs (tests/test_notebooks.py keeps them current);
+# getting_started.md asks for execution in its own front matter
 nb_execution_timeout = 900
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True
@@ -96,8 +97,33 @@ def _copy_sources() -> None:
     mathjax = HERE / "_generated" / "static" / "mathjax"
     if not (mathjax / "MathJax.js").exists():
         shutil.copytree(Path(jupyter_server_mathjax.__file__).parent / "static", mathjax, dirs_exist_ok=True)
+    _thumbnails(gallery)
     results = (ROOT / "figures" / "results.md").read_text(encoding="utf-8")
     (HERE / "_generated" / "results_table.md").write_text(_narrow_table(results), encoding="utf-8")
+
+
+def _thumbnails(gallery: Path) -> None:
+    """``gallery/_grid.md`` (git-ignored): each notebook's title and its first plot as a thumbnail linking
+    to the notebook's page, and a download link to the ``.ipynb``."""
+    import base64
+    import json
+
+    thumbs = HERE / "_generated" / "thumbs"
+    thumbs.mkdir(parents=True, exist_ok=True)
+    rows = ["| | notebook |", "|---|---|"]
+    for nb_path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = json.loads(nb_path.read_text(encoding="utf-8"))
+        title = next((c["source"] if isinstance(c["source"], str) else "".join(c["source"])
+                      for c in nb["cells"] if c["cell_type"] == "markdown"), nb_path.stem)  # fmt: skip
+        title = title.strip().splitlines()[0].lstrip("# ").strip()
+        png = next((o["data"]["image/png"] for c in nb["cells"] if c["cell_type"] == "code"
+                    for o in c.get("outputs", []) if "image/png" in o.get("data", {})), None)  # fmt: skip
+        cell = ""
+        if png:
+            (thumbs / f"{nb_path.stem}.png").write_bytes(base64.b64decode(png))
+            cell = f"[![{title}](../_generated/thumbs/{nb_path.stem}.png)]({nb_path.stem}.ipynb)"
+        rows.append(f"| {cell} | [{title}]({nb_path.stem}.ipynb) — {{download}}`{nb_path.name} <{nb_path.name}>` |")
+    (gallery / "_grid.md").write_text("\n".join(rows) + "\n", encoding="utf-8")  # included by gallery/index.md
 
 
 def _narrow_table(results: str) -> str:
@@ -123,6 +149,7 @@ API_MODULES = [
     ("qodasim", "Top level"),
     ("qodasim.levels", "Levels"),
     ("qodasim.rng", "Random keys"),
+    ("qodasim.threads", "Threads"),
     ("qodasim.quantize", "Quantize"),
     ("qodasim.quantize.check", "Quantizer checks (the check_* suite)"),
     ("qodasim.quantize.device", "Device-resident workers (GPU)"),

@@ -36,6 +36,17 @@ def _check_outdir(out: str) -> tuple[Path, Path]:
     return outdir, results_dir
 
 
+def _check_outfile(out: str) -> None:
+    """``out`` (a path prefix: ``out.npz`` and ``out.json`` are written) must lie in a writable folder."""
+    folder = Path(out).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise UserError(f"--out {out!r}: cannot write into {str(folder)!r}: {exc.strerror or exc}") from None
+
+
 def _run_one(name: str, config: dict, setting: str, outdir: Path, results_dir: Path, progress: bool):
     mod = experiments.get(name)
     t0 = time.perf_counter()
@@ -86,7 +97,7 @@ def cmd_reproduce(args) -> int:
 
 def cmd_run(args) -> int:
     name, config = experiments.load_config(args.config, args.setting)
-    outdir, results_dir = _check_outdir(args.out)
+    outdir, results_dir = _check_outdir(args.out or Path(args.config).stem)
     res, _ = _run_one(name, config, args.setting, outdir, results_dir, not args.no_progress)
     _rebuild_table(outdir, results_dir)
     print(_summary([res]))
@@ -114,11 +125,17 @@ def cmd_solve(args) -> int:
     from .solvers.runspec import load_run
 
     run = load_run(args.run)
+    if args.out:
+        _check_outfile(args.out)
     if args.mpi:
         return _solve_mpi(run, args)
+    from .experiments.base import Progress
     from .solvers import solve
 
-    res = solve(run.make_problem(), run.make_config())
+    cfg = run.make_config()
+    bar = Progress("solve", cfg.T, enabled=not args.no_progress)
+    res = solve(run.make_problem(), cfg, progress=lambda t: bar.step())
+    bar.close()
     _report_solve(res, args.out)
     return 0 if res.status == "ok" else 1
 
@@ -238,35 +255,101 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+_EXAMPLES = """\
+examples:
+  qodasim reproduce --quick                    every experiment, quick setting (README: measured times)
+  qodasim reproduce --quick --only epsilon     one experiment
+  qodasim run my.toml                          one config; writes ./my/ (figures, results/, results.md)
+  qodasim bounds --levels uniform:4 --d 64 1024
+  qodasim solve run.toml --out runs/a          one solver run, saved as runs/a.npz + runs/a.json
+  mpiexec -n 4 qodasim solve run.toml --mpi    the same run on 4 MPI ranks (bit for bit)
+  qodasim speedup --K 4 8 16 --bandwidth 1 10  modelled speed-up over uncompressed training
+
+threads: --threads N (or QODASIM_THREADS=N) caps the kernels' threads; results are the same at any count.
+"""
+
+
+def _version() -> str:
+    import numba
+    import numpy as np
+
+    from . import __version__, threads
+
+    return (f"qodasim {__version__} (numpy {np.__version__}, numba {numba.__version__}, "
+            f"threading layer {threads.threading_layer()}, {threads.get_threads()} threads)")  # fmt: skip
+
+
+class _VersionAction(argparse.Action):
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, **{k: v for k, v in kwargs.items() if k == "help"})
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(_version())
+        parser.exit(0)
+
+
+def _threads_option() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--threads", type=_dimension, metavar="N",
+                        help="threads of the parallel kernels (default: QODASIM_THREADS, else every core); "
+                        "results do not depend on it")  # fmt: skip
+    return common
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="qodasim", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
-    r = sub.add_parser("reproduce", help="run every experiment, write figures/ and a results table")
-    r.add_argument("--quick", action="store_true", help="small settings (a few minutes on 2 cores)")
-    r.add_argument("--only", nargs="+", choices=list(experiments.REGISTRY), help="run only these experiments")
-    r.add_argument("--out", default="figures", help="output folder (default: figures)")
-    r.add_argument("--no-progress", action="store_true")
+    p = _Parser(prog="qodasim", description=__doc__.splitlines()[0], epilog=_EXAMPLES,
+                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--version", action=_VersionAction, help="print the versions and the threads, then exit")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser, metavar="COMMAND")
+    common = [_threads_option()]
+    no_progress = "no progress bars on stderr"
+
+    r = sub.add_parser("reproduce", parents=common, help="run every experiment, write figures/ and a results table",
+                       description="Run the experiments; write figures (PNG + PDF), results/*.json and "
+                       "results.md into --out; exit 1 if a verdict fails.",
+                       epilog="example: qodasim reproduce --quick --only variance epsilon")  # fmt: skip
+    r.add_argument("--quick", action="store_true", help="the quick settings (README: measured times on 2 cores)")
+    r.add_argument("--only", nargs="+", choices=list(experiments.REGISTRY), metavar="NAME",
+                   help=f"run only these experiments ({', '.join(experiments.REGISTRY)})")  # fmt: skip
+    r.add_argument("--out", default="figures", help="output folder (default: ./figures)")
+    r.add_argument("--no-progress", action="store_true", help=no_progress)
     r.set_defaults(func=cmd_reproduce)
-    c = sub.add_parser("run", help="run one experiment config (a TOML file or a packaged name)")
-    c.add_argument("config")
-    c.add_argument("--setting", default="quick", choices=["quick", "full"])
-    c.add_argument("--out", default="figures")
-    c.add_argument("--no-progress", action="store_true")
+
+    c = sub.add_parser("run", parents=common, help="run one experiment config (a TOML file or a packaged name)",
+                       description="Run one experiment config: a TOML file (experiment = NAME, [quick] and "
+                       "[full] tables) or the name of a packaged config.",
+                       epilog="example: qodasim run my.toml --setting full   (writes ./my/)")  # fmt: skip
+    c.add_argument("config", help=f"a TOML file, or a packaged config: {', '.join(experiments.REGISTRY)}")
+    c.add_argument("--setting", default="quick", choices=["quick", "full"], help="which table of the config (quick)")
+    c.add_argument("--out", help="output folder (default: a folder named after the config in the working "
+                   "directory, e.g. ./my for my.toml)")  # fmt: skip
+    c.add_argument("--no-progress", action="store_true", help=no_progress)
     c.set_defaults(func=cmd_run)
-    b = sub.add_parser("bounds", help="print variance bounds for given levels and dimensions")
+
+    b = sub.add_parser("bounds", parents=common, help="print variance bounds for given levels and dimensions",
+                       epilog="example: qodasim bounds --levels exponential:3:0.5 --d 64 4096")  # fmt: skip
     b.add_argument("--levels", required=True, help='e.g. "uniform:4", "exponential:3:0.5", "array:0,0.3,1"')
-    b.add_argument("--d", type=_dimension, nargs="+", default=[16, 256, 4096, 65536])
+    b.add_argument("--d", type=_dimension, nargs="+", default=[16, 256, 4096, 65536], metavar="D",
+                   help="dimensions (default: 16 256 4096 65536)")  # fmt: skip
     b.set_defaults(func=cmd_bounds)
-    s = sub.add_parser("solve", help="one solver run from a run file; with --mpi one rank per worker (mpiexec)")
+
+    s = sub.add_parser("solve", parents=common,
+                       help="one solver run from a run file; with --mpi one rank per worker (mpiexec)",
+                       epilog="example: qodasim solve run.toml --out runs/a   (see docs: run files)")  # fmt: skip
     s.add_argument("run", help="a TOML run file ([problem] and [solver] tables)")
     s.add_argument("--mpi", action="store_true", help="run as worker <rank> of mpiexec's ranks (K = ranks)")
     s.add_argument("--timeout", type=_seconds, default=30.0, help="MPI collective deadline in seconds (default 30)")
-    s.add_argument("--out", help="save the result to OUT.npz + OUT.json")
+    s.add_argument("--out", help="save the result to OUT.npz + OUT.json (the folder is checked first)")
+    s.add_argument("--no-progress", action="store_true", help=no_progress)
     s.set_defaults(func=cmd_solve)
-    u = sub.add_parser("speedup", help="modelled wall-clock speed-up of QODA / Q-GenX over uncompressed (THEORY §8)")
+
+    u = sub.add_parser("speedup", parents=common,
+                       help="modelled wall-clock speed-up of QODA / Q-GenX over uncompressed (THEORY §8)",
+                       epilog="example: qodasim speedup --measure-codec --K 4 8 --bandwidth 1 10")  # fmt: skip
     u.add_argument("--d", type=_dimension, default=4_000_000, help="model size (default 4e6)")
     u.add_argument("--compute", type=_nonneg, default=0.1, help="seconds of one oracle at K = 1 (default 0.1)")
-    u.add_argument("--scaling", choices=["strong", "weak"], default="strong")
+    u.add_argument("--scaling", choices=["strong", "weak"], default="strong",
+                   help="strong: compute split over K; weak: compute per worker fixed (default strong)")  # fmt: skip
     u.add_argument("--bits-per-coord", type=_seconds, default=1.8, help="bits per coordinate of a message (1.8)")
     u.add_argument("--latency", type=_nonneg, default=5e-5, help="alpha in seconds (default 5e-5)")
     u.add_argument("--bandwidth", type=_seconds, nargs="+", default=[1.0, 2.5, 5.0], help="Gbps (1 2.5 5)")
@@ -276,7 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--measure-codec", action="store_true", help="measure this machine's CPU codec instead")
     u.add_argument("--plot", help="also write speedup.png/.pdf into this folder")
     u.set_defaults(func=cmd_speedup)
-    w = sub.add_parser("sweep", help="run a parameter sweep (restartable) in a process pool")
+
+    w = sub.add_parser("sweep", parents=common, help="run a parameter sweep (restartable) in a process pool",
+                       epilog="example: qodasim sweep sweep.toml --out runs --pool process --workers 2")  # fmt: skip
     w.add_argument("sweep", help="a TOML sweep file: a run file plus a [sweep] table of lists")
     w.add_argument("--out", required=True, help="output folder (finished points there are skipped)")
     w.add_argument("--pool", choices=["mpi", "process"], default="mpi", help="mpi4py.futures (default) or processes")
@@ -285,9 +370,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _apply_threads(args) -> None:
+    from . import threads
+
+    threads.apply_env(strict=True)
+    if getattr(args, "threads", None) is not None:
+        threads.set_threads(args.threads)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _apply_threads(args)
         return args.func(args)
     except BrokenPipeError:  # e.g. `qodasim bounds ... | head` (an OSError: caught first)
         devnull = os.open(os.devnull, os.O_WRONLY)

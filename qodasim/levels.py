@@ -179,6 +179,8 @@ class Levels:
         return np.asarray(self.values, dtype=dtype)
 
     def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
         if not isinstance(other, Levels):
             return NotImplemented
         return self.values.shape == other.values.shape and bool(np.array_equal(self.values, other.values))

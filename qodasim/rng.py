@@ -123,6 +123,25 @@ def stream_bases(key: Key, layers: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
+def _mix64_np(z: np.ndarray) -> np.ndarray:
+    """:func:`mix64` on ``uint64`` arrays (wrapping arithmetic is arithmetic mod 2^64: the same bits)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(MIX1)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(MIX2)
+    return z ^ (z >> np.uint64(31))
+
+
+def stream_bases_of_keys(keys, layers: np.ndarray) -> np.ndarray:
+    """``stream_bases(k, layers)`` for each key ``k`` of ``keys``, concatenated (one NumPy pass for a
+    whole batch: the per-key Python hashing cost ~10 µs a key; bit-identical, tested)."""
+    words = np.array([(k.seed, k.worker, k.round) for k in keys], np.uint64).reshape(-1, 3)
+    with np.errstate(over="ignore"):
+        h = _mix64_np(words[:, 0] + np.uint64(GOLDEN))
+        h = _mix64_np(h ^ (words[:, 1] + np.uint64((2 * GOLDEN) & MASK64)))
+        h = _mix64_np(h ^ (words[:, 2] + np.uint64((3 * GOLDEN) & MASK64)))
+        z = h[:, None] ^ (np.asarray(layers, np.uint64)[None, :] + np.uint64((5 * GOLDEN) & MASK64))
+        return _mix64_np(z).reshape(-1)
+
+
 def uniforms(base: int, index: np.ndarray) -> np.ndarray:
     """NumPy reference: the uniforms of coordinates ``index`` (int array) of stream ``base``."""
     idx = np.asarray(index, dtype=np.uint64)

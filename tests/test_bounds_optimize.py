@@ -205,13 +205,18 @@ def test_monotone_minima_dp_equals_the_quadratic_dp_exactly(alpha, data):
     assert ex.psi == quad.psi and np.array_equal(ex.levels.values, quad.levels.values)
 
 
+@pytest.mark.parametrize("parallel_min", [0, 1 << 62])
 @pytest.mark.parametrize("alpha", [3, 12])
-def test_parallel_monotone_minima_equals_the_quadratic_dp_at_every_thread_count(alpha):
+def test_parallel_monotone_minima_equals_the_quadratic_dp_at_every_thread_count(alpha, parallel_min, monkeypatch):
     """The DP solves the recursion's top levels serially and the 64 subtrees below them in parallel
     (``_dp.SPLIT_DEPTH``); each subtree's rows and candidate bounds are fixed by the rows above, so
-    the answer is the quadratic DP's, bit for bit, with one thread or two."""
+    the answer is the quadratic DP's, bit for bit, with one thread or two — and so is its serial
+    twin (``parallel_min``: the DP's work threshold forced both ways)."""
     import numba
 
+    from qodasim.optimize import _dp
+
+    monkeypatch.setattr(_dp, "DP_PARALLEL_MIN", parallel_min)
     r = normalized_magnitudes(np.random.default_rng(alpha).standard_normal(3000))
     quad = exact_levels(r, alpha, quadratic=True)
     before = numba.get_num_threads()
@@ -225,13 +230,14 @@ def test_parallel_monotone_minima_equals_the_quadratic_dp_at_every_thread_count(
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 7, 64])
-def test_chunked_top_rows_keep_the_first_minimum(chunk):
+def test_chunked_top_rows_keep_the_first_minimum(chunk, monkeypatch):
     """The top levels' long rows are split into chunks combined in order; on a grid of equally
     weighted points (many exact ties across chunk boundaries) any chunk size gives the quadratic
     DP's levels and cost exactly."""
     from qodasim.optimize import _dp
     from qodasim.optimize.levels import _empirical_candidates, _prefix
 
+    monkeypatch.setattr(_dp, "DP_PARALLEL_MIN", 0)  # the parallel kernel, whose chunks are combined
     for r in (np.repeat(np.arange(1, 256) / 256.0, 2), normalized_magnitudes(np.random.default_rng(9).random(700))):
         _, pts, wts = _empirical_candidates(r)
         W, B, G = _prefix(pts, wts)

@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -53,3 +54,67 @@ def test_cli_bounds_and_run(tmp_path, capsys):
     assert main(["run", str(cfg), "--out", str(tmp_path), "--no-progress"]) == 0
     assert (tmp_path / "variance.png").exists() and (tmp_path / "results" / "variance.json").exists()
     assert main(["bounds", "--levels", "bogus:3"]) == 2
+
+
+def test_cli_run_writes_next_to_the_user_not_into_figures(tmp_path, monkeypatch, capsys):
+    """``qodasim run my.toml`` writes ``./my/`` in the working directory (never the committed
+    ``figures/``), with ordinary file modes; an unknown name lists the packaged configs."""
+    import stat
+
+    cfg = tmp_path / "my.toml"
+    cfg.write_text('experiment = "variance"\nlevels = ["uniform:3"]\nd = [8, 32]\nn_draws = 100\n')
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    old = os.umask(0o022)
+    try:
+        assert main(["run", str(cfg), "--no-progress"]) == 0
+    finally:
+        os.umask(old)
+    result = work / "my" / "results" / "variance.json"
+    assert result.exists() and (work / "my" / "variance.png").exists() and not (work / "figures").exists()
+    assert stat.S_IMODE(result.stat().st_mode) == 0o644
+    assert stat.S_IMODE((work / "my" / "results.md").stat().st_mode) == 0o644
+    capsys.readouterr()
+    assert main(["run", "variancee"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a packaged config" in err and "variance" in err and "wgan" in err
+
+
+def test_cli_solve_checks_its_input_and_output_first(tmp_path, capsys):
+    """Bad levels in a run file are one line (exit 2), and ``--out`` in a folder that cannot be made
+    fails before the run; a good run shows its result line."""
+    run = tmp_path / "run.toml"
+    base = '[problem]\nname = "bilinear_game"\nn = 3\n[solver]\nmethod = "qoda"\nK = 2\nT = 20\n'
+    for solver, msg in (('compression = "global"\nlevels = 7\n', "levels must be a level spec"),
+                        ('levels = "uniform:2"\n', "compression is 'none'"),
+                        ('compression = "global"\nlevels = ["uniform:3", "uniform:4"]\n', "one level spec, got 2"),
+                        ('compression = "global"\nlevels = "bogus:3"\n', "levels:")):  # fmt: skip
+        run.write_text(base + solver)
+        capsys.readouterr()
+        assert main(["solve", str(run), "--no-progress"]) == 2, solver
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and msg in err, err
+    run.write_text(base.replace("n = 3", "n = -3"))
+    assert main(["solve", str(run)]) == 2
+    assert "[problem] bilinear_game(n=-3)" in capsys.readouterr().err
+    run.write_text(base + 'compression = "global"\nlevels = "uniform:3"\n')
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["solve", str(run), "--out", str(blocker / "sub" / "x"), "--no-progress"]) == 2
+    assert "cannot write" in capsys.readouterr().err
+    assert main(["solve", str(run), "--out", str(tmp_path / "runs" / "a"), "--no-progress"]) == 0
+    assert "qoda: ok" in capsys.readouterr().out and (tmp_path / "runs" / "a.json").exists()
+
+
+def test_solver_config_levels_contract():
+    from qodasim.solvers import SolverConfig, SolverError
+
+    with pytest.raises(SolverError, match="compression is 'none'"):
+        SolverConfig(levels="uniform:2")
+    with pytest.raises(SolverError, match="one level spec"):
+        SolverConfig(compression="global", levels=("uniform:3", "uniform:4"))
+    with pytest.raises(SolverError, match="levels must be"):
+        SolverConfig(compression="layerwise", levels=())
+    assert SolverConfig(compression="layerwise", levels=("uniform:3", "uniform:4")).levels == ("uniform:3", "uniform:4")
+    assert SolverConfig(compression="global", levels=("uniform:3",)).compression == "global"

@@ -20,7 +20,8 @@ import pytest
 
 import qodasim
 
-PACKAGES = (["qodasim", "qodasim.levels", "qodasim.rng", "qodasim.quantize.check", "qodasim.quantize.device",
+PACKAGES = (["qodasim", "qodasim.levels", "qodasim.rng", "qodasim.threads", "qodasim.quantize.check",
+             "qodasim.quantize.device",
              "qodasim.vi.wgan", "qodasim.solvers.budget", "qodasim.solvers.mpi", "qodasim.solvers.network",
              "qodasim.solvers.runspec", "qodasim.solvers.sweep"]
             + sorted(f"qodasim.{m.name}" for m in pkgutil.iter_modules(qodasim.__path__) if m.ispkg))  # fmt: skip
@@ -146,7 +147,7 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 def _python_blocks(page: str) -> list[str]:
     text = (DOCS / page).read_text(encoding="utf-8")
-    return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    return re.findall(r"```(?:python|\{code-cell\} ipython3)\n(.*?)```", text, flags=re.DOTALL)
 
 
 @pytest.mark.parametrize("page", ["getting_started.md", "extending.md", "platforms.md", "distributed.md"])
@@ -169,3 +170,22 @@ def test_the_code_on_the_docs_pages_runs(page, monkeypatch):
             continue
         block = block.replace("T=2000", "T=200")  # the same code, a shorter run
         exec(compile(block, f"docs/{page}", "exec"), namespace)
+
+
+def test_the_readme_examples_print_what_the_readme_shows(capsys, monkeypatch):
+    """Each ``python`` block of the README runs (in order, one namespace); where a ``text`` block
+    follows it, that is exactly what the block prints."""
+    import sys
+    import types
+
+    text = (DOCS.parent / "README.md").read_text(encoding="utf-8")
+    pairs = re.findall(r"```python\n(.*?)```\n(?:\n```text\n(.*?)```)?", text, flags=re.DOTALL)
+    assert len(pairs) >= 2 and sum(bool(out) for _, out in pairs) >= 2
+    module = types.ModuleType("readme")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    for code, shown in pairs:
+        capsys.readouterr()
+        exec(compile(code, "README.md", "exec"), module.__dict__)
+        printed = capsys.readouterr().out
+        if shown:
+            assert printed == shown, f"README shows\n{shown}\nthe code prints\n{printed}"

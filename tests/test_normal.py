@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from qodasim import threads
 from qodasim.rng import GOLDEN, MASK64, mix64
 from qodasim.vi import NoiseModel
 from qodasim.vi import _normal as N
@@ -153,7 +154,7 @@ def test_parallel_fill_equals_serial_and_workers_and_replicas_are_independent_of
     noise = NoiseModel(kind, sigma=0.7, sigma_rel=0.3)
     A = np.random.default_rng(0).standard_normal((3, 700))
     serial = noise.sample(A, 5, 9, 4)
-    monkeypatch.setattr(N, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(threads, "PARALLEL_MIN", 0)
     parallel = noise.sample(A, 5, 9, 4)
     assert np.array_equal(serial, parallel)
 

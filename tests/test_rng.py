@@ -66,3 +66,19 @@ def test_numba_stream_base_of_layer_zero_equals_the_python_one():
     for k in keys:
         got = stream_base0(np.uint64(k.seed), np.uint64(k.worker), np.uint64(k.round))
         assert int(got) == stream_base(k, 0), k
+
+
+def test_stream_bases_of_keys_equal_the_per_key_bases():
+    """The batch's one-pass bases equal ``stream_bases`` key by key, at the 2^64 edges too."""
+    from qodasim.rng import stream_bases, stream_bases_of_keys
+
+    rng = np.random.default_rng(0)
+    top = 2**64 - 1
+    keys = [Key(int(rng.integers(0, top, dtype=np.uint64)), int(rng.integers(0, top, dtype=np.uint64)),
+                int(rng.integers(0, 1000))) for _ in range(40)]  # fmt: skip
+    keys += [Key(top, top, top), Key(0), Key(0, top, 0)]
+    for layers in (np.array([0], np.uint64), np.array([0, 1, 5, 2**40, top], np.uint64), np.arange(7)):
+        got = stream_bases_of_keys(keys, layers)
+        assert got.dtype == np.uint64
+        assert np.array_equal(got, np.concatenate([stream_bases(k, layers) for k in keys]))
+    assert stream_bases_of_keys(keys[:1], np.arange(3)).shape == (3,)

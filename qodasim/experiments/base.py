@@ -85,12 +85,20 @@ def strict_json(x):
     raise TypeError(f"not JSON serializable: {type(x).__name__}")
 
 
+def _umask() -> int:
+    mask = os.umask(0o22)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``; the file
+    gets the mode an ordinary ``open`` would give it (``0666`` less the umask, e.g. ``0644``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
             fh.flush()
@@ -224,8 +232,11 @@ def load_config(path_or_name: str | Path, setting: str = "quick") -> tuple[str, 
     from . import get
 
     path = Path(path_or_name)
-    if not path.suffix:
+    if not path.suffix and not path.is_file():
         path = CONFIG_DIR / f"{path_or_name}.toml"
+        if not path.is_file():
+            known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
+            raise ValueError(f"config {str(path_or_name)!r}: not a file and not a packaged config ({known})")
     if not path.is_file():
         raise ValueError(f"config file not found: {path}")
     try:

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..solvers import AdaptiveStep, SolverConfig, solve
+from ..solvers.genx import DEFAULT_LEVELS
 from ..vi import NoiseModel, bilinear_game
 from . import plotting
 from .base import Param, Progress, Result, Verdict, check_config, metadata
@@ -149,7 +150,7 @@ def run(config: dict, progress: bool = True) -> Result:
     extra = {"absolute": [], "relative": [("qoda", "layerwise", True)], "student_t": []}
     for kind in ("absolute", "relative", "student_t"):
         for method, comp, sep in (variants if kind != "student_t" else [("qoda", "layerwise", False)]) + extra[kind]:
-            cfg = SolverConfig(method=method, K=K, T=T, compression=comp, levels=levels,
+            cfg = SolverConfig(method=method, K=K, T=T, compression=comp, levels=levels if comp != "none" else DEFAULT_LEVELS,  # noqa: E501
                                noise=noise_model(kind, config), replicas=R, seed=seed,
                                step=separated if sep else plain, record=int(config.get("record", 30)))  # fmt: skip
             res = solve(problem, cfg)
@@ -268,7 +269,8 @@ def plot(result: Result, outdir: Path) -> list[Path]:
     ax.set_xscale("log")
     ax.set_xlabel("iteration T")
     ax.set_ylabel("exponent of K in the gap")
-    ax.set_title(f"absolute noise: K = {[r['K'] for r in result.data['K_scaling']]}")
+    ks = [r["K"] for r in result.data["K_scaling"]]
+    ax.set_title(f"absolute noise, K = {ks[0]}…{ks[-1]}" if len(ks) > 1 else "absolute noise")
     ax.legend(fontsize=6)
     caption = ("Restricted gap at the ergodic average on a bilinear game (mean over seeds, ±2SE bands): "
                "T^-1/2 under absolute noise, T^-1 under relative noise; right: the gap's exponent of K against T "

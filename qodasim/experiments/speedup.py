@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 
 from ..solvers import SolverConfig, solve
@@ -279,6 +280,11 @@ def plot(result: Result, outdir: Path) -> list[Path]:
     ax.set_xlabel("compute per oracle at K = 1 (s)")
     ax.set_ylabel("bits / coordinate")
     ax.set_title("paper's pattern holds (strong scaling)")
+    from matplotlib.patches import Patch
+
+    cmap = matplotlib.colormaps["Greens"]
+    ax.legend(handles=[Patch(color=cmap(1 / 1.4), label="holds"), Patch(color=cmap(0.0), label="does not hold")],
+              fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # fmt: skip
     caption = (
         "Modelled speed-up over uncompressed QODA (ring all-gather vs all-reduce, THEORY §8) with the runs' "
         "bits per coordinate; black markers: the paper's numbers; right: inputs where the pattern holds."

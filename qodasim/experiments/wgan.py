@@ -30,6 +30,7 @@ import numpy as np
 
 from ..optimize import normalized_magnitudes, optimize_levels
 from ..solvers import AdaptiveStep, SolverConfig, solve
+from ..solvers.genx import DEFAULT_LEVELS
 from ..solvers.network import GBPS, Network, Workload, iteration_time, run_time
 from ..vi import NoiseModel
 from ..vi.wgan import jax_available
@@ -120,7 +121,7 @@ def run(config: dict, progress: bool = True) -> Result:
     runs, end_point = [], None
     for K in Ks:
         for method, comp in VARIANTS:
-            lv = levels if comp == "layerwise" else config["levels"]
+            lv = levels if comp == "layerwise" else config["levels"] if comp == "global" else DEFAULT_LEVELS
             cfg = SolverConfig(method=method, K=K, T=T, compression=comp, levels=lv, seed=seed,
                                noise=NoiseModel("finite_sum", batch=int(config["batch"])),
                                step=AdaptiveStep(c=config["step_c"]), record=int(config["record"]))  # fmt: skip
@@ -236,8 +237,7 @@ def plot(result: Result, outdir: Path) -> list[Path]:
     for ax, key in zip(axes[1][3:], ("uncompressed",)):
         imgs = np.array(data["samples"][key])
         if side * side == imgs.shape[1]:
-            grid = imgs[:16].reshape(4, 4, side, side).transpose(0, 2, 1, 3).reshape(4 * side, 4 * side)
-            ax.imshow(grid, cmap="gray_r", vmin=-1, vmax=1)
+            ax.imshow(plotting.image_grid(imgs, side), cmap="gray_r", vmin=-1, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
         else:

@@ -15,6 +15,8 @@ its top levels serially and the subtrees below them on all threads (the same row
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 from numba import njit, prange
 
@@ -284,7 +286,7 @@ def full_windows(n, alpha):
 
 
 @njit(cache=True, parallel=True)
-def dp_levels_windowed(x, W, B, G, alpha, lo, hi, chunk=CHUNK):
+def _windowed_parallel(x, W, B, G, alpha, lo, hi, chunk=CHUNK):
     """The DP of :func:`dp_levels` over the paths whose level ``i`` lies in ``[lo[i], hi[i]]``.
 
     Windows must be nested like positions: ``lo[i] ≥ lo[i − 1] + 1``, ``hi[i] ≤ hi[i + 1] − 1``,
@@ -321,7 +323,39 @@ def dp_levels_windowed(x, W, B, G, alpha, lo, hi, chunk=CHUNK):
     return best, chosen
 
 
-@njit(cache=True)
+def _twin(kernel, **calls):
+    """``kernel`` compiled without ``parallel`` (``prange`` runs as ``range``: the same rows in the same
+    order, the same floats), calling ``calls`` (name → dispatcher) instead of its parallel callees."""
+    fn = kernel.py_func
+    glob = {**fn.__globals__, **calls}
+    twin = types.FunctionType(fn.__code__, glob, fn.__name__ + "_serial", fn.__defaults__, fn.__closure__)
+    twin.__qualname__ = fn.__qualname__ + "_serial"
+    return njit(cache=True)(twin)
+
+
+_top_rows_serial = _twin(_top_rows)
+_windowed_serial = _twin(_windowed_parallel, _top_rows=_top_rows_serial)
+
+#: Candidates (``x.size``) from which the DP runs on the thread pool; below, one thread: a layer of a
+#: small DP launches dozens of parallel regions whose wake-ups cost more than their rows (and with
+#: the fork-safe ``workqueue`` layer, ~1 ms each).
+DP_PARALLEL_MIN = 1 << 15
+
+
+def dp_levels_windowed(x, W, B, G, alpha, lo, hi, chunk=CHUNK):
+    """The DP of :func:`dp_levels` over the paths whose level ``i`` lies in ``[lo[i], hi[i]]``.
+
+    Windows must be nested like positions: ``lo[i] ≥ lo[i − 1] + 1``, ``hi[i] ≤ hi[i + 1] − 1``,
+    inside :func:`full_windows` (then every row of a window has a candidate).  Layer ``i`` computes
+    rows ``[lo[i], hi[i]]`` over candidates ``[lo[i − 1], hi[i − 1]]``; with the full windows this is
+    exactly :func:`dp_levels`.  When every optimal path lies inside the windows (what
+    :mod:`._prune` certifies), the rows on those paths see the same minima and the answer is the
+    same, bit for bit.  Runs serially below :data:`DP_PARALLEL_MIN` candidates (the same answer).
+    """
+    kernel = _windowed_parallel if x.size >= DP_PARALLEL_MIN else _windowed_serial
+    return kernel(x, W, B, G, alpha, lo, hi, chunk)
+
+
 def dp_levels(x, W, B, G, alpha, chunk=CHUNK):
     """Optimal ``alpha`` interior levels among ``x[1..N-1]`` (``x[0] = 0``, ``x[N] = 1`` forced).
 

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..threads import use_parallel
 from . import _numba as K
 from .plan import Plan
 
 name = "numba"
 
 
-def _k(plan: Plan, name: str):
-    """The kernel ``name`` for ``plan``: its serial twin when the plan has a single task (no thread
-    pool wake-up for small vectors: the per-call cliff of issue 15), else the parallel kernel."""
-    return K.SERIAL[name] if plan.task_start.size == 1 else getattr(K, name)
+def _k(plan: Plan, name: str, rows: int = 1):
+    """The kernel ``name`` for ``rows`` rows on ``plan``: its serial twin when the call touches fewer
+    than :data:`~qodasim.threads.PARALLEL_MIN` coordinates or the plan has one task (a thread-pool
+    wake-up costs more than such work, and on a busy machine up to a scheduler slice), else the
+    parallel kernel.  Both run the same tasks: the same bits."""
+    if plan.task_start.size * rows == 1 or not use_parallel(plan.d * rows):
+        return K.SERIAL[name]
+    return getattr(K, name)
 
 
 def _task_group(plan: Plan) -> np.ndarray:
@@ -70,9 +75,10 @@ def dequantize_sum(idx, sign, norms, plan, workers, lv, lv_start):
     concatenated over the rows)."""
     R = idx.size // (workers * plan.d)
     out = np.empty(R * plan.d)
-    kernel = K.SERIAL["sum_dequantize_kernel"] if R * plan.task_start.size == 1 else K.sum_dequantize_kernel
-    kernel(idx, sign, norms, workers, plan.d, plan.n_groups, plan.seg_group, plan.seg_type, plan.task_start,
-           plan.task_end, plan.task_seg, lv, lv_start, out)  # fmt: skip
+    _k(plan, "sum_dequantize_kernel", R * workers)(
+        idx, sign, norms, workers, plan.d, plan.n_groups, plan.seg_group, plan.seg_type, plan.task_start,
+        plan.task_end, plan.task_seg, lv, lv_start, out,
+    )  # fmt: skip
     return out.reshape(R, plan.d)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from ..levels import Levels, smallest_index_dtype
-from ..rng import Key, as_key, stream_bases
+from ..rng import Key, as_key, stream_bases, stream_bases_of_keys
 from . import _scalar
 from .plan import LayerLayout, Plan, PlanSpec, build_plan, tile_plan
 
@@ -494,7 +494,7 @@ class BaseQuantizer:
         n32 = round_up_to_float32(compute_norms(flat, tplan, eng, staged=sflat))
         check_norm_range(n32, "V")
         lv, lv_start, type_uni = self._tables
-        seg_base = np.concatenate([segment_bases(plan, k) for k in keys])
+        seg_base = batch_segment_bases(plan, keys)
         idx, sign = eng.round(sflat, segment_scales(tplan, n32, type_uni), tplan, seg_base, lv, lv_start, type_uni,
                               self.index_dtype, None, self._engine_buckets(eng))  # fmt: skip
         G = plan.n_groups
@@ -659,6 +659,11 @@ def dequantize_sum(qvs: list[QuantizedVector], workers: int, engine: str = "numb
 def segment_bases(plan: Plan, key: Key) -> np.ndarray:
     """Stream base of every segment: ``stream_base(key, layer)`` (vectorized over segments)."""
     return stream_bases(key, plan.seg_layer)
+
+
+def batch_segment_bases(plan: Plan, keys) -> np.ndarray:
+    """``segment_bases(plan, k)`` for every key of ``keys``, concatenated (the rows of a batch)."""
+    return stream_bases_of_keys(keys, plan.seg_layer)
 
 
 @functools.lru_cache(maxsize=256)

@@ -32,11 +32,11 @@ from .core import (
     BaseQuantizer,
     QuantizedVector,
     _cached_tile,
+    batch_segment_bases,
     check_norm_range,
     compute_norms,
     get_engine,
     round_up_to_float32,
-    segment_bases,
     segment_scales,
 )
 from .plan import LayerLayout
@@ -290,19 +290,19 @@ class DeviceWorkspace:
         lv, lv_start, type_uni = self._tables
         t = self._tp
         if self._device_norms and self._fused is not None:  # one launch: norms, scales, rounding
-            self._up(self._base, np.concatenate([segment_bases(self.plan, k) for k in keys]))
+            self._up(self._base, batch_segment_bases(self.plan, keys))
             self._fused[tp.task_start.size, self._threads](
                 self._cur, t["task_start"], t["task_end"], t["task_seg"], t["seg_type"], self._base, t["seg_shift"],
                 self._gq, lv, lv_start, type_uni, self._n32dev, self._norms, self._scale, self._idx, self._sign,
             )  # fmt: skip
         elif self._device_norms:  # norms, scales and rounding queued on the device; one download below
-            self._up(self._base, np.concatenate([segment_bases(self.plan, k) for k in keys]))
+            self._up(self._base, batch_segment_bases(self.plan, keys))
             self._norms_on_device()
         else:  # the host combines the task partials (kept for plans whose groups are not contiguous)
             n32 = round_up_to_float32(compute_norms(flat, tp, self))
             check_norm_range(n32, "V")
             self._up(self._scale, segment_scales(tp, n32, self.quantizer._tables[2]))
-            self._up(self._base, np.concatenate([segment_bases(self.plan, k) for k in keys]))
+            self._up(self._base, batch_segment_bases(self.plan, keys))
             self._up(self._norms, n32.astype(np.float64))
         if self._fused is None or not self._device_norms:
             self._K.round_kernel[tp.task_start.size, self._threads](

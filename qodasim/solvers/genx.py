@@ -100,6 +100,28 @@ class _Diverged(Exception):
     """Raised inside a run when it cannot go on because numbers overflowed (caught by :func:`solve`)."""
 
 
+#: ``SolverConfig.levels``' default (a run without compression ignores it; any other value there is an error).
+DEFAULT_LEVELS = "uniform:7"
+
+
+def _check_levels(levels, compression: str) -> None:
+    """``levels``: a level spec or a non-empty sequence of them, each parseable; one spec for global
+    compression; given only with compression."""
+    specs = (levels,) if isinstance(levels, str) else levels
+    if not isinstance(specs, (tuple, list)) or not specs or not all(isinstance(x, str) for x in specs):
+        raise SolverError(f"levels must be a level spec such as 'uniform:7' or a list of them, got {levels!r}")
+    for spec in specs:
+        try:
+            Levels.parse(spec)
+        except ValueError as exc:
+            raise SolverError(f"levels: {exc}") from None
+    if compression == "none" and levels != DEFAULT_LEVELS:
+        raise SolverError(f"levels {levels!r} given but compression is 'none' (set compression to 'global' or "
+                          f"'layerwise')")  # fmt: skip
+    if compression == "global" and len(specs) > 1:
+        raise SolverError(f"compression 'global' uses one level spec, got {len(specs)}: {list(specs)}")
+
+
 @dataclass(frozen=True)
 class SolverConfig:
     """Configuration of one solver run (all fields plain data; saved with every result).
@@ -191,6 +213,7 @@ class SolverConfig:
             raise SolverError(f"compression must be 'none', 'global' or 'layerwise', got {self.compression!r}")
         if self.bits not in ("stream", "expected", "none"):
             raise SolverError(f"bits must be 'stream', 'expected' or 'none', got {self.bits!r}")
+        _check_levels(self.levels, self.compression)
         if not isinstance(self.noise, NoiseModel):
             raise SolverError("noise must be a qodasim.vi.NoiseModel")
         if self.reoptimize_every < 0:
@@ -445,8 +468,11 @@ def _measure_fns(problem: Problem, cfg: SolverConfig, X1: np.ndarray):
     }
 
 
-def solve(problem: Problem, config: SolverConfig | None = None, **overrides) -> SolverResult:
+def solve(problem: Problem, config: SolverConfig | None = None, *, progress=None, **overrides) -> SolverResult:
     """Run the configured method on ``problem`` and return a :class:`SolverResult`.
+
+    ``progress``, if given, is called as ``progress(t)`` after each iteration ``t`` (e.g. a progress
+    bar's ``update``-like callback; the CLI's ``qodasim solve`` shows one).
 
     Raises :class:`SolverError` for bad configurations or non-finite oracle output at a finite point
     within the divergence threshold.  A run whose numbers blow up — an iterate beyond the threshold or
@@ -468,7 +494,9 @@ def solve(problem: Problem, config: SolverConfig | None = None, **overrides) -> 
     ('ok', 800)
     """
     cfg = _checked_config(problem, config, overrides)
-    return _run_template(problem, cfg, lambda limit, keep: _Oracle(problem, cfg, limit, keep_workers=keep))
+    if progress is not None and not callable(progress):
+        raise SolverError(f"progress must be callable, got {type(progress).__name__}")
+    return _run_template(problem, cfg, lambda limit, keep: _Oracle(problem, cfg, limit, keep_workers=keep), progress)
 
 
 def _checked_config(problem, config, overrides) -> SolverConfig:
@@ -479,9 +507,10 @@ def _checked_config(problem, config, overrides) -> SolverConfig:
     return replace(config or SolverConfig(), **overrides) if overrides else (config or SolverConfig())
 
 
-def _run_template(problem: Problem, cfg: SolverConfig, make_oracle) -> SolverResult:
+def _run_template(problem: Problem, cfg: SolverConfig, make_oracle, progress=None) -> SolverResult:
     """The template loop of :func:`solve` with the oracle built by ``make_oracle(limit, keep_workers)``
-    (the in-process :class:`_Oracle`, or the MPI one of :mod:`qodasim.solvers.mpi`)."""
+    (the in-process :class:`_Oracle`, or the MPI one of :mod:`qodasim.solvers.mpi`); ``progress(t)``
+    after each iteration when given."""
     R, T, method = cfg.replicas, cfg.T, cfg.method
     X1 = np.asarray(problem.x0(), np.float64)
     if X1.shape != (problem.d,):
@@ -537,6 +566,8 @@ def _run_template(problem: Problem, cfg: SolverConfig, make_oracle) -> SolverRes
                         measures[f"{m}_avg"][:, k_rec] = fn(xavg)
                         measures[f"{m}_last"][:, k_rec] = fn(X)
                     k_rec += 1
+                if progress is not None:
+                    progress(t)
         except _Diverged as exc:
             status, message = "diverged", f"{method} diverged: {exc}"
     if status == "diverged":

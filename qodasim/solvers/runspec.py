@@ -110,9 +110,13 @@ def _check(spec: dict, where: str) -> RunSpec:
     out = RunSpec(problem=dict(prob), solver=dict(sol))
     try:
         out.make_config()
-        out.make_problem()
     except TypeError as exc:
-        raise ValueError(f"{where}: {exc}") from None
+        raise ValueError(f"{where}: [solver]: {exc}") from None
+    try:
+        out.make_problem()
+    except (TypeError, ValueError, OverflowError) as exc:
+        args = ", ".join(f"{k}={v!r}" for k, v in prob.items() if k != "name")
+        raise ValueError(f"{where}: [problem] {prob['name']}({args}): {exc}") from None
     return out
 
 

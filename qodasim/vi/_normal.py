@@ -24,6 +24,7 @@ from numba import njit, prange
 
 from ..quantize._numba import _serial_twin
 from ..rng import GOLDEN, MASK64, MIX1, MIX2
+from ..threads import use_parallel
 
 _N = 256
 #: Ziggurat constants for 256 layers (Marsaglia & Tsang 2000): the rightmost edge ``r`` and the area
@@ -174,11 +175,6 @@ def _normals(base, count, X, F):
     return out
 
 
-#: Above this many values per call the fill runs over the thread pool (one task per worker); below,
-#: waking the pool costs more than it saves (``BENCHMARKS.md``, small vectors).
-PARALLEL_MIN = 1 << 16
-
-
 @njit(cache=True)
 def _bases(seed, workers, call):
     out = np.empty(workers.size, np.uint64)
@@ -195,7 +191,7 @@ def stream_bases(seed: int, workers, call: int) -> np.ndarray:
 
 def fill(bases: np.ndarray, A: np.ndarray, scale: float, P: int, p: int, out: np.ndarray) -> None:
     """``out[r, k] = A[r] + scale·z_{k, r, p}`` (``out`` of shape ``(R, K, d)``, float64, C order)."""
-    kernel = _fill_rows_parallel if out.size >= PARALLEL_MIN and out.shape[1] > 1 else _fill_rows
+    kernel = _fill_rows_parallel if use_parallel(out.size) and out.shape[1] > 1 else _fill_rows
     kernel(bases, A, float(scale), P, p, out, ZIG_X, ZIG_F)
 
 
