@@ -70,6 +70,14 @@ class Key:
                 raise ValueError(f"Key.{name} must lie in [0, 2^64), got {val!r}")
             object.__setattr__(self, name, int(val))
 
+    @classmethod
+    def _trusted(cls, seed: int, worker: int, round: int) -> Key:
+        """A key from fields the caller guarantees (Python ints in ``[0, 2^64)``), without the checks
+        (the solver makes R × K keys per round; the checks cost ~3 µs a key)."""
+        key = object.__new__(cls)
+        key.__dict__.update(seed=seed, worker=worker, round=round)
+        return key
+
     @functools.cached_property
     def _words(self) -> tuple[np.uint64, np.uint64, np.uint64]:
         """``(seed, worker, round)`` as ``np.uint64``, the kernels' argument types (made once per key:

@@ -542,3 +542,40 @@ def test_dense_payload_equals_the_reference_bits_and_decodes_back(code, density,
     assert err == Bt.E_RANGE and p == sum(map(len, words[:first])) + len(ref(big + 1))
     p, err, _, _ = decode(top, total - 1)  # one bit short: the last word or sign bit is truncated
     assert err == Bt.E_TRUNCATED
+
+
+def test_encoder_reuses_its_steady_header_with_the_same_bits():
+    """An encoder reuses the header of the steady state (same spec and level objects: nothing resent);
+    a sequence that changes spec, levels (equal and unequal values), dtype, and resets gives the bytes
+    and bit counts of an encoder that builds every header afresh."""
+    from qodasim import LayerLayout, LayerwiseQuantizer
+    from qodasim.coding import Encoder
+
+    class Afresh(Encoder):
+        def _head(self, qv):
+            self._steady = None
+            return super()._head(qv)
+
+    rng = np.random.default_rng(4)
+    lay = LayerLayout([30, 50], [0, 1])
+    lw = LayerwiseQuantizer(lay, (Levels.uniform(3), Levels.exponential(4)))
+    lw_same_values = LayerwiseQuantizer(lay, (Levels.uniform(3), Levels.exponential(4)))
+    lw_other = LayerwiseQuantizer(lay, (Levels.uniform(3), Levels.uniform(5)))
+    glob = Quantizer(Levels.uniform(7))
+    steps = [(lw, 80, np.float64)] * 3 + [(lw_same_values, 80, np.float64), (lw_other, 80, np.float64),
+             (lw_other, 80, np.float64), (lw_other, 80, np.float32), (lw_other, 80, np.float32), (glob, 80, np.float64), (glob, 80, np.float64), (glob, 81, np.float64),
+             ("reset", 0, None), (glob, 81, np.float64), (glob, 81, np.float64)]  # fmt: skip
+    for protocol in ("dense", "sparse"):
+        for code in ("gamma", "omega"):
+            for crc in (False, True):
+                a, b, dec = Encoder(protocol, code, crc), Afresh(protocol, code, crc), Decoder()
+                for t, (q, d, dt) in enumerate(steps):
+                    if q == "reset":
+                        a.reset()
+                        b.reset()
+                        dec = Decoder()
+                        continue
+                    qv = q.quantize(rng.standard_normal(d).astype(dt), Key(1, 0, t))
+                    ma, mb = a.encode(qv), b.encode(qv)
+                    assert (ma.data, ma.nbits, ma.bits) == (mb.data, mb.nbits, mb.bits), (protocol, code, crc, t)
+                    assert dec.decode(ma).equals(qv)

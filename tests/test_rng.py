@@ -82,3 +82,15 @@ def test_stream_bases_of_keys_equal_the_per_key_bases():
         assert got.dtype == np.uint64
         assert np.array_equal(got, np.concatenate([stream_bases(k, layers) for k in keys]))
     assert stream_bases_of_keys(keys[:1], np.arange(3)).shape == (3,)
+
+
+def test_trusted_keys_are_the_checked_ones():
+    """``Key._trusted`` (the solver's unchecked constructor) makes the key ``Key`` makes: equal, same
+    hash, repr, words and pickle round trip."""
+    import pickle
+
+    for fields in ((0, 0, 0), (5, 3, 7), (2**64 - 1, 2**63, 12345)):
+        a, b = Key(*fields), Key._trusted(*fields)
+        assert a == b and hash(a) == hash(b) and repr(a) == repr(b)
+        assert a._words == b._words and all(type(w) is type(x) for w, x in zip(a._words, b._words))
+        assert pickle.loads(pickle.dumps(b)) == a and b.with_round(9) == a.with_round(9)

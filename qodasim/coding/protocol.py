@@ -274,6 +274,9 @@ def _groups_of(spec: PlanSpec) -> int:
     return int(np.sum(np.where(buckets > 0, -(-sizes // np.maximum(buckets, 1)), 1)))
 
 
+_NO_BYTES = np.zeros(0, np.uint8)
+
+
 class Encoder:
     """Stateful sender: sends the spec and each type's levels only when they change.
 
@@ -294,10 +297,11 @@ class Encoder:
         self._code = code_id(code)
         self._spec: PlanSpec | None = None
         self._levels: dict[int, Levels] = {}
+        self._steady: tuple | None = None  # the steady-state header's pieces, see _head
 
     def reset(self) -> None:
         """Forget the channel state (the next message is fully self-describing)."""
-        self._spec, self._levels = None, {}
+        self._spec, self._levels, self._steady = None, {}, None
 
     def encode(self, qv: QuantizedVector) -> Message:
         """The bit stream of ``qv`` (a :class:`~qodasim.coding.Message`), bits counted from the stream.
@@ -306,18 +310,14 @@ class Encoder:
         if not isinstance(qv, QuantizedVector):
             raise TypeError(f"qv must be a QuantizedVector, got {type(qv).__name__}")
         qv.validate()
-        head, header_bits, table_bits = self._header_for(qv.plan.spec, qv.levels, qv.dtype)
-        nfull = len(head) // 8
-        tail = head[nfull * 8 :]
-        max_index = max(lv.size - 1 for lv in qv.levels)
-        cap = (len(head) + _payload.max_body_bits(qv.d, qv.norms.size, max_index, self._proto_id, self._code)) // 8
+        head_bytes, acc, tail_len, head_len, header_bits, table_bits, max_index = self._head(qv)
+        nfull = head_bytes.size
+        cap = (head_len + _payload.max_body_bits(qv.d, qv.norms.size, max_index, self._proto_id, self._code)) // 8
         buf = np.zeros(cap + 16, np.uint8)
-        if nfull:
-            buf[:nfull] = np.frombuffer(int(head[: nfull * 8], 2).to_bytes(nfull, "big"), np.uint8)
-        acc = np.uint64(int(tail, 2) if tail else 0)
+        buf[:nfull] = head_bytes
         norm_bits = np.ascontiguousarray(qv.norms, np.float32).view(np.uint32).astype(np.int64)
         acc, nacc, pos, norm_end = _payload.encode_body(
-            buf, acc, len(tail), nfull, norm_bits, qv.indices, qv.signs, self._proto_id, self._code, max_index
+            buf, acc, tail_len, nfull, norm_bits, qv.indices, qv.signs, self._proto_id, self._code, max_index
         )
         nbits = int(pos) * 8 + int(nacc)
         nbytes = _bits.flush(buf, np.uint64(acc), nacc, pos)
@@ -328,10 +328,35 @@ class Encoder:
         bits = {
             "header": header_bits,
             "level_tables": table_bits,
-            "norms": int(norm_end) - len(head),
+            "norms": int(norm_end) - head_len,
             "payload": nbits - int(norm_end),
         }
         return Message(data, nbits, bits)
+
+    def _head(self, qv: QuantizedVector) -> tuple:
+        """``(whole header bytes, tail bits as the accumulator, tail length, header length, header bits,
+        table bits, max index)`` of ``qv``'s message.  In the steady state — the same spec and level
+        objects as the last message, so nothing is resent — the pieces are reused (the same bits:
+        the header then depends on the dtype and this encoder's settings only)."""
+        st, spec, levels = self._steady, qv.plan.spec, qv.levels
+        if (st is not None and st[0] is spec and len(st[1]) == len(levels)
+                and all(a is b for a, b in zip(st[1], levels)) and st[2] == qv.dtype):  # fmt: skip
+            return st[3]
+        send_spec = spec != self._spec
+        known = {} if send_spec else self._levels
+        send = [known.get(m) != lv for m, lv in enumerate(levels)]
+        head, header_bits, table_bits = _header(self._proto_id, self._code, qv.dtype, spec if send_spec else None,
+                                                levels, send, self.crc)  # fmt: skip
+        nfull = len(head) // 8
+        tail = head[nfull * 8 :]
+        head_bytes = np.frombuffer(int(head[: nfull * 8], 2).to_bytes(nfull, "big"), np.uint8) if nfull else _NO_BYTES
+        pieces = (head_bytes, np.uint64(int(tail, 2) if tail else 0), len(tail), len(head), header_bits, table_bits,
+                  max(lv.size - 1 for lv in levels))  # fmt: skip
+        if send_spec or any(send):
+            self._steady = None
+        else:
+            self._steady = (spec, tuple(levels), qv.dtype, pieces)
+        return pieces
 
     @property
     def _proto_id(self) -> int:

@@ -385,7 +385,7 @@ class _Oracle:
                 self.bits[:, t - 1] += 32.0 * d * K
                 self.ledger.record_all(K, rnd, {"payload": 32.0 * d})
             return V.mean(axis=1), (V if self.keep_workers else None)
-        keys = [Key(self.seeds[r], k, rnd) for r in range(R) for k in range(K)]
+        keys = [Key._trusted(self.seeds[r], k, rnd) for r in range(R) for k in range(K)]
         if self.quant.engine == "cuda":  # the workers' vectors stay on the device (DeviceWorkspace)
             if self.device is None or self.device.dtype != V.dtype:
                 self.device = DeviceWorkspace(self.quant, d, K, R, dtype=V.dtype)
