@@ -563,7 +563,8 @@ def test_encoder_reuses_its_steady_header_with_the_same_bits():
     lw_other = LayerwiseQuantizer(lay, (Levels.uniform(3), Levels.uniform(5)))
     glob = Quantizer(Levels.uniform(7))
     steps = [(lw, 80, np.float64)] * 3 + [(lw_same_values, 80, np.float64), (lw_other, 80, np.float64),
-             (lw_other, 80, np.float64), (lw_other, 80, np.float32), (lw_other, 80, np.float32), (glob, 80, np.float64), (glob, 80, np.float64), (glob, 81, np.float64),
+             (lw_other, 80, np.float64), (lw_other, 80, np.float32), (lw_other, 80, np.float32),
+             (glob, 80, np.float64), (glob, 80, np.float64), (glob, 81, np.float64),
              ("reset", 0, None), (glob, 81, np.float64), (glob, 81, np.float64)]  # fmt: skip
     for protocol in ("dense", "sparse"):
         for code in ("gamma", "omega"):
