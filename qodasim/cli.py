@@ -23,28 +23,27 @@ class UserError(ValueError):
     """A problem with what the user asked for (reported in one line, exit status 2)."""
 
 
-def _check_outdir(out: str) -> tuple[Path, Path]:
-    """Create ``out`` and ``out/results`` and prove they are writable, before computing anything."""
-    outdir = Path(out)
-    results_dir = outdir / "results"
-    try:
-        results_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=results_dir, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise UserError(f"--out {out!r} is not a writable folder: {exc.strerror or exc}") from None
-    return outdir, results_dir
-
-
-def _check_outfile(out: str) -> None:
-    """``out`` (a path prefix: ``out.npz`` and ``out.json`` are written) must lie in a writable folder."""
-    folder = Path(out).parent
+def _writable(folder: Path, what: str) -> None:
+    """Create ``folder`` and prove it is writable, before computing anything; else a :class:`UserError`
+    that starts with ``what``."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
             pass
     except OSError as exc:
-        raise UserError(f"--out {out!r}: cannot write into {str(folder)!r}: {exc.strerror or exc}") from None
+        raise UserError(f"{what}: {exc.strerror or exc}") from None
+
+
+def _check_outdir(out: str) -> tuple[Path, Path]:
+    """``out`` and ``out/results``, created and writable."""
+    outdir = Path(out)
+    _writable(outdir / "results", f"--out {out!r} is not a writable folder")
+    return outdir, outdir / "results"
+
+
+def _check_outfile(out: str) -> None:
+    """``out`` (a path prefix: ``out.npz`` and ``out.json`` are written) must lie in a writable folder."""
+    _writable(Path(out).parent, f"--out {out!r}: cannot write into {str(Path(out).parent)!r}")
 
 
 def _run_one(name: str, config: dict, setting: str, outdir: Path, results_dir: Path, progress: bool):
@@ -257,7 +256,7 @@ class _Parser(argparse.ArgumentParser):
 
 _EXAMPLES = """\
 examples:
-  qodasim reproduce --quick                    every experiment, quick setting (README: measured times)
+  qodasim reproduce --quick                    every experiment, quick setting (~2.5 min cold on 2 cores)
   qodasim reproduce --quick --only epsilon     one experiment
   qodasim run my.toml                          one config; writes ./my/ (figures, results/, results.md)
   qodasim bounds --levels uniform:4 --d 64 1024
@@ -308,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run the experiments; write figures (PNG + PDF), results/*.json and "
                        "results.md into --out; exit 1 if a verdict fails.",
                        epilog="example: qodasim reproduce --quick --only variance epsilon")  # fmt: skip
-    r.add_argument("--quick", action="store_true", help="the quick settings (README: measured times on 2 cores)")
+    r.add_argument("--quick", action="store_true", help="the quick settings (~2.5 min cold, ~2 min warm on 2 cores; README)")
     r.add_argument("--only", nargs="+", choices=list(experiments.REGISTRY), metavar="NAME",
                    help=f"run only these experiments ({', '.join(experiments.REGISTRY)})")  # fmt: skip
     r.add_argument("--out", default="figures", help="output folder (default: ./figures)")

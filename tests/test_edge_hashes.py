@@ -96,6 +96,7 @@ def test_edge_hashes_engines(engine):
     assert not bad, bad
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("threads", ["1", "2"])
 def test_edge_hashes_thread_counts(threads):
     env = dict(os.environ, NUMBA_NUM_THREADS=threads)

@@ -101,6 +101,7 @@ def test_full_experiment_verdicts_pass(name):
     assert result.passed, [v for v in result.verdicts if not v.passed]
 
 
+@pytest.mark.integration
 def test_importing_the_experiments_leaves_the_matplotlib_backend_alone():
     """A notebook that imports an experiment keeps its inline plots (the docs gallery relies on it):
     the plotting module draws on ``Figure`` objects and never calls ``matplotlib.use``."""

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.integration  # mpiexec jobs: their own invocation (README, .ci/run)
+
 REQUIRED = os.environ.get("QODASIM_REQUIRE_MPI") == "1"  # CI: these tests must run, not skip
 try:
     import mpi4py  # noqa: F401

@@ -242,6 +242,7 @@ def test_cli_user_errors_are_one_line_and_exit_2(argv, tmp_path, capsys):
     assert err.startswith("qodasim") and len(err.splitlines()) == 1
 
 
+@pytest.mark.integration
 def test_cli_output_into_a_closed_pipe_is_quiet():
     """``qodasim bounds … | head -1``: the broken pipe is not reported as an error (exit 0)."""
     cmd = f"{sys.executable} -m qodasim bounds --levels uniform:3 --d $(seq 1 3000) | head -1"

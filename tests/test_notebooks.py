@@ -16,6 +16,8 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 sys.path.insert(0, str(ROOT / "tools"))
 from execute_notebooks import execute  # noqa: E402
 
+pytestmark = pytest.mark.integration  # a kernel per notebook: their own invocation (README, .ci/run)
+
 #: jax (XLA) does not promise the same floats on every CPU: its notebook's numbers are not compared.
 NOT_BIT_REPRODUCIBLE = {"06_wgan.ipynb"}
 #: What a cell shows when it ends on a matplotlib call instead of ``plt.show()``.

@@ -102,6 +102,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.integration
 def test_a_forked_child_runs_parallel_kernels_after_its_parent(tmp_path):
     """Fork start method, after the parent ran a parallel kernel (Numba's GNU OpenMP layer kills such
     a child: the pool then waits forever): the child's quantized vector equals the parent's, bit for

@@ -15,11 +15,10 @@ its top levels serially and the subtrees below them on all threads (the same row
 
 from __future__ import annotations
 
-import types
-
 import numpy as np
 from numba import njit, prange
 
+from ..quantize._numba import _serial_twin
 from ._argmin import first_min8
 
 
@@ -287,15 +286,7 @@ def full_windows(n, alpha):
 
 @njit(cache=True, parallel=True)
 def _windowed_parallel(x, W, B, G, alpha, lo, hi, chunk=CHUNK):
-    """The DP of :func:`dp_levels` over the paths whose level ``i`` lies in ``[lo[i], hi[i]]``.
-
-    Windows must be nested like positions: ``lo[i] ≥ lo[i − 1] + 1``, ``hi[i] ≤ hi[i + 1] − 1``,
-    inside :func:`full_windows` (then every row of a window has a candidate).  Layer ``i`` computes
-    rows ``[lo[i], hi[i]]`` over candidates ``[lo[i − 1], hi[i − 1]]``; with the full windows this is
-    exactly :func:`dp_levels`.  When every optimal path lies inside the windows (what
-    :mod:`._prune` certifies), the rows on those paths see the same minima and the answer is the
-    same, bit for bit.
-    """
+    """:func:`dp_levels_windowed` on the thread pool (its serial twin: ``_windowed_serial``)."""
     n = x.size
     prev = np.empty(n)
     cur = np.empty(n)
@@ -323,18 +314,8 @@ def _windowed_parallel(x, W, B, G, alpha, lo, hi, chunk=CHUNK):
     return best, chosen
 
 
-def _twin(kernel, **calls):
-    """``kernel`` compiled without ``parallel`` (``prange`` runs as ``range``: the same rows in the same
-    order, the same floats), calling ``calls`` (name → dispatcher) instead of its parallel callees."""
-    fn = kernel.py_func
-    glob = {**fn.__globals__, **calls}
-    twin = types.FunctionType(fn.__code__, glob, fn.__name__ + "_serial", fn.__defaults__, fn.__closure__)
-    twin.__qualname__ = fn.__qualname__ + "_serial"
-    return njit(cache=True)(twin)
-
-
-_top_rows_serial = _twin(_top_rows)
-_windowed_serial = _twin(_windowed_parallel, _top_rows=_top_rows_serial)
+_top_rows_serial = _serial_twin(_top_rows)
+_windowed_serial = _serial_twin(_windowed_parallel, _top_rows=_top_rows_serial)
 
 #: Candidates (``x.size``) from which the DP runs on the thread pool; below, one thread: a layer of a
 #: small DP launches dozens of parallel regions whose wake-ups cost more than their rows (and with

@@ -448,13 +448,15 @@ def task_phi_sum(v, seg_scale, seg_type, task_start, task_end, task_seg, lv, lv_
         out[t] = acc
 
 
-def _serial_twin(kernel):
+def _serial_twin(kernel, **calls):
     """The same kernel compiled without ``parallel`` (``prange`` runs as ``range``), cached under its
-    own name.  Each task is computed by the same code in the same order either way, so the results
-    are identical; only the thread pool is not woken (which, for a plan of one task, costs more than
-    the work — up to milliseconds on a busy machine)."""
+    own name, calling ``calls`` (name → dispatcher, e.g. serial twins) instead of the globals of those
+    names.  Each task is computed by the same code in the same order either way, so the results are
+    identical; only the thread pool is not woken (which, for small work, costs more than the work —
+    up to milliseconds on a busy machine)."""
     fn = kernel.py_func
-    twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__, fn.__closure__)
+    glob = {**fn.__globals__, **calls} if calls else fn.__globals__
+    twin = types.FunctionType(fn.__code__, glob, fn.__name__ + "_serial", fn.__defaults__, fn.__closure__)
     twin.__qualname__ = fn.__qualname__ + "_serial"
     twin.__doc__ = fn.__doc__
     return njit(cache=True)(twin)
