@@ -307,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run the experiments; write figures (PNG + PDF), results/*.json and "
                        "results.md into --out; exit 1 if a verdict fails.",
                        epilog="example: qodasim reproduce --quick --only variance epsilon")  # fmt: skip
-    r.add_argument("--quick", action="store_true", help="the quick settings (~2.5 min cold, ~2 min warm on 2 cores; README)")
+    r.add_argument("--quick", action="store_true",
+                   help="the quick settings (~2.5 min cold, ~2 min warm on 2 cores; README)")  # fmt: skip
     r.add_argument("--only", nargs="+", choices=list(experiments.REGISTRY), metavar="NAME",
                    help=f"run only these experiments ({', '.join(experiments.REGISTRY)})")  # fmt: skip
     r.add_argument("--out", default="figures", help="output folder (default: ./figures)")
