@@ -120,22 +120,19 @@ def stream_base(key: Key, layer: int) -> int:
     return mix64(h ^ ((int(layer) + 5 * GOLDEN) & MASK64))
 
 
-def stream_bases(key: Key, layers: np.ndarray) -> np.ndarray:
-    """:func:`stream_base` for many layers at once (NumPy ``uint64``; bit-identical)."""
-    h = mix64(key.seed + GOLDEN)
-    h = mix64(h ^ ((key.worker + 2 * GOLDEN) & MASK64))
-    h = mix64(h ^ ((key.round + 3 * GOLDEN) & MASK64))
-    z = np.uint64(h) ^ (np.asarray(layers, np.uint64) + np.uint64((5 * GOLDEN) & MASK64))
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(MIX1)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(MIX2)
-    return z ^ (z >> np.uint64(31))
-
-
 def _mix64_np(z: np.ndarray) -> np.ndarray:
     """:func:`mix64` on ``uint64`` arrays (wrapping arithmetic is arithmetic mod 2^64: the same bits)."""
     z = (z ^ (z >> np.uint64(30))) * np.uint64(MIX1)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(MIX2)
     return z ^ (z >> np.uint64(31))
+
+
+def stream_bases(key: Key, layers: np.ndarray) -> np.ndarray:
+    """:func:`stream_base` for many layers at once (NumPy ``uint64``; bit-identical)."""
+    h = mix64(key.seed + GOLDEN)
+    h = mix64(h ^ ((key.worker + 2 * GOLDEN) & MASK64))
+    h = mix64(h ^ ((key.round + 3 * GOLDEN) & MASK64))
+    return _mix64_np(np.uint64(h) ^ (np.asarray(layers, np.uint64) + np.uint64((5 * GOLDEN) & MASK64)))
 
 
 def stream_bases_of_keys(keys, layers: np.ndarray) -> np.ndarray:
@@ -153,10 +150,7 @@ def stream_bases_of_keys(keys, layers: np.ndarray) -> np.ndarray:
 def uniforms(base: int, index: np.ndarray) -> np.ndarray:
     """NumPy reference: the uniforms of coordinates ``index`` (int array) of stream ``base``."""
     idx = np.asarray(index, dtype=np.uint64)
-    z = np.uint64(base) + (idx + np.uint64(1)) * np.uint64(GOLDEN)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(MIX1)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(MIX2)
-    z = z ^ (z >> np.uint64(31))
+    z = _mix64_np(np.uint64(base) + (idx + np.uint64(1)) * np.uint64(GOLDEN))
     return (z >> np.uint64(11)).astype(np.float64) * _TWO_M53
 
 

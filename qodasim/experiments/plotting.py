@@ -89,6 +89,14 @@ def plotted_points(ax) -> np.ndarray:
     return out[np.all(np.isfinite(out), axis=1)]
 
 
+def _renderer(fig):
+    """Draw ``fig`` (no pixels; an Agg canvas attached if it has none) and return its renderer."""
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    fig.draw_without_rendering()
+    return fig.canvas.get_renderer()
+
+
 def _inside(p: np.ndarray, box) -> bool:
     return bool(np.any((p[:, 0] > box.x0) & (p[:, 0] < box.x1) & (p[:, 1] > box.y0) & (p[:, 1] < box.y1)))
 
@@ -100,18 +108,13 @@ def place_legends(fig) -> None:
     from matplotlib.legend import Legend
     from matplotlib.transforms import Bbox
 
-    if not isinstance(fig.canvas, FigureCanvasAgg):
-        FigureCanvasAgg(fig)
-    fig.draw_without_rendering()
-    renderer = fig.canvas.get_renderer()
+    renderer = _renderer(fig)
     for ax in fig.axes:
         leg = ax.get_legend()
         if leg is None or (leg._bbox_to_anchor is not None and not getattr(leg, "_moved_out", False)):
             continue  # no legend, or one its plot placed itself
         leg.set_bbox_to_anchor(None)  # anchored at the panel again (a previous pass may have moved it out)
-        leg.set_loc("upper right")
-        fig.draw_without_rendering()
-        size = leg.get_window_extent(renderer)
+        size = leg.get_window_extent(renderer)  # its size does not depend on where it is
         pts = plotted_points(ax)
         for spot in LEGEND_SPOTS:
             x0, y0 = leg._get_anchored_bbox(Legend.codes[spot], Bbox.from_bounds(0, 0, size.width, size.height),
@@ -127,18 +130,14 @@ def place_legends(fig) -> None:
 
 def any_legend_covers(fig) -> bool:
     """Whether some axes legend covers a plotted point of its panel (as drawn now)."""
-    fig.draw_without_rendering()
-    renderer = fig.canvas.get_renderer()
+    renderer = _renderer(fig)
     return any(_inside(plotted_points(ax), ax.get_legend().get_window_extent(renderer))
                for ax in fig.axes if ax.get_legend() is not None)  # fmt: skip
 
 
 def fits(fig) -> bool:
     """Whether everything drawn (texts, legends, tick labels) lies inside the canvas."""
-    if not isinstance(fig.canvas, FigureCanvasAgg):
-        FigureCanvasAgg(fig)
-    fig.draw_without_rendering()
-    box = fig.get_tightbbox(fig.canvas.get_renderer())  # inches
+    box = fig.get_tightbbox(_renderer(fig))  # inches
     w, h = fig.get_size_inches()
     return box.x0 >= -0.01 and box.y0 >= -0.01 and box.x1 <= w + 0.01 and box.y1 <= h + 0.01
 
@@ -168,8 +167,7 @@ def _stack_below(fig, legends) -> float:
     """Stack the figure ``legends`` from the bottom edge up; returns the height they take (fraction)."""
     if not legends:
         return 0.0
-    fig.draw_without_rendering()
-    renderer = fig.canvas.get_renderer()
+    renderer = _renderer(fig)
     y = 0.005
     for leg in legends:
         leg.set_bbox_to_anchor((0.5, y), transform=fig.transFigure)
@@ -183,8 +181,6 @@ def layout(fig, max_widen: int = 8) -> None:
     where a legend had to leave its panel and the panels no longer fit, widen the canvas by 12% a step."""
     import warnings
 
-    if not isinstance(fig.canvas, FigureCanvasAgg):
-        FigureCanvasAgg(fig)
     shared = merge_legends(fig)
     for _ in range(max_widen + 1):
         with warnings.catch_warnings():

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
+from matplotlib.patches import Patch
 
 from ..solvers import SolverConfig, solve
 from ..solvers.network import (
@@ -280,8 +281,6 @@ def plot(result: Result, outdir: Path) -> list[Path]:
     ax.set_xlabel("compute per oracle at K = 1 (s)")
     ax.set_ylabel("bits / coordinate")
     ax.set_title("paper's pattern holds (strong scaling)")
-    from matplotlib.patches import Patch
-
     cmap = matplotlib.colormaps["Greens"]
     ax.legend(handles=[Patch(color=cmap(1 / 1.4), label="holds"), Patch(color=cmap(0.0), label="does not hold")],
               fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # fmt: skip

@@ -121,7 +121,7 @@ def run(config: dict, progress: bool = True) -> Result:
     runs, end_point = [], None
     for K in Ks:
         for method, comp in VARIANTS:
-            lv = levels if comp == "layerwise" else config["levels"] if comp == "global" else DEFAULT_LEVELS
+            lv = {"layerwise": levels, "global": config["levels"]}.get(comp, DEFAULT_LEVELS)
             cfg = SolverConfig(method=method, K=K, T=T, compression=comp, levels=lv, seed=seed,
                                noise=NoiseModel("finite_sum", batch=int(config["batch"])),
                                step=AdaptiveStep(c=config["step_c"]), record=int(config["record"]))  # fmt: skip
