@@ -153,9 +153,11 @@ API_MODULES = [
     ("qodasim.quantize", "Quantize"),
     ("qodasim.quantize.check", "Quantizer checks (the check_* suite)"),
     ("qodasim.quantize.device", "Device-resident workers (GPU)"),
+    ("qodasim.quantize.layers", "Named arrays and layouts"),
     ("qodasim.coding", "Code"),
     ("qodasim.bounds", "Bounds"),
     ("qodasim.optimize", "Optimize levels"),
+    ("qodasim.optimize.schemes", "Schemes at equal bits"),
     ("qodasim.vi", "Problems"),
     ("qodasim.vi.wgan", "A WGAN as a VI (jax)"),
     ("qodasim.solvers", "Solvers"),
@@ -165,6 +167,8 @@ API_MODULES = [
     ("qodasim.solvers.runspec", "Run files"),
     ("qodasim.solvers.sweep", "Sweeps"),
     ("qodasim.experiments", "Experiments"),
+    ("qodasim.experiments.analyze", "Analyze your gradients"),
+    ("qodasim.torch", "PyTorch: DDP hook and gradient recorder"),
 ]
 
 

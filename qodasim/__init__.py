@@ -14,6 +14,15 @@ from .rng import Key  # noqa: E402
 
 __version__ = "0.1.0"
 
+
+def analyze(grads, **options):
+    """Compare quantization schemes at equal bits on gradient snapshots: see
+    :func:`qodasim.experiments.analyze.analyze` (imported on first use)."""
+    from .experiments.analyze import analyze as _analyze
+
+    return _analyze(grads, **options)
+
+
 __all__ = [
     "Key",
     "LayerLayout",
@@ -24,4 +33,5 @@ __all__ = [
     "dequantize",
     "exact_variance",
     "__version__",
+    "analyze",
 ]

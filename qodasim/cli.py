@@ -139,6 +139,25 @@ def cmd_solve(args) -> int:
     return 0 if res.status == "ok" else 1
 
 
+def cmd_analyze(args) -> int:
+    from .experiments.analyze import analyze
+
+    outdir = Path(args.out)
+    _writable(outdir, f"--out {args.out!r} is not a writable folder")
+    types = args.types
+    result = analyze(args.grads, bits=args.bits, types=None if types == "none" else types, K=args.K, gbps=args.gbps,
+                     codes=args.codes, seed=args.seed, progress=not args.no_progress)  # fmt: skip
+    paths = result.save(outdir)
+    for budget in result.meta["bits"]:
+        best = result.best(0, budget, "gamma")
+        per = result.best(0, budget, "gamma", "mean_layer_rel")
+        if best is not None:
+            print(f"{budget:g} bits/coord (Elias-γ): least variance {best['scheme']} ({best['variance']:.4g}); "
+                  f"least mean per-layer error {per['scheme']} ({per['mean_layer_rel']:.4g})")  # fmt: skip
+    print(f"wrote {', '.join(str(p) for p in paths)}")
+    return 0
+
+
 def _solve_mpi(run, args) -> int:
     from .solvers import SolverError
     from .solvers.mpi import abort, solve_mpi
@@ -263,6 +282,7 @@ examples:
   qodasim solve run.toml --out runs/a          one solver run, saved as runs/a.npz + runs/a.json
   mpiexec -n 4 qodasim solve run.toml --mpi    the same run on 4 MPI ranks (bit for bit)
   qodasim speedup --K 4 8 16 --bandwidth 1 10  modelled speed-up over uncompressed training
+  qodasim analyze grads/*.npz --out report      schemes at equal bits on your model's gradients
 
 threads: --threads N (or QODASIM_THREADS=N) caps the kernels' threads; results are the same at any count.
 """
@@ -359,6 +379,26 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--measure-codec", action="store_true", help="measure this machine's CPU codec instead")
     u.add_argument("--plot", help="also write speedup.png/.pdf into this folder")
     u.set_defaults(func=cmd_speedup)
+
+    a = sub.add_parser("analyze", parents=common,
+                       help="compare quantization schemes at equal bits on your model's gradients",
+                       description="Exact variance, per-layer relative error and bits of every scheme (global, "
+                       "bucketed and layer-wise QSGD, optimal levels, L-GreCo widths) under Elias-gamma, an entropy "
+                       "code and fixed width, on gradient snapshots (.npz of named arrays, or a torch-saved dict).",
+                       epilog="example: qodasim analyze grads/*.npz --bits 2 3 --types role --out report")  # fmt: skip
+    a.add_argument("grads", nargs="+", metavar="GRADS", help=".npz files of named gradient arrays (or .pt with torch)")
+    a.add_argument("--bits", type=_seconds, nargs="+", default=[1.0, 2.0, 3.0, 4.0], metavar="B",
+                   help="budgets in bits per coordinate (default 1 2 3 4)")  # fmt: skip
+    a.add_argument("--types", default="auto", metavar="auto|role|none|RULES",
+                   help="layer types: auto (fitted), role (by shape), none, or rules 'conv*=0,*=1'")  # fmt: skip
+    a.add_argument("--codes", nargs="+", default=["gamma", "entropy", "fixed"], choices=["gamma", "entropy", "fixed"],
+                   help="codes compared (default: all three)")  # fmt: skip
+    a.add_argument("--K", type=_dimension, default=16, help="workers of the network model (default 16)")
+    a.add_argument("--gbps", type=_seconds, default=10.0, help="link bandwidth in Gbit/s (default 10)")
+    a.add_argument("--seed", type=int, default=0, help="key seed of the encoded streams (default 0)")
+    a.add_argument("--out", required=True, help="output folder: analysis.md, analysis.json, analysis.png/.pdf")
+    a.add_argument("--no-progress", action="store_true", help=no_progress)
+    a.set_defaults(func=cmd_analyze)
 
     w = sub.add_parser("sweep", parents=common, help="run a parameter sweep (restartable) in a process pool",
                        epilog="example: qodasim sweep sweep.toml --out runs --pool process --workers 2")  # fmt: skip

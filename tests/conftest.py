@@ -47,3 +47,42 @@ NUMPY_QUANTIZERS = make_quantizers("numpy")
 @pytest.fixture(params=sorted(QUANTIZERS))
 def quantizer(request):
     return QUANTIZERS[request.param]
+
+
+def exact_sd_of_squared_error(Q, v) -> float:
+    """Exact standard deviation of ``‖Q(v) − v‖²`` (the coordinates are independent two-point draws)."""
+    j, rho, n32, plan = Q.intervals(v)
+    lv, lv_start, _ = Q._tables
+    base = lv_start[plan.coord_type()]
+    n = n32.astype(np.float64)[plan.coord_group()]
+    a = np.abs(v)
+    e0 = (n * lv[base + j] - a) ** 2
+    e1 = (n * lv[base + j + 1] - a) ** 2
+    return float(np.sqrt(np.sum(rho * (1 - rho) * (e1 - e0) ** 2)))
+
+
+def check_analysis_by_monte_carlo(res, v, budget: float, n: int = 300) -> None:
+    """Every γ row of ``res`` (an :class:`~qodasim.experiments.analyze.Analysis`) at ``budget``, snapshot 0:
+    the exact variance within 4 exact standard errors of a Monte Carlo of the quantizer (fixed keys),
+    the expected bits within 4 sample standard errors of the mean real stream, and the recorded stream
+    bits equal to :func:`qodasim.coding.encode` of the same draw."""
+    from qodasim import Key
+    from qodasim.coding import encode
+
+    norm2 = float(np.dot(v, v))
+    names = res.meta["schemes"]
+    rows = [r for r in res.rows if r["snapshot"] == 0 and r["budget"] == budget and r["code"] == "gamma"]
+    assert rows
+    for r in rows:
+        Q = res.quantizers[0, budget, "gamma", r["scheme"]]
+        errs, bits = [], []
+        for t in range(n):
+            qv = Q.quantize(v, Key(7, 1, t))
+            errs.append(float(np.sum((qv.dequantize(np.float64) - v) ** 2)))
+            m = encode(qv)
+            bits.append((m.bits["payload"] + m.bits["norms"]) / v.size)
+        se = exact_sd_of_squared_error(Q, v) / np.sqrt(n) / norm2
+        assert abs(np.mean(errs) / norm2 - r["variance"]) <= 4 * se, r["scheme"]
+        assert abs(np.mean(bits) - r["bits"]) <= 4 * np.std(bits) / np.sqrt(n) + 1e-12, r["scheme"]
+        m = encode(Q.quantize(v, Key(res.meta["seed"], 0, names.index(r["scheme"]))))
+        assert r["stream_bits"] == (m.bits["payload"] + m.bits["norms"]) / v.size, r["scheme"]

@@ -5,10 +5,12 @@ from .elias import decode as decode_ints
 from .elias import encode as encode_ints
 from .errors import DecodeError
 from .expected import (
+    entropy_bits_of_intervals,
     entropy_floor,
     expected_bits,
     expected_bits_of_intervals,
     expected_gap_bits,
+    fixed_width_bits,
     qsgd_dense_bound,
     qsgd_sparse_bound,
     tight_expected_dense_bits,
@@ -30,11 +32,13 @@ __all__ = [
     "decode_ints",
     "encode",
     "encode_ints",
+    "entropy_bits_of_intervals",
     "entropy_floor",
     "expected_bits",
     "expected_bits_of_intervals",
     "expected_gap_bits",
     "fixed_bits",
+    "fixed_width_bits",
     "qsgd_dense_bound",
     "qsgd_sparse_bound",
     "tight_expected_dense_bits",

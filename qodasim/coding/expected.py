@@ -29,6 +29,8 @@ __all__ = [
     "expected_bits",
     "expected_bits_of_intervals",
     "entropy_floor",
+    "entropy_bits_of_intervals",
+    "fixed_width_bits",
     "qsgd_sparse_bound",
     "qsgd_dense_bound",
     "tight_expected_dense_bits",
@@ -129,9 +131,15 @@ def entropy_floor(v, quantizer: BaseQuantizer, layout=None) -> float:
     floor for any code that treats indices as i.i.d. symbols from ``P_m``.
     """
     j, rho, _, plan = quantizer.intervals(v, layout)
+    return entropy_bits_of_intervals(j, rho, plan, quantizer.type_levels)
+
+
+def entropy_bits_of_intervals(j, rho, plan, levels) -> float:
+    """:func:`entropy_floor` from the intervals ``(j, ρ)`` of every coordinate (one vector, its plan):
+    the payload of a static entropy code per type fitted to this message's index distribution."""
     ctype = plan.coord_type()
     total = 0.0
-    for m, lv in enumerate(quantizer.type_levels):
+    for m, lv in enumerate(levels):
         sel = ctype == m
         dm = int(sel.sum())
         if dm == 0:
@@ -143,6 +151,15 @@ def entropy_floor(v, quantizer: BaseQuantizer, layout=None) -> float:
         total += dm * float(-np.sum(nz * np.log2(nz)))
         total += float(np.sum(np.where(jj >= 1, 1.0, rr)))
     return total
+
+
+def fixed_width_bits(plan, levels) -> int:
+    """Payload bits of a fixed-width code: every coordinate of type ``m`` sends its signed index in
+    ``⌈log2(2·|ℓ^m| − 1)⌉`` bits (``|ℓ^m|`` levels, ``0`` and ``±1 … ±(|ℓ^m|−1)``), as GPU systems
+    send packed integers; exact, no expectation."""
+    ctype = plan.coord_type()
+    counts = np.bincount(ctype, minlength=len(levels))
+    return int(sum(int(c) * int(2 * lv.size - 2).bit_length() for c, lv in zip(counts.tolist(), levels)))
 
 
 def qsgd_sparse_bound(s: int, d: int) -> float:

@@ -229,7 +229,8 @@ def check_dimension_one(quantizer: BaseQuantizer) -> None:
 
 
 def check_bad_input(quantizer: BaseQuantizer, d: int = 16) -> None:
-    """NaN/Inf, empty, 2-D, integer dtype, wrong length and bad keys raise clear errors."""
+    """NaN/Inf, empty, integer dtype, wrong length and bad keys raise clear errors; an N-D array
+    (a weight-shaped gradient) quantizes exactly as its C-order flat vector."""
     d = _dim(quantizer, d)
     good = test_vector(d, 5)
     cases = []
@@ -237,8 +238,11 @@ def check_bad_input(quantizer: BaseQuantizer, d: int = 16) -> None:
         v = good.copy()
         v[d // 2] = bad_val
         cases.append((v, ValueError, "NaN or Inf"))
+    nd = good.reshape(1, -1) if d % 2 else good.reshape(2, -1)
+    assert quantizer.quantize(nd, Key(3)).equals(quantizer.quantize(good, Key(3))), (
+        "an N-D array must quantize as its flat vector"
+    )
     cases += [
-        (good.reshape(1, -1), ValueError, "1-D"),
         (good.astype(np.int64), TypeError, "dtype"),
         (np.array([], np.float64), ValueError, "non-empty"),
     ]

@@ -106,7 +106,8 @@ def _cuda_engine():
 
 
 def check_vector(v, name: str = "v") -> np.ndarray:
-    """Validate a vector to quantize: 1-D, non-empty, float32/float64 (lists become float64)."""
+    """Validate a vector to quantize: non-empty, float32/float64 (lists become float64); an N-D array
+    (a layer's weight-shaped gradient) is read in C order as its flat vector."""
     if not isinstance(v, np.ndarray):
         try:
             v = np.asarray(v, dtype=np.float64)
@@ -114,11 +115,9 @@ def check_vector(v, name: str = "v") -> np.ndarray:
             raise TypeError(f"{name} must be a float32 or float64 array: {exc}") from None
     if v.dtype not in (np.float32, np.float64):
         raise TypeError(f"{name} must have dtype float32 or float64, got {v.dtype}")
-    if v.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {v.shape}")
     if v.size == 0:
-        raise ValueError(f"{name} must be non-empty")
-    return np.ascontiguousarray(v)
+        raise ValueError(f"{name} must be non-empty, got shape {v.shape}")
+    return np.ascontiguousarray(v).reshape(-1)
 
 
 _INT8 = np.dtype(np.int8)

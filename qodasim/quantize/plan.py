@@ -37,6 +37,16 @@ def _as_int_array(x, name: str) -> np.ndarray:
     return arr.astype(np.int64)
 
 
+def _as_shape(s) -> tuple:
+    try:
+        shp = tuple(int(x) for x in s)
+    except (TypeError, ValueError):
+        raise TypeError(f"shapes: each shape must be a tuple of integers, got {s!r}") from None
+    if any(x < 0 for x in shp):
+        raise ValueError(f"shapes: negative dimension in {shp}")
+    return shp
+
+
 #: Largest total dimension a layout may describe (offsets are int64; 2^48 coordinates is far beyond memory).
 MAX_LAYOUT_D = 2**48
 
@@ -55,12 +65,16 @@ class LayerLayout:
         Layer names (default ``layer0, layer1, …``).
     n_types : int, optional
         ``M``; default ``max(types) + 1``.  Types with no layer are allowed.
+    shapes : sequence of tuple of int, optional
+        The array shape of each layer (``prod(shape) = d_l``), kept by :meth:`from_arrays` so that
+        :meth:`unflatten` gives the arrays back; equality and hashing ignore names and shapes.
     """
 
     sizes: np.ndarray
     types: np.ndarray | None = None
     names: tuple[str, ...] | None = None
     n_types: int | None = None
+    shapes: tuple | None = None
     offsets: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -82,6 +96,14 @@ class LayerLayout:
         names = tuple(f"layer{i}" for i in range(sizes.size)) if self.names is None else tuple(self.names)
         if len(names) != sizes.size:
             raise ValueError(f"names has {len(names)} entries but sizes has {sizes.size}")
+        shapes = self.shapes
+        if shapes is not None:
+            shapes = tuple(_as_shape(s) for s in shapes)
+            if len(shapes) != sizes.size:
+                raise ValueError(f"shapes has {len(shapes)} entries but sizes has {sizes.size}")
+            for name, shp, size in zip(names, shapes, sizes.tolist()):
+                if int(np.prod(shp, dtype=np.int64)) != size:
+                    raise ValueError(f"shapes: layer {name!r} has shape {shp} but size {size}")
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         for arr in (sizes, types, offsets):
             arr.setflags(write=False)
@@ -89,12 +111,37 @@ class LayerLayout:
         object.__setattr__(self, "types", types)
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "n_types", n_types)
+        object.__setattr__(self, "shapes", shapes)
         object.__setattr__(self, "offsets", offsets)
 
     @classmethod
     def single(cls, d: int) -> LayerLayout:
         """One layer of size ``d`` and type 0 (the global quantizer's layout)."""
         return cls(np.array([d], np.int64))
+
+    @classmethod
+    def from_arrays(cls, arrays, types=None, **auto_options) -> LayerLayout:
+        """The layout of named N-D arrays — a ``state_dict``-like mapping, a loaded ``.npz`` or a
+        pytree — keeping names and shapes; ``types``: ``None``, ``"role"``, ``"auto"``, name rules
+        ``[(pattern, type), ...]`` / ``"conv*=0,*=1"``, a mapping, a sequence or a callable
+        (:mod:`qodasim.quantize.layers`).  ``auto_options`` go to
+        :func:`~qodasim.optimize.auto_types` with ``types="auto"``."""
+        from .layers import layout_of
+
+        return layout_of(arrays, types, auto_options=auto_options)
+
+    def flatten(self, arrays, dtype=None) -> np.ndarray:
+        """The flat vector of named arrays with this layout's names and shapes (C order per layer;
+        float32 if every array is, else float64 unless ``dtype`` is given)."""
+        from .layers import flatten
+
+        return flatten(self, arrays, dtype)
+
+    def unflatten(self, v) -> dict:
+        """``name → array``: views of the flat vector ``v`` in this layout's shapes."""
+        from .layers import unflatten
+
+        return unflatten(self, v)
 
     @property
     def d(self) -> int:

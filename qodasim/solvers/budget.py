@@ -52,7 +52,8 @@ def _check_budget(bits: float) -> float:
 
 def levels_for_budget(v, layout: LayerLayout | None, bits_per_coord: float, kind: str = "optimized",
                       protocol: str = "dense", code: str = "gamma", q: float = 2.0, max_alpha: int = 62,
-                      method: str = "histogram", scope: str = "layer") -> tuple[Levels, ...]:  # fmt: skip
+                      method: str = "histogram", scope: str = "layer",
+                      bucket_size: int | None = None) -> tuple[Levels, ...]:  # fmt: skip
     """Levels meeting ``bits_per_coord`` at the sample ``v``: one sequence for a global quantizer
     (``layout=None``: one norm for the whole vector), else one per type of ``layout`` (each fitted to
     its type's coordinates; ``scope`` as in :func:`variance_bits_curve`), all with the largest common
@@ -63,6 +64,11 @@ def levels_for_budget(v, layout: LayerLayout | None, bits_per_coord: float, kind
     type's pooled normalized magnitudes (``method``).  Every ``α`` is tried and the largest fitting one
     kept (the cost is not exactly monotone in ``α`` for optimized levels).  Raises ``ValueError`` when
     even ``α = 0`` (levels ``{0, 1}``) exceeds the budget.
+
+    ``bucket_size``: every norm covers a bucket of this many consecutive coordinates (of the vector
+    for a global quantizer, of each layer for a layer-wise one; bucketed QSGD with ``kind="uniform"``,
+    the baseline of QSGD's experiments at 512 and of CGX at 1024); optimized levels are then fitted to
+    ``|v_i|/‖bucket‖`` with the transmitted float32 norms.
     """
     budget = _check_budget(bits_per_coord)
     if kind not in KINDS:
@@ -74,12 +80,22 @@ def levels_for_budget(v, layout: LayerLayout | None, bits_per_coord: float, kind
         raise ValueError(f"layout has {layout.d} coordinates, v has {v.size}")
     best = None
     for alpha in range(0, int(max_alpha) + 1):
-        qz = _quantizer(v, layout, alpha, kind, q, method, scope)
+        qz = _any_quantizer(v, layout, alpha, kind, q, method, scope, bucket_size)
         if bits_per_coordinate(v, qz, protocol, code) <= budget:
             best = qz
     if best is None:
         raise ValueError(f"bits_per_coord {budget:g} is below the cost of levels {{0, 1}} on this sample")
     return (best.levels,) if layout is None else tuple(best.levels)
+
+
+def _bucket_magnitudes(v: np.ndarray, probe) -> np.ndarray:
+    """``|v_i| / n_g`` with the float32 norm ``n_g`` of coordinate ``i``'s bucket under ``probe``;
+    ``nan`` in all-zero buckets (they carry no magnitudes to fit)."""
+    n32 = probe.norms(v).astype(np.float64)
+    plan = probe.plan(v.size)
+    per = np.repeat(n32, np.diff(plan.group_bounds))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(per > 0, np.minimum(np.abs(v) / per, 1.0), np.nan)
 
 
 def _quantizer(v, layout, alpha: int, kind: str, q: float, method: str, scope: str):
@@ -96,19 +112,48 @@ def _quantizer(v, layout, alpha: int, kind: str, q: float, method: str, scope: s
     return LayerwiseQuantizer(layout, tuple(lvs), scope=scope, q=q)
 
 
+def _any_quantizer(v, layout, alpha: int, kind: str, q: float, method: str, scope: str, bucket_size):
+    """:func:`_quantizer`, or :func:`_bucketed_quantizer` when ``bucket_size`` is set."""
+    if bucket_size is None:
+        return _quantizer(v, layout, alpha, kind, q, method, scope)
+    return _bucketed_quantizer(v, layout, alpha, kind, q, method, scope, bucket_size)
+
+
+def _bucketed_quantizer(v, layout, alpha: int, kind: str, q: float, method: str, scope: str, bucket_size: int):
+    """A bucketed quantizer at ``α``: global (``layout=None``) or layer-wise with buckets inside layers."""
+    if layout is None:
+        probe = Quantizer(Levels.uniform(1), q=q, bucket_size=bucket_size)
+        rs = _bucket_magnitudes(v, probe) if kind != "uniform" else None
+        rs = rs[np.isfinite(rs)] if rs is not None else None
+        return Quantizer(_levels(kind, rs, int(alpha), method), q=q, bucket_size=bucket_size)
+    if scope != "layer":
+        raise ValueError("bucket_size needs scope='layer' (buckets have their own norms)")
+    probe = LayerwiseQuantizer(layout, Levels.uniform(1), q=q, bucket_size=bucket_size)
+    rs = _bucket_magnitudes(v, probe) if kind != "uniform" else None
+    ctype = probe.plan(v.size).coord_type()
+    lvs = []
+    for m in range(layout.n_types):
+        sel = rs[(ctype == m) & np.isfinite(rs)] if rs is not None else None
+        lvs.append(_levels(kind, sel, int(alpha), method) if rs is None or sel.size else Levels.uniform(1))
+    return LayerwiseQuantizer(layout, tuple(lvs), q=q, bucket_size=bucket_size)
+
+
 def variance_bits_curve(v, layout: LayerLayout | None, alphas, kind: str = "optimized", protocol: str = "dense",
                         code: str = "gamma", q: float = 2.0, method: str = "histogram",
-                        scope: str = "layer") -> np.ndarray:  # fmt: skip
+                        scope: str = "layer", bucket_size: int | None = None) -> np.ndarray:  # fmt: skip
     """``(len(alphas), 2)``: exact expected bits per coordinate (payload + norms) and exact normalized
     variance ``E‖Q(v) − v‖²/‖v‖²`` of one message, for a global quantizer (``layout=None``) or a
     layer-wise one (each type ``α`` interior levels fitted to its pooled normalized magnitudes; each
-    layer its own norm with ``scope="layer"``, one norm for the vector with ``scope="global"``)."""
+    layer its own norm with ``scope="layer"``, one norm for the vector with ``scope="global"``;
+    ``bucket_size`` as in :func:`levels_for_budget`)."""
     v = np.asarray(v, np.float64).ravel()
     if scope not in ("layer", "global"):
         raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
+    if layout is not None and layout.d != v.size:
+        raise ValueError(f"layout has {layout.d} coordinates, v has {v.size}")
     rows = []
     for alpha in alphas:
-        qz = _quantizer(v, layout, int(alpha), kind, q, method, scope)
+        qz = _any_quantizer(v, layout, int(alpha), kind, q, method, scope, bucket_size)
         rows.append((bits_per_coordinate(v, qz, protocol, code), qz.exact_variance(v, normalized=True)))
     return np.array(rows)
 

@@ -157,7 +157,7 @@ class LGreCo:
         for lv, m in zip(chosen, types):
             levels[m] = lv
         src = quant.layout
-        layout = LayerLayout(src.sizes, types, names=src.names)
+        layout = LayerLayout(src.sizes, types, names=src.names, shapes=src.shapes)
         return LayerwiseQuantizer(layout, tuple(levels), scope="layer", q=quant.q, engine=quant.engine)
 
     def update(self, quant, v: np.ndarray, t: int, T: int, start=None):
@@ -248,7 +248,7 @@ class FindTypes:
             return Reoptimize(self.every, self.method).update(quant, v, t, T, start)
         found = auto_types(layers, int(self.max_types), int(self.alpha), quant.q, self.method, every=self.every)
         src = quant.layout
-        layout = LayerLayout(src.sizes, found.types, names=src.names)
+        layout = LayerLayout(src.sizes, found.types, names=src.names, shapes=src.shapes)
         res = optimize_layerwise(layers, found.types, int(self.alpha), self.method, q=quant.q, scope=quant.scope)
         return LayerwiseQuantizer(layout, res.levels, scope=quant.scope, q=quant.q, engine=quant.engine)
 

@@ -1,0 +1,407 @@
+"""A DDP communication hook that sends real Elias bit streams of quantized gradients.
+
+Register it like PyTorch's own hooks::
+
+    state = qodasim.torch.QuantizeState(model, scheme="layerwise", levels=("uniform:3", "uniform:7"),
+                                        types="role", seed=0)
+    ddp_model.register_comm_hook(state, qodasim.torch.hook)
+
+For every gradient bucket DDP hands over, each rank
+
+1. quantizes the bucket's gradients — ``scheme="global"`` (one norm for the bucket), ``"bucketed"``
+   (a norm per ``bucket_size`` coordinates: QSGD's practice), ``"layerwise"`` (QODA: a norm per
+   layer, the levels of each layer's type, types from name rules or roles), or ``"fp32"`` (the raw
+   float32 values: a pass-through that must match DDP's all-reduce) — with the key
+   ``Key(seed, rank, step·2^16 + bucket)``; layers matching ``exclude`` travel as raw float32;
+2. encodes them to one message (:class:`qodasim.coding.Encoder`: spec and level tables only when
+   they change), the excluded layers' bytes appended;
+3. exchanges the messages by a variable-length all-gather: the sizes first, then the messages, each
+   padded only to the longest (what a fixed-size all-gather needs);
+4. decodes every rank's message, and averages the ``K`` vectors in rank order in float64 (the same
+   bits on every rank), written back in the bucket's dtype.
+
+The rounding draws are counter-based (THEORY §5), so the run can be replayed in one process bit for
+bit (:func:`replay_bucket`).  Each rank's :class:`HookLedger` records the bits of its messages, read
+from the streams, per step, bucket and layer.  Gradients in fp16/bf16 are quantized from their
+float32 values; CUDA tensors are quantized on the host (the kernels' results are the same on every
+engine); a world of one rank works.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ..coding import Decoder, Encoder, code_length
+from ..levels import Levels
+from ..quantize import LayerLayout, LayerwiseQuantizer, Quantizer
+from ..quantize.layers import types_of
+from ..rng import Key
+
+__all__ = ["SCHEMES", "HookLedger", "QuantizeState", "hook", "replay_bucket"]
+
+#: The hook's quantization schemes (module docstring).
+SCHEMES = ("fp32", "global", "bucketed", "layerwise")
+#: Buckets per step a key can tell apart (the key's round is ``step · 2^16 + bucket``).
+MAX_BUCKETS = 2**16
+
+
+def _as_levels(x, what: str) -> Levels:
+    if isinstance(x, Levels):
+        return x
+    if isinstance(x, str):
+        return Levels.parse(x)
+    raise TypeError(f"{what} must be a qodasim.Levels or a spec like 'uniform:7', got {type(x).__name__}")
+
+
+@dataclass
+class HookLedger:
+    """Bits this rank sent, from its streams: one row per (step, bucket) and one per (step, bucket, layer).
+
+    The compression ratio is defined once: uncompressed bits (32 per coordinate) over the bits sent.
+    """
+
+    messages: list = field(default_factory=list)  # dicts: step, bucket, coords, bits, bytes, header, ...
+    layers: list = field(default_factory=list)  # dicts: step, bucket, layer, coords, bits
+
+    def total_bits(self) -> int:
+        """Bits of every message this rank sent."""
+        return int(sum(m["bits"] for m in self.messages))
+
+    def total_bytes(self) -> int:
+        """Bytes of every message this rank sent (each message rounded up to a whole byte)."""
+        return int(sum(m["bytes"] for m in self.messages))
+
+    def ratio(self) -> float:
+        """Compression ratio: ``32 · coordinates / bits sent`` over every message (``> 1``: smaller)."""
+        bits = self.total_bits()
+        return 32.0 * sum(m["coords"] for m in self.messages) / bits if bits else float("nan")
+
+    def bits_per_coord(self) -> float:
+        """Bits sent per coordinate over every message."""
+        n = sum(m["coords"] for m in self.messages)
+        return self.total_bits() / n if n else float("nan")
+
+    def state_dict(self) -> dict:
+        """The rows, as plain dicts (JSON- and ``torch.save``-able)."""
+        return {"messages": [dict(m) for m in self.messages], "layers": [dict(r) for r in self.layers]}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the rows of :meth:`state_dict`."""
+        self.messages = [dict(m) for m in state["messages"]]
+        self.layers = [dict(r) for r in state["layers"]]
+
+
+class QuantizeState:
+    """Configuration and state of :func:`hook` (one per rank).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model (its ``named_parameters`` name the bucket's gradients).
+    scheme : {"fp32", "global", "bucketed", "layerwise"}
+    levels : Levels, spec or sequence of them
+        One level sequence (``global``, ``bucketed``) or one per type (``layerwise``); default
+        ``"uniform:7"``.
+    types : None, "role", rules, mapping or callable
+        The layer → type map for ``layerwise`` (:mod:`qodasim.quantize.layers`; ``"auto"`` is not
+        available inside training: fit it offline with ``qodasim analyze``).
+    bucket_size : int
+        Coordinates per norm for ``bucketed`` (default 512).
+    exclude : sequence of str
+        ``fnmatch`` patterns of parameter names sent as raw float32 (e.g. ``["*.bias", "*norm*"]``).
+    seed : int
+        Key seed, the same on every rank.
+    process_group : ProcessGroup, optional
+        Default: the world.
+    code : {"gamma", "delta", "omega"}
+    record_inputs : bool
+        Keep every bucket's local gradient (float32) in ``inputs``, for :func:`replay_bucket`.
+    """
+
+    def __init__(self, model, scheme: str = "layerwise", levels=None, types=None, bucket_size: int = 512,
+                 exclude=(), seed: int = 0, process_group=None, code: str = "gamma",
+                 record_inputs: bool = False) -> None:  # fmt: skip
+        if scheme not in SCHEMES:
+            raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+        if not hasattr(model, "named_parameters"):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if types == "auto":
+            raise ValueError("types='auto' fits types to gradients: run `qodasim analyze` offline and pass its "
+                             "types as rules or a mapping")  # fmt: skip
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
+            raise ValueError(f"seed must be an integer in [0, 2^64), got {seed!r}")
+        if isinstance(bucket_size, bool) or not isinstance(bucket_size, (int, np.integer)) or bucket_size < 1:
+            raise ValueError(f"bucket_size must be a positive integer, got {bucket_size!r}")
+        if isinstance(exclude, str):
+            exclude = (exclude,)
+        self.scheme, self.seed, self.code, self.bucket_size = scheme, int(seed), code, int(bucket_size)
+        self.exclude = tuple(str(p) for p in exclude)
+        self.process_group = process_group
+        self.record_inputs = bool(record_inputs)
+        module = getattr(model, "module", model)  # a DDP wrapper or the model itself
+        params = list(module.named_parameters())
+        self._names = {id(p): n for n, p in params}
+        shapes = {n: tuple(p.shape) for n, p in params}
+        self.type_of = dict(zip(shapes, types_of({n: np.empty(s or (1,)) for n, s in shapes.items()}, types)))
+        if levels is None:
+            levels = "uniform:7"
+        if isinstance(levels, (list, tuple)):
+            self.levels = tuple(_as_levels(x, "levels") for x in levels)
+        else:
+            self.levels = (_as_levels(levels, "levels"),)
+        n_types = max(self.type_of.values(), default=0) + 1
+        if scheme == "layerwise" and len(self.levels) not in (1, n_types):
+            raise ValueError(f"levels: {len(self.levels)} sequences for {n_types} types")
+        self.n_types = n_types if scheme == "layerwise" else 1
+        if scheme in ("global", "bucketed") and len(self.levels) != 1:
+            raise ValueError(f"levels: the {scheme} scheme takes one level sequence")
+        self.step = 0
+        self.ledger = HookLedger()
+        self.inputs: list = []  # (step, bucket, float32 array) when record_inputs
+        self._encoders: dict = {}
+        self._decoders: dict = {}
+        self._layouts: dict = {}
+        self._splits: dict = {}
+        self._quantizers: dict = {}
+        self.bucket_names: dict[int, tuple] = {}  # bucket index -> its parameters' names, as first seen
+
+    # -- what a bucket is -------------------------------------------------------------------------
+    def bucket_layout(self, params) -> tuple[LayerLayout, np.ndarray]:
+        """The bucket's layout (its parameters, in order, with their types) and the mask of layers
+        sent as raw float32."""
+        key = tuple(id(p) for p in params)
+        hit = self._layouts.get(key)
+        if hit is None:
+            names = tuple(self._names.get(id(p), f"param{i}") for i, p in enumerate(params))
+            sizes = [max(1, int(p.numel())) for p in params]
+            t = [self.type_of.get(n, 0) for n in names]
+            raw = np.array([any(fnmatch.fnmatchcase(n, pat) for pat in self.exclude) for n in names], bool)
+            lay = LayerLayout(sizes, t if self.scheme == "layerwise" else None, names=names, n_types=self.n_types)
+            hit = self._layouts[key] = (lay, raw)
+        return hit
+
+    def quantizer(self, layout: LayerLayout):
+        """The quantizer of a bucket's quantized part (``None`` for ``fp32``); one per layout."""
+        if self.scheme == "fp32":
+            return None
+        hit = self._quantizers.get(id(layout))
+        if hit is not None and hit[0] is layout:
+            return hit[1]
+        if self.scheme == "global":
+            qz = Quantizer(self.levels[0])
+        elif self.scheme == "bucketed":
+            qz = Quantizer(self.levels[0], bucket_size=self.bucket_size)
+        else:
+            lv = self.levels if len(self.levels) == layout.n_types else self.levels * layout.n_types
+            qz = LayerwiseQuantizer(layout, tuple(lv[: layout.n_types]))
+        self._quantizers[id(layout)] = (layout, qz)
+        return qz
+
+    def key(self, rank: int, bucket: int, step: int | None = None) -> Key:
+        """The key of ``rank``'s message for ``bucket`` at ``step`` (default: the current step)."""
+        step = self.step if step is None else step
+        if not 0 <= bucket < MAX_BUCKETS:
+            raise ValueError(f"bucket index {bucket} exceeds {MAX_BUCKETS - 1}")
+        return Key(self.seed, rank, step * MAX_BUCKETS + bucket)
+
+    # -- saving -----------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """What a restart needs: the step and the ledger (the channels restart self-describing)."""
+        return {"step": self.step, "seed": self.seed, "scheme": self.scheme, "ledger": self.ledger.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` (the same scheme and seed); the channels restart self-describing."""
+        if state.get("scheme") != self.scheme or state.get("seed") != self.seed:
+            raise ValueError("state: saved with another scheme or seed")
+        self.step = int(state["step"])
+        self.ledger.load_state_dict(state["ledger"])
+        self._encoders.clear()
+        self._decoders.clear()
+
+
+def _split(state: QuantizeState, layout: LayerLayout, raw: np.ndarray):
+    """``(layout of the quantized layers or None, their coordinates or None for all, raw coordinates)``
+    (cached per bucket layout)."""
+    if state.scheme == "fp32":
+        raw = np.ones(layout.n_layers, bool)
+    key = (id(layout), raw.tobytes())
+    hit = state._splits.get(key)
+    if hit is not None and hit[0] is layout:
+        return hit[1]
+    q_layers, r_layers = np.flatnonzero(~raw), np.flatnonzero(raw)
+
+    def coords(layers):
+        return np.concatenate([np.arange(layout.offsets[l], layout.offsets[l + 1]) for l in layers])
+
+    if q_layers.size == 0:
+        out = (None, None, np.arange(layout.d))
+    elif r_layers.size == 0:
+        out = (layout, None, np.zeros(0, np.int64))
+    else:
+        names = tuple(layout.names[l] for l in q_layers)
+        sub = LayerLayout(layout.sizes[q_layers], layout.types[q_layers], names=names, n_types=layout.n_types)
+        out = (sub, coords(q_layers), coords(r_layers))
+    state._splits[key] = (layout, out)
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _cost_table(max_index: int, code: str) -> np.ndarray:
+    """Dense bits of index ``j``: ``len(Elias(j+1)) + [j > 0]``."""
+    return code_length(np.arange(1, max_index + 2), code) + (np.arange(max_index + 1) > 0)
+
+
+def _encode(state: QuantizeState, flat: np.ndarray, layout: LayerLayout, raw: np.ndarray, rank: int,
+            bucket: int) -> tuple[bytes, dict, list, np.ndarray]:  # fmt: skip
+    """This rank's message for one bucket — the stream of the quantized layers, then the raw float32
+    bytes of the excluded ones (all of them for ``fp32``) — its bit counts, and the float64 vector
+    every receiver decodes from it."""
+    sub, idx, raw_idx = _split(state, layout, raw)
+    head = {"header": 0, "level_tables": 0, "norms": 0, "payload": 0, "padding": 0}
+    per_layer = []
+    data = b""
+    nbits = 0
+    mine = np.zeros(layout.d, np.float64)
+    if sub is not None:
+        v = flat if idx is None else flat[idx]
+        qv = state.quantizer(sub).quantize(v, state.key(rank, bucket))
+        msg = state._encoders.setdefault(bucket, Encoder(code=state.code)).encode(qv)
+        data, nbits = msg.data, msg.nbits
+        head.update(msg.bits)
+        head["padding"] = 8 * len(msg.data) - msg.nbits
+        costs = _cost_table(int(max(lv.size for lv in qv.levels)) - 1, state.code)[qv.indices]
+        per = np.add.reduceat(costs, sub.offsets[:-1]) if costs.size else np.zeros(sub.n_layers, np.int64)
+        per_layer += [(sub.names[l], int(sub.sizes[l]), int(per[l])) for l in range(sub.n_layers)]
+        x = qv.dequantize(np.float64)  # what decoding the stream gives (the decoder is exact)
+        if idx is None:
+            mine = x
+        else:
+            mine[idx] = x
+    if raw_idx.size:
+        part = np.ascontiguousarray(flat[raw_idx], "<f4")
+        data += part.tobytes()
+        nbits += 32 * part.size
+        mine[raw_idx] = part.astype(np.float64)
+        for l in np.flatnonzero(raw) if sub is not None else range(layout.n_layers):
+            per_layer.append((layout.names[l], int(layout.sizes[l]), 32 * int(layout.sizes[l])))
+    head["raw"] = 32 * int(raw_idx.size)
+    head["bits"] = nbits
+    return data, head, per_layer, mine
+
+
+def _decode(state: QuantizeState, data: bytes, layout: LayerLayout, raw: np.ndarray, sender: int,
+            bucket: int) -> np.ndarray:  # fmt: skip
+    """One sender's bucket as float64 (the inverse of :func:`_encode`)."""
+    sub, idx, raw_idx = _split(state, layout, raw)
+    out = np.zeros(layout.d, np.float64)
+    n_raw = 4 * int(raw_idx.size)
+    if raw_idx.size:
+        out[raw_idx] = np.frombuffer(data[len(data) - n_raw :], "<f4").astype(np.float64)
+    if sub is not None:
+        dec = state._decoders.setdefault((bucket, sender), Decoder(max_d=max(layout.d, 1)))
+        x = dec.decode(data[: len(data) - n_raw], state.key(sender, bucket)).dequantize(np.float64)
+        if idx is None:
+            out = x
+        else:
+            out[idx] = x
+    return out
+
+
+def _all_gather_bytes(data: bytes, group, world: int) -> list[bytes]:
+    """Every rank's bytes: the sizes first, then the messages padded to the longest."""
+    if world == 1:
+        return [data]
+    size = torch.tensor([len(data)], dtype=torch.int64)
+    sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(world)]
+    dist.all_gather(sizes, size, group=group)
+    n = [int(s.item()) for s in sizes]
+    longest = max(n)
+    mine = torch.zeros(longest, dtype=torch.uint8)
+    if data:
+        mine[: len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    got = [torch.empty(longest, dtype=torch.uint8) for _ in range(world)]
+    dist.all_gather(got, mine, group=group)
+    return [bytes(g[:k].numpy().tobytes()) for g, k in zip(got, n)]
+
+
+def _bucket_vector(bucket) -> np.ndarray:
+    """The bucket's gradients as float32 on the host (a view of a float32 CPU buffer)."""
+    buf = bucket.buffer().detach()
+    if buf.is_cuda:
+        buf = buf.cpu()
+    if buf.dtype != torch.float32:
+        return buf.to(torch.float32).numpy()
+    return buf.numpy()
+
+
+def hook(state: QuantizeState, bucket):
+    """The DDP communication hook (see the module docstring); returns a completed future holding the
+    averaged bucket."""
+    group = state.process_group
+    world = dist.get_world_size(group) if dist.is_initialized() else 1
+    rank = dist.get_rank(group) if dist.is_initialized() else 0
+    buf = bucket.buffer()
+    b = int(bucket.index())
+    if buf.numel() == 0:  # nothing to send: every rank has the same (empty) bucket
+        if bucket.is_last():
+            state.step += 1
+        fut = torch.futures.Future()
+        fut.set_result(buf)
+        return fut
+    flat = _bucket_vector(bucket)  # read before the buffer is overwritten below
+    params = bucket.parameters()
+    layout, raw = state.bucket_layout(params)
+    if layout.d != flat.size:  # buckets holding a parameter twice or padding: treat as one layer
+        layout, raw = LayerLayout([flat.size], names=("bucket",)), np.zeros(1, bool)
+    state.bucket_names.setdefault(b, layout.names)
+    if state.record_inputs:
+        state.inputs.append((state.step, b, flat.copy()))
+    data, head, per_layer, mine = _encode(state, flat, layout, raw, rank, b)
+    msgs = _all_gather_bytes(data, group, world)
+    acc = np.zeros(flat.size, np.float64)
+    for sender, m in enumerate(msgs):  # rank order: the same sum on every rank
+        acc += mine if sender == rank else _decode(state, m, layout, raw, sender, b)
+    acc /= world
+    state.ledger.messages.append({"step": state.step, "bucket": b, "coords": int(flat.size), "bytes": len(data),
+                                  **{k: int(v) for k, v in head.items()},
+                                  "collective_bytes": (max(len(m) for m in msgs) * world + 8 * world) if world > 1
+                                  else 0})  # fmt: skip
+    for name, n, bits in per_layer:
+        state.ledger.layers.append({"step": state.step, "bucket": b, "layer": name, "coords": n, "bits": bits})
+    buf.copy_(torch.from_numpy(acc))  # rounds to the bucket's dtype (to nearest), on its device
+    if bucket.is_last():
+        state.step += 1
+    fut = torch.futures.Future()
+    fut.set_result(buf)
+    return fut
+
+
+def replay_bucket(state: QuantizeState, layout: LayerLayout, raw: np.ndarray, grads_by_rank, bucket: int,
+                  step: int) -> np.ndarray:  # fmt: skip
+    """The averaged bucket the hook computes from every rank's local gradient, in one process and
+    without streams: each rank's vector quantized with its key and dequantized, summed in rank order
+    in float64 and divided by ``K`` — the hook's result bit for bit (tested)."""
+    K = len(grads_by_rank)
+    acc = np.zeros(layout.d, np.float64)
+    sub, idx, raw_idx = _split(state, layout, np.asarray(raw, bool))
+    for r, g in enumerate(grads_by_rank):
+        g = np.asarray(g, np.float32)
+        x = np.zeros(layout.d, np.float64)
+        if raw_idx.size:
+            x[raw_idx] = g[raw_idx].astype(np.float64)
+        if sub is not None:
+            v = g if idx is None else g[idx]
+            key = Key(state.seed, r, step * MAX_BUCKETS + bucket)
+            q = state.quantizer(sub).quantize(v, key).dequantize(np.float64)
+            if idx is None:
+                x = q
+            else:
+                x[idx] = q
+        acc += x
+    return acc / K

@@ -1,0 +1,96 @@
+"""One rank of a small DDP training run on scikit-learn's digits (started by torchrun in tests/test_torch.py).
+
+Usage: torchrun --nproc_per_node K worker.py SCHEME STEPS OUTDIR
+
+SCHEME is ``default`` (DDP's own all-reduce, no hook) or a qodasim hook scheme.  Writes, per rank,
+``OUTDIR/rank{r}.npz`` (final parameters, every bucket input of the hook, the buckets' parameter
+names) and ``OUTDIR/rank{r}.json`` (the ledger, the bytes the collectives moved, the hook state).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+import qodasim.torch as qt
+
+
+class Net(torch.nn.Module):
+    """A small CNN; ``unused`` never takes part in the forward pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3)
+        self.fc1 = torch.nn.Linear(4 * 6 * 6, 32)
+        self.fc2 = torch.nn.Linear(32, 10)
+        self.unused = torch.nn.Linear(5, 5)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x)).flatten(1)
+        return self.fc2(torch.relu(self.fc1(h)))
+
+
+def data():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    return torch.tensor(X / 16.0, dtype=torch.float32).reshape(-1, 1, 8, 8), torch.tensor(y)
+
+
+def main() -> None:
+    scheme, steps, out = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    torch.manual_seed(0)
+    model = Net()
+    init = {n: p.detach().clone().numpy() for n, p in model.named_parameters()}
+    ddp = DDP(model, find_unused_parameters=True, bucket_cap_mb=0.004)  # several buckets
+    moved = {"calls": 0, "bytes_in": 0, "sizes": []}
+    real = dist.all_gather
+
+    def counting(tensor_list, tensor, group=None, async_op=False):
+        out = real(tensor_list, tensor, group=group, async_op=async_op)
+        moved["calls"] += 1
+        moved["bytes_in"] += tensor.numel() * tensor.element_size()
+        if tensor.dtype == torch.int64:
+            moved["sizes"].append([int(t.item()) for t in tensor_list])
+        return out
+
+    dist.all_gather = counting
+    state = None
+    if scheme != "default":
+        state = qt.QuantizeState(model, scheme=scheme, levels=("uniform:3", "uniform:7", "uniform:15"),
+                                 types="role", seed=11, record_inputs=True)  # fmt: skip
+        ddp.register_comm_hook(state, qt.hook)
+    X, y = data()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    gen = torch.Generator().manual_seed(5)
+    for _ in range(steps):
+        idx = torch.randperm(X.shape[0], generator=gen)[: 16 * world]
+        mine = idx[rank::world]
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(ddp(X[mine]), y[mine])
+        loss.backward()
+        opt.step()
+    arrays = {f"param/{n}": p.detach().numpy() for n, p in model.named_parameters()}
+    arrays.update({f"init/{n}": a for n, a in init.items()})
+    info = {"rank": rank, "world": world, "moved": moved}
+    if state is not None:
+        for t, b, g in state.inputs:
+            arrays[f"input/{t}/{b}"] = g
+        info["ledger"] = state.ledger.state_dict()
+        info["buckets"] = {str(b): list(names) for b, names in state.bucket_names.items()}
+        info["state"] = {k: v for k, v in state.state_dict().items() if k != "ledger"}
+    np.savez(out / f"rank{rank}.npz", **arrays)
+    (out / f"rank{rank}.json").write_text(json.dumps(info))
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,314 @@
+"""qodasim.torch: the DDP communication hook, its ledger and the gradient recorder.
+
+The hook's logic runs in-process on fake buckets and on a real one-rank gloo group (default run);
+two real gloo ranks started by torchrun run under the ``integration`` marker.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+if os.environ.get("QODASIM_REQUIRE_TORCH") == "1":  # CI installs torch: a skip there would hide a red test
+    import torch
+else:
+    torch = pytest.importorskip("torch")
+
+import torch.distributed as dist  # noqa: E402
+from conftest import check_analysis_by_monte_carlo  # noqa: E402
+
+import qodasim.torch as qt  # noqa: E402
+from qodasim import LayerLayout  # noqa: E402
+from qodasim.coding import encode  # noqa: E402
+
+WORKER = Path(__file__).parent / "ddp" / "worker.py"
+
+
+class FakeBucket:
+    """What DDP hands a hook: a flat buffer, its parameters, an index and whether it is the last."""
+
+    def __init__(self, params, index=0, last=True, dtype=torch.float32):
+        self._params = params
+        self._buf = torch.cat([p.grad.reshape(-1) for p in params]).to(dtype)
+        self._index, self._last = index, last
+
+    def buffer(self):
+        return self._buf
+
+    def parameters(self):
+        return self._params
+
+    def index(self):
+        return self._index
+
+    def is_last(self):
+        return self._last
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    m = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.Flatten(), torch.nn.Linear(3 * 6 * 6, 10))
+    m(torch.randn(4, 1, 8, 8)).square().sum().backward()
+    return m
+
+
+@pytest.mark.parametrize("scheme", ["layerwise", "global", "bucketed", "fp32"])
+def test_one_rank_hook_equals_replay_bit_for_bit(scheme):
+    m = _model()
+    state = qt.QuantizeState(m, scheme=scheme, levels=("uniform:3", "uniform:7", "uniform:5") if scheme == "layerwise"
+                             else "uniform:7", types="role", bucket_size=64, seed=3, record_inputs=True)  # fmt: skip
+    params = list(m.parameters())
+    b = FakeBucket(params)
+    g = b.buffer().numpy().copy()
+    out = qt.hook(state, b).value().numpy()
+    layout, raw = state.bucket_layout(params)
+    ref = qt.replay_bucket(state, layout, raw, [g], 0, 0)
+    assert np.array_equal(out, torch.from_numpy(ref).float().numpy())
+    if scheme == "fp32":
+        assert np.array_equal(out, g)
+    else:
+        assert not np.array_equal(out, g)  # quantized
+    assert state.step == 1 and state.inputs[0][1] == 0
+
+
+def test_ledger_bits_are_the_stream_bits():
+    m = _model()
+    state = qt.QuantizeState(m, levels=("uniform:3", "uniform:7", "uniform:5"), types="role", exclude=["*.bias"])
+    params = list(m.parameters())
+    for _ in range(3):
+        qt.hook(state, FakeBucket(params))
+    layout, raw = state.bucket_layout(params)
+    assert raw.tolist() == [False, True, False, True]
+    for msg in state.ledger.messages:
+        assert math.ceil(msg["bits"] / 8) == msg["bytes"]
+        assert msg["bits"] == msg["header"] + msg["level_tables"] + msg["norms"] + msg["payload"] + msg["raw"]
+        per_layer = [r for r in state.ledger.layers if r["step"] == msg["step"]]
+        q = sum(r["bits"] for r in per_layer if not r["layer"].endswith("bias"))
+        assert q == msg["payload"]  # per-layer payload bits add up to the stream's
+        assert sum(r["bits"] for r in per_layer if r["layer"].endswith("bias")) == msg["raw"] == 32 * (3 + 10)
+    assert state.ledger.messages[0]["level_tables"] > 0 and state.ledger.messages[1]["level_tables"] == 0
+    # the stream of a fresh encoder, rebuilt from the key, has the payload the ledger recorded
+    sub = LayerLayout(layout.sizes[~raw], layout.types[~raw], n_types=layout.n_types)
+    g = FakeBucket(params).buffer().numpy()[np.concatenate([np.arange(layout.offsets[i], layout.offsets[i + 1])
+                                                            for i in np.flatnonzero(~raw)])]  # fmt: skip
+    msg = encode(state.quantizer(sub).quantize(g, state.key(0, 0, step=0)))
+    assert msg.bits["payload"] == state.ledger.messages[0]["payload"]
+    assert state.ledger.ratio() == pytest.approx(32 * 3 * layout.d / state.ledger.total_bits())
+
+
+def test_half_precision_buffers_and_state_dict():
+    m = _model()
+    params = list(m.parameters())
+    for dtype in (torch.float16, torch.bfloat16):
+        state = qt.QuantizeState(m, levels="uniform:7", seed=1)
+        b = FakeBucket(params, dtype=dtype)
+        out = qt.hook(state, b).value()
+        assert out.dtype == dtype and torch.isfinite(out.float()).all()
+    saved = state.state_dict()
+    other = qt.QuantizeState(m, levels="uniform:7", seed=1)
+    other.load_state_dict(saved)
+    assert other.step == 1 and other.ledger.total_bits() == state.ledger.total_bits()
+    with pytest.raises(ValueError, match="seed"):
+        qt.QuantizeState(m, levels="uniform:7", seed=2).load_state_dict(saved)
+
+
+def test_empty_bucket_and_torch_files(tmp_path):
+    from qodasim.experiments.analyze import analyze
+
+    m = _model()
+    state = qt.QuantizeState(m, levels="uniform:7")
+    empty = torch.nn.Parameter(torch.zeros(0))
+    empty.grad = torch.zeros(0)
+    out = qt.hook(state, FakeBucket([empty])).value()
+    assert out.numel() == 0 and state.step == 1 and not state.ledger.messages
+    grads = {n: p.grad for n, p in m.named_parameters()}
+    torch.save(grads, tmp_path / "g.pt")
+    np.savez(tmp_path / "g.npz", **{n: g.numpy() for n, g in grads.items()})
+    a = analyze(tmp_path / "g.pt", bits=[3], codes=["gamma"], schemes=["qsgd"], types="role")
+    b = analyze(tmp_path / "g.npz", bits=[3], codes=["gamma"], schemes=["qsgd"], types="role")
+    assert a.rows == b.rows and a.layout.shapes == b.layout.shapes
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(ValueError, match="dict of tensors"):
+        analyze(tmp_path / "list.pt")
+
+
+def test_bad_configuration_names_the_argument():
+    m = _model()
+    with pytest.raises(ValueError, match="scheme"):
+        qt.QuantizeState(m, scheme="topk")
+    with pytest.raises(ValueError, match="types='auto'"):
+        qt.QuantizeState(m, types="auto")
+    with pytest.raises(ValueError, match="levels"):
+        qt.QuantizeState(m, levels=("uniform:3", "uniform:7"), types="role")  # 3 roles, 2 sequences
+    with pytest.raises(ValueError, match="bucket_size"):
+        qt.QuantizeState(m, scheme="bucketed", bucket_size=0)
+    with pytest.raises(TypeError, match="model"):
+        qt.QuantizeState(object())
+
+
+def test_world_of_one_rank_with_ddp():
+    """A real one-rank gloo group: DDP calls the hook; an unused parameter keeps its value."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        model = torch.nn.ModuleDict({"a": torch.nn.Linear(4, 3), "unused": torch.nn.Linear(2, 2)})
+
+        class Wrap(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.m = model
+
+            def forward(self, x):
+                return self.m["a"](x)
+
+        net = Wrap()
+        ddp = DDP(net, find_unused_parameters=True)
+        state = qt.QuantizeState(net, levels="uniform:15", seed=0)
+        ddp.register_comm_hook(state, qt.hook)
+        before = model["unused"].weight.detach().clone()
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        for _ in range(3):
+            opt.zero_grad()
+            ddp(torch.randn(5, 4)).sum().backward()
+            opt.step()
+        assert state.step == 3 and len(state.ledger.messages) >= 3
+        assert torch.equal(model["unused"].weight, before)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_recorder_snapshots_feed_analyze(tmp_path):
+    from qodasim.experiments.analyze import analyze
+
+    m = _model()
+    rec = qt.GradientRecorder(m, every=2, folder=tmp_path)
+    for _ in range(5):
+        m.zero_grad()
+        m(torch.randn(4, 1, 8, 8)).square().sum().backward()
+        rec.step()
+    assert [p.name for p in rec.paths] == ["grads_step000000.npz", "grads_step000002.npz", "grads_step000004.npz"]
+    with np.load(rec.paths[0]) as z:
+        assert z["0.weight"].shape == (3, 1, 3, 3)
+    res = analyze(rec.paths, bits=[3], types="role", codes=["gamma"], schemes=["qsgd", "layer-opt"])
+    assert res.snapshots == [p.name for p in rec.paths] and len(res.rows) == 6
+    with pytest.raises(ValueError, match="every"):
+        qt.GradientRecorder(m, every=0)
+    with pytest.raises(ValueError, match="include"):
+        qt.GradientRecorder(m, include="nothing*")
+
+
+def test_analyze_on_gradients_recorded_from_training(tmp_path):
+    """The must-show check on a real model's gradients: a CNN trained on digits, snapshots at the start,
+    middle and end; the middle one's every scheme against Monte Carlo and the encoder."""
+    from sklearn.datasets import load_digits
+
+    from qodasim.experiments.analyze import analyze
+
+    X, y = load_digits(return_X_y=True)
+    X = torch.tensor(X / 16.0, dtype=torch.float32).reshape(-1, 1, 8, 8)
+    y = torch.tensor(y)
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                            torch.nn.Linear(8 * 36, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))  # fmt: skip
+    opt = torch.optim.SGD(m.parameters(), lr=0.2)
+    rec = qt.GradientRecorder(m, every=20, folder=tmp_path)
+    gen = torch.Generator().manual_seed(1)
+    losses = []
+    for _ in range(41):
+        idx = torch.randint(0, X.shape[0], (64,), generator=gen)
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(m(X[idx]), y[idx])
+        loss.backward()
+        rec.step()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 2  # it learned
+    res = analyze(rec.paths, bits=[3], types="role", codes=["gamma"])
+    assert len(res.snapshots) == 3
+    with np.load(rec.paths[1]) as z:
+        mid = {k: z[k] for k in z.files}
+    middle = analyze(mid, bits=[3], types="role", codes=["gamma"])
+    check_analysis_by_monte_carlo(middle, middle.layout.flatten(mid, np.float64), 3.0)
+
+
+# ------------------------------------------------------------------------------ two gloo ranks
+def _torchrun(tmp: Path, scheme: str, steps: int = 6, world: int = 2) -> list[tuple[dict, dict]]:
+    out = tmp / scheme
+    out.mkdir()
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parents[1]))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(world), "--rdzv_backend", "c10d",
+           "--rdzv_endpoint", "localhost:0", str(WORKER), scheme, str(steps), str(out)]  # fmt: skip
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    ranks = []
+    for k in range(world):
+        with np.load(out / f"rank{k}.npz") as z:
+            arrays = {n: z[n] for n in z.files}
+        ranks.append((arrays, json.loads((out / f"rank{k}.json").read_text())))
+    return ranks
+
+
+@pytest.mark.integration
+def test_two_ranks_fp32_passthrough_matches_ddp_allreduce(tmp_path):
+    base = _torchrun(tmp_path, "default")
+    mine = _torchrun(tmp_path, "fp32")
+    for (a, _), (b, _) in zip(base, mine):
+        for n in a:
+            if n.startswith("param/"):
+                np.testing.assert_allclose(b[n], a[n], rtol=1e-5, atol=1e-6, err_msg=n)
+    assert np.array_equal(mine[0][0]["param/fc1.weight"], mine[1][0]["param/fc1.weight"])
+
+
+@pytest.mark.integration
+def test_two_ranks_layerwise_replay_and_ledger(tmp_path):
+    ranks = _torchrun(tmp_path, "layerwise")
+    (a0, info0), (a1, _) = ranks
+    for n in a0:  # every rank holds the same parameters
+        if n.startswith("param/"):
+            assert np.array_equal(a0[n], a1[n]), n
+    # replay in this process: the recorded local gradients, the same keys, no streams
+    torch.manual_seed(0)
+    sys.path.insert(0, str(WORKER.parent))
+    try:
+        from worker import Net
+    finally:
+        sys.path.pop(0)
+    model = Net()
+    for n, p in model.named_parameters():
+        assert np.array_equal(p.detach().numpy(), a0[f"init/{n}"])
+    params = dict(model.named_parameters())
+    state = qt.QuantizeState(model, levels=("uniform:3", "uniform:7", "uniform:15"), types="role", seed=11)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    steps = sorted({int(k.split("/")[1]) for k in a0 if k.startswith("input/")})
+    buckets = {int(b): names for b, names in info0["buckets"].items()}
+    for t in steps:
+        opt.zero_grad()
+        for b, names in buckets.items():
+            layout, raw = state.bucket_layout([params[n] for n in names])
+            avg = qt.replay_bucket(state, layout, raw, [a0[f"input/{t}/{b}"], a1[f"input/{t}/{b}"]], b, t)
+            avg = torch.from_numpy(avg).float()
+            for n, sl in zip(names, (layout.layer_slice(i) for i in range(layout.n_layers))):
+                params[n].grad = avg[sl].reshape(params[n].shape).clone()
+        opt.step()
+    for n, p in model.named_parameters():
+        assert np.array_equal(p.detach().numpy(), a0[f"param/{n}"]), f"{n} differs from the replay"
+    # unused parameters never move
+    assert np.array_equal(a0["param/unused.weight"], a0["init/unused.weight"])
+    # the ledger's bits are the bytes the collectives moved, each message rounded up to a byte
+    for k, (_, info) in enumerate(ranks):
+        msgs = info["ledger"]["messages"]
+        sizes = info["moved"]["sizes"]
+        assert len(sizes) == len(msgs)
+        for m, s in zip(msgs, sizes):
+            assert s[k] == m["bytes"] == math.ceil(m["bits"] / 8)
+        data_bytes = info["moved"]["bytes_in"] - 8 * len(sizes)  # minus the size exchanges
+        assert data_bytes == sum(max(s) for s in sizes)  # each rank padded only to the longest message
