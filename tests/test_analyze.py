@@ -265,3 +265,30 @@ def test_cli_analyze(tmp_path, capsys):
         assert main(["analyze", *args, "--out", str(tmp_path / "rep2"), "--no-progress"]) == 2
         err = capsys.readouterr().err
         assert msg in err and len(err.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------------------ bucketed solver runs
+def test_solver_and_compare_take_a_bucket_size():
+    """A bucketed run sends one float32 norm per bucket (of the vector, or of each layer), read from
+    the streams; ``compare(..., bucket_size=B)`` applies it to every config."""
+    from dataclasses import replace
+
+    from qodasim.solvers import SolverConfig, SolverError, solve
+    from qodasim.solvers.budget import compare
+    from qodasim.vi import NoiseModel, bilinear_game
+
+    prob = bilinear_game(150, seed=0)  # d = 300, two layers of 150
+    base = SolverConfig(method="qoda", K=2, T=20, compression="global", levels="uniform:3",
+                        noise=NoiseModel("absolute", 0.1))  # fmt: skip
+    for comp, per_message in (("global", -(-300 // 64)), ("layerwise", 2 * -(-150 // 64))):
+        res = solve(prob, replace(base, compression=comp, bucket_size=64))
+        assert res.ledger.totals()["norms"] == 32 * per_message * res.ledger.messages()
+    c = compare(prob, {"g": base}, bucket_size=64)
+    assert c.results["g"].config["bucket_size"] == 64
+    assert c.bits_per_coord("g")[0] > compare(prob, {"g": base}).bits_per_coord("g")[0]
+    for bad, msg in (({"bucket_size": 0}, "bucket_size"),
+                     ({"bucket_size": 8, "compression": "layerwise", "scope": "global"}, "scope"),
+                     ({"bucket_size": 8, "compression": "layerwise", "policy": {"policy": "lgreco", "every": 5}},
+                      "policy")):  # fmt: skip
+        with pytest.raises(SolverError, match=msg):
+            SolverConfig(**bad)

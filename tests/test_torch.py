@@ -151,6 +151,23 @@ def test_bad_configuration_names_the_argument():
         qt.QuantizeState(m, scheme="bucketed", bucket_size=0)
     with pytest.raises(TypeError, match="model"):
         qt.QuantizeState(object())
+    with pytest.raises(ValueError, match="code"):
+        qt.QuantizeState(m, code="zeta")
+
+
+def test_a_bucket_its_parameters_do_not_fill_is_one_layer():
+    m = _model()
+    params = list(m.parameters())
+    state = qt.QuantizeState(m, levels=("uniform:3", "uniform:7", "uniform:5"), types="role", seed=2)
+    for step in range(3):
+        b = FakeBucket(params)
+        b._buf = torch.cat([b._buf, torch.ones(3)])  # padding DDP may add
+        g = b.buffer().numpy().copy()
+        out = qt.hook(state, b).value().numpy()
+        layout, raw = state.bucket_layout(params, g.size)
+        assert layout.n_layers == 1 and layout.d == g.size
+        assert np.array_equal(out, torch.from_numpy(qt.replay_bucket(state, layout, raw, [g], 0, step)).float().numpy())
+    assert len(state._layouts) == 1 and len(state._quantizers) == 1  # cached, not rebuilt per step
 
 
 def test_world_of_one_rank_with_ddp():

@@ -232,7 +232,8 @@ class Comparison:
 
 def compare(problem, configs: dict, **common) -> Comparison:
     """Run every ``SolverConfig`` in ``configs`` (name → config; ``common`` overrides applied to all,
-    e.g. the same ``seed`` and ``replicas``) on ``problem``; returns a :class:`Comparison`."""
+    e.g. the same ``seed`` and ``replicas``, or ``bucket_size=512`` for bucketed quantizers) on
+    ``problem``; returns a :class:`Comparison`."""
     if not configs:
         raise ValueError("configs must name at least one solver config")
     results = {}

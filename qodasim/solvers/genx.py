@@ -172,6 +172,9 @@ class SolverConfig:
     divergence_threshold : float
         A run whose iterate norm exceeds this (times ``1 + ‖X_1‖``) stops as diverged (``> 0``;
         ``inf`` disables the threshold, and a run then stops as diverged only on overflow).
+    bucket_size : int, optional
+        A norm per bucket of this many consecutive coordinates (of the vector for ``"global"``, of each
+        layer for ``"layerwise"`` with ``scope="layer"``): bucketed QSGD, the baseline of practice.
     """
 
     method: str = "qoda"
@@ -195,6 +198,7 @@ class SolverConfig:
     record: int = 40
     gap_radius: float | None = None
     divergence_threshold: float = 1e8
+    bucket_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -228,6 +232,15 @@ class SolverConfig:
             raise SolverError(f"policy {policy_to_dict(pol)['policy']} needs compression 'layerwise'")
         if isinstance(pol, LGreCo) and self.scope != "layer":
             raise SolverError("policy lgreco needs scope 'layer' (one norm per layer)")
+        if self.bucket_size is not None:
+            b = self.bucket_size
+            if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1:
+                raise SolverError(f"bucket_size must be an integer >= 1 or None, got {b!r}")
+            if self.compression == "layerwise" and self.scope != "layer":
+                raise SolverError("bucket_size needs scope 'layer' (buckets have their own norms)")
+            if isinstance(pol, (LGreCo, FindTypes)):
+                raise SolverError(f"policy {policy_to_dict(pol)['policy']} picks per-layer levels with a norm per "
+                                  "layer: leave bucket_size unset")  # fmt: skip
         try:
             thr = float(self.divergence_threshold)
         except (TypeError, ValueError):
@@ -327,14 +340,14 @@ def _make_quantizer(problem: Problem, cfg: SolverConfig, levels=None):
         lv = (
             levels if levels is not None else Levels.parse(cfg.levels if isinstance(cfg.levels, str) else cfg.levels[0])
         )
-        return Quantizer(lv, q=cfg.q, engine=cfg.engine)
+        return Quantizer(lv, q=cfg.q, bucket_size=cfg.bucket_size, engine=cfg.engine)
     layout = problem.layout
     if levels is None:
         specs = (cfg.levels,) * layout.n_types if isinstance(cfg.levels, str) else tuple(cfg.levels)
         if len(specs) != layout.n_types:
             raise SolverError(f"levels: {len(specs)} specs for a layout with {layout.n_types} types")
         levels = tuple(Levels.parse(s) for s in specs)
-    return LayerwiseQuantizer(layout, levels, scope=cfg.scope, q=cfg.q, engine=cfg.engine)
+    return LayerwiseQuantizer(layout, levels, scope=cfg.scope, q=cfg.q, bucket_size=cfg.bucket_size, engine=cfg.engine)
 
 
 def _replica_seed(seed: int, r: int) -> int:

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..coding import Decoder, Encoder, code_length
+from ..coding import CODES, Decoder, Encoder, code_length
 from ..levels import Levels
 from ..quantize import LayerLayout, LayerwiseQuantizer, Quantizer
 from ..quantize.layers import types_of
@@ -138,6 +138,8 @@ class QuantizeState:
             raise ValueError(f"seed must be an integer in [0, 2^64), got {seed!r}")
         if isinstance(bucket_size, bool) or not isinstance(bucket_size, (int, np.integer)) or bucket_size < 1:
             raise ValueError(f"bucket_size must be a positive integer, got {bucket_size!r}")
+        if code not in CODES:
+            raise ValueError(f"code must be one of {CODES}, got {code!r}")
         if isinstance(exclude, str):
             exclude = (exclude,)
         self.scheme, self.seed, self.code, self.bucket_size = scheme, int(seed), code, int(bucket_size)
@@ -148,7 +150,8 @@ class QuantizeState:
         params = list(module.named_parameters())
         self._names = {id(p): n for n, p in params}
         shapes = {n: tuple(p.shape) for n, p in params}
-        self.type_of = dict(zip(shapes, types_of({n: np.empty(s or (1,)) for n, s in shapes.items()}, types)))
+        stand_ins = {n: np.broadcast_to(np.float32(0), s or (1,)) for n, s in shapes.items()}  # shapes, no memory
+        self.type_of = dict(zip(shapes, types_of(stand_ins, types)))
         if levels is None:
             levels = "uniform:7"
         if isinstance(levels, (list, tuple)):
@@ -172,11 +175,14 @@ class QuantizeState:
         self.bucket_names: dict[int, tuple] = {}  # bucket index -> its parameters' names, as first seen
 
     # -- what a bucket is -------------------------------------------------------------------------
-    def bucket_layout(self, params) -> tuple[LayerLayout, np.ndarray]:
+    def bucket_layout(self, params, d: int | None = None) -> tuple[LayerLayout, np.ndarray]:
         """The bucket's layout (its parameters, in order, with their types) and the mask of layers
-        sent as raw float32."""
-        key = tuple(id(p) for p in params)
+        sent as raw float32; a bucket of ``d`` coordinates that its parameters do not fill exactly is
+        one layer of type 0."""
+        key = (tuple(id(p) for p in params), d)
         hit = self._layouts.get(key)
+        if hit is None and d is not None and d != sum(max(1, int(p.numel())) for p in params):
+            hit = self._layouts[key] = (LayerLayout([d], names=("bucket",), n_types=self.n_types), np.zeros(1, bool))
         if hit is None:
             names = tuple(self._names.get(id(p), f"param{i}") for i, p in enumerate(params))
             sizes = [max(1, int(p.numel())) for p in params]
@@ -355,10 +361,7 @@ def hook(state: QuantizeState, bucket):
         fut.set_result(buf)
         return fut
     flat = _bucket_vector(bucket)  # read before the buffer is overwritten below
-    params = bucket.parameters()
-    layout, raw = state.bucket_layout(params)
-    if layout.d != flat.size:  # buckets holding a parameter twice or padding: treat as one layer
-        layout, raw = LayerLayout([flat.size], names=("bucket",)), np.zeros(1, bool)
+    layout, raw = state.bucket_layout(bucket.parameters(), flat.size)
     state.bucket_names.setdefault(b, layout.names)
     if state.record_inputs:
         state.inputs.append((state.step, b, flat.copy()))
