@@ -329,3 +329,26 @@ def test_two_ranks_layerwise_replay_and_ledger(tmp_path):
             assert s[k] == m["bytes"] == math.ceil(m["bits"] / 8)
         data_bytes = info["moved"]["bytes_in"] - 8 * len(sizes)  # minus the size exchanges
         assert data_bytes == sum(max(s) for s in sizes)  # each rank padded only to the longest message
+
+
+@pytest.mark.cudasim
+def test_the_cuda_engine_gives_the_hook_the_same_bits():
+    """``engine="cuda"`` (the toolkit's CUDA kernels; here under the simulator) sends the same bytes
+    and writes the same average as the CPU kernels."""
+    from qodasim.quantize.core import cuda_available
+
+    if not cuda_available():
+        pytest.skip("needs a GPU or NUMBA_ENABLE_CUDASIM=1")
+    m = _model()
+    params = list(m.parameters())
+    outs = {}
+    for engine in ("numba", "cuda"):
+        for scheme in ("layerwise", "bucketed"):
+            levels = ("uniform:3", "uniform:7", "uniform:5") if scheme == "layerwise" else "uniform:7"
+            state = qt.QuantizeState(m, scheme=scheme, levels=levels, types="role", bucket_size=32, engine=engine)
+            out = qt.hook(state, FakeBucket(params)).value().numpy().copy()
+            outs[engine, scheme] = (out, state.ledger.messages[0])
+            assert {qz.engine for _, qz in state._quantizers.values()} == {engine}
+    for scheme in ("layerwise", "bucketed"):
+        assert np.array_equal(outs["numba", scheme][0], outs["cuda", scheme][0])
+        assert outs["numba", scheme][1] == outs["cuda", scheme][1]

@@ -23,8 +23,9 @@ For every gradient bucket DDP hands over, each rank
 The rounding draws are counter-based (THEORY §5), so the run can be replayed in one process bit for
 bit (:func:`replay_bucket`).  Each rank's :class:`HookLedger` records the bits of its messages, read
 from the streams, per step, bucket and layer.  Gradients in fp16/bf16 are quantized from their
-float32 values; CUDA tensors are quantized on the host (the kernels' results are the same on every
-engine); a world of one rank works.
+float32 values; gradients on a GPU are quantized by the toolkit's CUDA kernels where numba-cuda runs
+(``engine="auto"``; the same bits as the CPU kernels, tested under the CUDA simulator) and their
+streams are encoded and decoded on the host; a world of one rank works.
 """
 
 from __future__ import annotations
@@ -122,11 +123,14 @@ class QuantizeState:
     code : {"gamma", "delta", "omega"}
     record_inputs : bool
         Keep every bucket's local gradient (float32) in ``inputs``, for :func:`replay_bucket`.
+    engine : {"auto", "numba", "cuda"}
+        Quantization engine: ``"auto"`` uses the toolkit's CUDA kernels for gradients on a GPU when
+        numba-cuda can run there, else the CPU kernels; every engine gives the same bits.
     """
 
     def __init__(self, model, scheme: str = "layerwise", levels=None, types=None, bucket_size: int = 512,
                  exclude=(), seed: int = 0, process_group=None, code: str = "gamma",
-                 record_inputs: bool = False) -> None:  # fmt: skip
+                 record_inputs: bool = False, engine: str = "auto") -> None:  # fmt: skip
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
         if not hasattr(model, "named_parameters"):
@@ -138,6 +142,9 @@ class QuantizeState:
             raise ValueError(f"seed must be an integer in [0, 2^64), got {seed!r}")
         if isinstance(bucket_size, bool) or not isinstance(bucket_size, (int, np.integer)) or bucket_size < 1:
             raise ValueError(f"bucket_size must be a positive integer, got {bucket_size!r}")
+        if engine not in ("auto", "numba", "cuda"):
+            raise ValueError(f"engine must be 'auto', 'numba' or 'cuda', got {engine!r}")
+        self.engine = engine
         if code not in CODES:
             raise ValueError(f"code must be one of {CODES}, got {code!r}")
         if isinstance(exclude, str):
@@ -192,22 +199,32 @@ class QuantizeState:
             hit = self._layouts[key] = (lay, raw)
         return hit
 
-    def quantizer(self, layout: LayerLayout):
-        """The quantizer of a bucket's quantized part (``None`` for ``fp32``); one per layout."""
+    def quantizer(self, layout: LayerLayout, engine: str = "numba"):
+        """The quantizer of a bucket's quantized part (``None`` for ``fp32``); one per layout and engine."""
         if self.scheme == "fp32":
             return None
-        hit = self._quantizers.get(id(layout))
+        hit = self._quantizers.get((id(layout), engine))
         if hit is not None and hit[0] is layout:
             return hit[1]
         if self.scheme == "global":
-            qz = Quantizer(self.levels[0])
+            qz = Quantizer(self.levels[0], engine=engine)
         elif self.scheme == "bucketed":
-            qz = Quantizer(self.levels[0], bucket_size=self.bucket_size)
+            qz = Quantizer(self.levels[0], bucket_size=self.bucket_size, engine=engine)
         else:
             lv = self.levels if len(self.levels) == layout.n_types else self.levels * layout.n_types
-            qz = LayerwiseQuantizer(layout, tuple(lv[: layout.n_types]))
-        self._quantizers[id(layout)] = (layout, qz)
+            qz = LayerwiseQuantizer(layout, tuple(lv[: layout.n_types]), engine=engine)
+        self._quantizers[id(layout), engine] = (layout, qz)
         return qz
+
+    def engine_for(self, on_gpu: bool) -> str:
+        """The engine for a bucket on the GPU (``on_gpu``) or the host."""
+        if self.engine != "auto":
+            return self.engine
+        if on_gpu:
+            from ..quantize.core import cuda_available
+
+            return "cuda" if cuda_available() else "numba"
+        return "numba"
 
     def key(self, rank: int, bucket: int, step: int | None = None) -> Key:
         """The key of ``rank``'s message for ``bucket`` at ``step`` (default: the current step)."""
@@ -264,7 +281,7 @@ def _cost_table(max_index: int, code: str) -> np.ndarray:
 
 
 def _encode(state: QuantizeState, flat: np.ndarray, layout: LayerLayout, raw: np.ndarray, rank: int,
-            bucket: int) -> tuple[bytes, dict, list, np.ndarray]:  # fmt: skip
+            bucket: int, engine: str = "numba") -> tuple[bytes, dict, list, np.ndarray]:  # fmt: skip
     """This rank's message for one bucket — the stream of the quantized layers, then the raw float32
     bytes of the excluded ones (all of them for ``fp32``) — its bit counts, and the float64 vector
     every receiver decodes from it."""
@@ -276,7 +293,7 @@ def _encode(state: QuantizeState, flat: np.ndarray, layout: LayerLayout, raw: np
     mine = np.zeros(layout.d, np.float64)
     if sub is not None:
         v = flat if idx is None else flat[idx]
-        qv = state.quantizer(sub).quantize(v, state.key(rank, bucket))
+        qv = state.quantizer(sub, engine).quantize(v, state.key(rank, bucket))
         msg = state._encoders.setdefault(bucket, Encoder(code=state.code)).encode(qv)
         data, nbits = msg.data, msg.nbits
         head.update(msg.bits)
@@ -365,7 +382,8 @@ def hook(state: QuantizeState, bucket):
     state.bucket_names.setdefault(b, layout.names)
     if state.record_inputs:
         state.inputs.append((state.step, b, flat.copy()))
-    data, head, per_layer, mine = _encode(state, flat, layout, raw, rank, b)
+    engine = state.engine_for(buf.is_cuda)
+    data, head, per_layer, mine = _encode(state, flat, layout, raw, rank, b, engine)
     msgs = _all_gather_bytes(data, group, world)
     acc = np.zeros(flat.size, np.float64)
     for sender, m in enumerate(msgs):  # rank order: the same sum on every rank
