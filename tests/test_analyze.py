@@ -74,6 +74,17 @@ def test_pytrees_and_npz_become_named_arrays(tmp_path):
             LayerLayout.from_arrays(bad)
 
 
+def test_a_jax_pytree_is_named_arrays():
+    jnp = pytest.importorskip("jax.numpy")
+    params = {"dense": {"kernel": jnp.ones((3, 2)), "bias": jnp.zeros(2)}, "head": [jnp.arange(4.0)]}
+    lay = LayerLayout.from_arrays(params, types="role")
+    assert lay.names == ("dense.kernel", "dense.bias", "head.0") and lay.types.tolist() == [0, 1, 1]
+    v = lay.flatten(params)
+    assert v.dtype == np.float32 and v[-4:].tolist() == [0.0, 1.0, 2.0, 3.0]
+    back = unflatten_tree(lay, v, params)
+    assert back["dense"]["kernel"].shape == (3, 2) and isinstance(back["head"], list)
+
+
 def test_types_by_role_rules_mapping_and_auto():
     g = grads()
     role = types_of(g, "role")  # conv 0, embedding 1, matrix 2, vector 3 (numbered over the roles present)

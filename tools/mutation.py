@@ -64,6 +64,8 @@ TARGETS = {
     "coding/ledger": ("qodasim/coding/ledger.py", "tests/test_coding.py tests/test_network.py -k 'ledger'"),
     "bounds/tight": ("qodasim/bounds/tight.py", "tests/test_bounds_optimize.py -k 'tight or adversarial or layerwise'"),
     "optimize/prune": ("qodasim/optimize/_prune.py", "tests/test_prune.py"),
+    "optimize/schemes": ("qodasim/optimize/schemes.py", "tests/test_analyze.py -k 'not cli and not report'"),
+    "quantize/layers": ("qodasim/quantize/layers.py", "tests/test_analyze.py -k 'arrays or pytrees or types or nd'"),
 }
 
 
