@@ -408,3 +408,28 @@ def test_results_table_keeps_every_experiment(tmp_path, monkeypatch):
     assert main(["reproduce", "--quick", "--only", "variance", "codelength", "--out", out, "--no-progress"]) == 130
     table = (tmp_path / "results.md").read_text()
     assert table.count("| PASS |") == 2  # rebuilt after variance: agrees with the two JSON files
+
+
+def test_silent_acceptances_are_clear_errors():
+    """Inputs that were accepted silently (issue 34's audit): each is now an error naming its argument."""
+    from qodasim import Key, Levels, Quantizer
+    from qodasim.optimize import optimize_layerwise
+    from qodasim.quantize import dequantize_batch
+    from qodasim.solvers import SolverConfig, SolverError
+
+    for seed in (2**64 + 5, -1, 1.5, True):
+        with pytest.raises(SolverError, match="seed"):
+            SolverConfig(seed=seed)
+    SolverConfig(seed=2**64 - 1)  # the largest Key seed
+    for r in (0, -1.0, float("inf"), "x", True):
+        with pytest.raises(SolverError, match="gap_radius"):
+            SolverConfig(gap_radius=r)
+    qv = Quantizer(Levels.uniform(3)).quantize(np.array([1.0, -2.0]), Key(0))
+    for dt in (int, np.int8, "complex128", "nonsense"):
+        with pytest.raises(TypeError, match="dtype"):
+            qv.dequantize(dtype=dt)
+        with pytest.raises(TypeError, match="dtype"):
+            dequantize_batch([qv, qv], dtype=dt)
+    assert qv.dequantize(np.float32).dtype == np.float32
+    with pytest.raises(ValueError, match="overflows"):
+        optimize_layerwise([np.full(10, 1e308)], [0], 2)

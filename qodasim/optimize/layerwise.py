@@ -115,6 +115,8 @@ def optimize_layerwise(
         groups = [v] if scope == "global" else _groups(v, qs[t], bks[t])
         for g in groups:
             n = gnorm[k] if scope == "global" else vector_norm(g, qs[t])
+            if not np.isfinite(n) or not np.isfinite(energy[k]):
+                raise ValueError("a layer's (or draw's) norm overflows float64: scale the samples down")
             if n == 0.0:
                 raise ValueError(
                     "a layer (or bucket, or draw) is the zero vector: its normalized magnitudes are undefined"

@@ -343,6 +343,17 @@ def segment_scales(plan: Plan, norms32: np.ndarray, type_uni: np.ndarray) -> np.
     return np.where(n > 0.0, num / safe, 0.0)
 
 
+def _float_dtype(dtype) -> np.dtype:
+    """``dtype`` as a NumPy dtype, which must be float32 or float64 (``TypeError`` otherwise)."""
+    try:
+        out = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
+    if out not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {out}")
+    return out
+
+
 def dequantize(qv: QuantizedVector, dtype=None, engine: str = "numba") -> np.ndarray:
     """``Q(v)_i = n_g · sign_i · ℓ^{m}_{j_i}`` in ``dtype`` (default: the input's dtype)."""
     if not isinstance(qv, QuantizedVector):
@@ -350,7 +361,7 @@ def dequantize(qv: QuantizedVector, dtype=None, engine: str = "numba") -> np.nda
     qv.validate()
     eng = get_engine(engine)
     lv, lv_start, _ = level_tables(qv.levels)
-    out_dtype = np.dtype(qv.dtype if dtype is None else dtype)
+    out_dtype = _float_dtype(qv.dtype if dtype is None else dtype)
     return eng.dequantize(qv.indices, qv.signs, qv.norms.astype(np.float64), qv.plan, lv, lv_start, out_dtype)
 
 
@@ -609,12 +620,13 @@ def dequantize_batch(qvs: list[QuantizedVector], dtype=np.float64, engine: str =
     """Dequantize quantized vectors that share one plan and levels into a ``(B, d)`` array (one pass)."""
     if not qvs:
         raise ValueError("qvs must be non-empty")
+    dtype = _float_dtype(dtype)
     _validate_all(qvs)
     plan, levels = qvs[0].plan, qvs[0].levels
     if not _one_plan(qvs):
         return np.stack([q.dequantize(dtype, engine) for q in qvs])
     tplan = _cached_tile(plan, len(qvs))
-    out = get_engine(engine).dequantize(*_stacked(qvs), tplan, *level_tables(levels)[:2], np.dtype(dtype))
+    out = get_engine(engine).dequantize(*_stacked(qvs), tplan, *level_tables(levels)[:2], dtype)
     return out.reshape(len(qvs), plan.d)
 
 

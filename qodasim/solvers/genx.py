@@ -251,6 +251,16 @@ class SolverConfig:
             )
         if self.engine not in ("numba", "numpy", "cuda"):
             raise SolverError(f"engine must be 'numba', 'numpy' or 'cuda', got {self.engine!r}")
+        s = self.seed
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 0 <= int(s) < 2**64:
+            raise SolverError(f"seed must be an integer in [0, 2^64) (as a Key's), got {s!r}")
+        if self.gap_radius is not None:
+            try:
+                r = float(self.gap_radius)
+            except (TypeError, ValueError):
+                r = float("nan")
+            if isinstance(self.gap_radius, bool) or not (np.isfinite(r) and r > 0):
+                raise SolverError(f"gap_radius must be a finite number > 0 (or None), got {self.gap_radius!r}")
 
     @property
     def level_policy(self):
