@@ -303,3 +303,44 @@ def test_solver_and_compare_take_a_bucket_size():
                       "policy")):  # fmt: skip
         with pytest.raises(SolverError, match=msg):
             SolverConfig(**bad)
+
+
+def test_scheme_grid_scan_and_fitted_levels_follow_their_definitions():
+    from qodasim.optimize import optimize_levels
+
+    assert {s for s in S.SCHEMES if s.startswith("qsgd-b")} == {"qsgd-b128", "qsgd-b512", "qsgd-b1024", "qsgd-b4096"}
+    g = S.alpha_grid(True)
+    assert g[:32] == list(range(32)) and g[-1] == 2**16
+    assert all(1 < b / a <= 1.19 + 1 / a for a, b in zip(g[31:], g[32:]))  # steps of about 19%
+    assert S.alpha_grid(False) == list(range(63)) and S.alpha_grid(True, 40)[-1] == 40
+    assert "layer-opt" in S.scheme_names(LayerLayout([3, 4])) and "layer-opt" not in S.scheme_names(LayerLayout([7]))
+    v, lay = _grads_vector()
+    for scheme in ("qsgd", "layer-opt"):
+        pts = S.scheme_curve(v, lay, scheme, 2.5).points
+        over = [min(p.bits.values()) > 2.5 for p in pts]
+        assert over[-2:] == [True, True]  # the scan stops at the first two costly α in a row
+        assert not any(a and b for a, b in zip(over[:-2], over[1:-1]))
+    # layer-opt: each type's levels are fitted to |v_i| / (its layer's transmitted float32 norm)
+    p = S.scheme_curve(v, lay, "layer-opt", 3.0, max_alpha=4).points[3]
+    norms = LayerwiseQuantizer(lay, Levels.uniform(1)).norms(v).astype(np.float64)
+    for m in range(lay.n_types):
+        rs = np.concatenate([np.minimum(np.abs(v[lay.layer_slice(l)]) / norms[l], 1.0)
+                             for l in range(lay.n_layers) if lay.types[l] == m])  # fmt: skip
+        assert p.quantizer.levels[m] == optimize_levels(rs, 3, "histogram").levels
+
+
+def test_lgreco_bits_are_its_quantizer_s_bits_in_every_code():
+    v, lay = _grads_vector()
+    v[lay.layer_slice(1)] = 0.0  # an all-zero layer: its norm and zero indices
+    curve = S.scheme_curve(v, lay, "lgreco", 4.0)
+    for code in S.CODES:
+        p = S.at_budget(curve, v, lay, 3.5, code)
+        bits, var, rel = S.stats(v, p.quantizer, p.quantizer.layout)
+        assert p.bits[code] == pytest.approx(bits[code], rel=1e-12) and p.variance == pytest.approx(var, rel=1e-12)
+        assert rel[1] != rel[1]  # nan: a zero layer has no relative error
+
+
+def _grads_vector():
+    g = grads(2)
+    lay = LayerLayout.from_arrays(g, types="role")
+    return lay.flatten(g, np.float64), lay

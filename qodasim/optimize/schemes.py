@@ -70,6 +70,8 @@ def alpha_grid(uniform: bool, max_alpha: int | None = None) -> list[int]:
     """The ``α`` tried: every ``α ≤ 31``, then steps of about 19% (uniform levels) up to ``2^16``;
     fitted levels stop at ``α = 62``.  ``max_alpha`` caps either."""
     top = (2**16 if uniform else 62) if max_alpha is None else int(max_alpha)
+    if not uniform:
+        return list(range(top + 1))
     grid, a = list(range(min(top, 31) + 1)), 31
     while uniform and a < top:
         a = min(top, int(np.ceil(a * 1.19)))
@@ -148,8 +150,9 @@ def stats(
     return bits, float(cvar.sum() / total), rel
 
 
-def _levels(kind: str, rs, alpha: int, method: str) -> Levels:
-    return Levels.uniform(alpha + 1) if kind == "uniform" else optimize_levels(rs, alpha, method).levels
+def _fitted(rs, alpha: int, method: str) -> Levels:
+    """The variance-optimal ``alpha`` interior levels of the magnitudes ``rs``."""
+    return optimize_levels(rs, alpha, method).levels
 
 
 def _group_magnitudes(v: np.ndarray, probe) -> np.ndarray:
@@ -181,11 +184,11 @@ class _Builder:
         if s == "qsgd" or self.bucket:
             return Quantizer(Levels.uniform(alpha + 1), q=q, bucket_size=self.bucket)
         if s == "global-opt":
-            return Quantizer(_levels("optimized", self.rs, alpha, self.method), q=q)
+            return Quantizer(_fitted(self.rs, alpha, self.method), q=q)
         if s == "layer-uniform":
             return LayerwiseQuantizer(self.layout, Levels.uniform(alpha + 1), q=q)
         if s in ("layer-opt", "types-one-norm"):
-            lvs = tuple(_levels("optimized", r, alpha, self.method) if r.size else Levels.uniform(1)
+            lvs = tuple(_fitted(r, alpha, self.method) if r.size else Levels.uniform(1)
                         for r in self.rs_by_type)  # fmt: skip
             return LayerwiseQuantizer(self.layout, lvs, scope=self.scope, q=q)
         raise ValueError(f"scheme must be one of {SCHEMES}, got {s!r}")
