@@ -17,7 +17,6 @@ writes ``analysis.md``, ``analysis.json`` and ``analysis.png``/``.pdf``.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -29,7 +28,7 @@ import numpy as np
 from ..coding import encode
 from ..optimize.schemes import CODES, at_budget, scheme_curve, scheme_names
 from ..quantize import LayerLayout
-from ..quantize.layers import ROLES, named_arrays, parse_rules, role_of, types_of
+from ..quantize.layers import auto_types_of, first_rule, named_arrays, parse_rules, roles_present, types_of
 from ..rng import Key
 from ..solvers.network import Network, allgather_time, allreduce_time
 from .base import Progress, atomic_write_text, metadata, strict_json
@@ -112,31 +111,22 @@ def _rounding_errors(v: np.ndarray, layout: LayerLayout) -> dict:
 
 def _types(first: dict[str, np.ndarray], types, auto_options: Mapping | None) -> tuple[np.ndarray, dict]:
     """The type of each layer, and why (``{"rule", "per_type", ...}``)."""
-    names = list(first)
     if types == "auto":
-        from ..optimize.autotype import auto_types
-
-        big = [i for i, a in enumerate(first.values()) if a.size >= 2]
-        t = np.zeros(len(names), np.int64)
+        t, found = auto_types_of(first, auto_options)
         why = {"rule": "auto: qodasim.optimize.auto_types (held-out mean quantization variance plus the level "
                "tables' cost, the fewest types within 5% of the best score)"}  # fmt: skip
-        if big:
-            found = auto_types([np.asarray(first[names[i]], np.float64) for i in big], **dict(auto_options or {}))
-            t[big] = found.types
-            why["scores"] = {str(m): s for m, s in found.scores.items()}
+        if found is not None:
+            why["scores"] = {str(m): sc for m, sc in found.scores.items()}
         return t, why
     t = types_of(first, types)
     if types is None or types == "none":
         return t, {"rule": "none: one type for every layer"}
     if types == "role":
-        roles = [role_of(n, a.shape) for n, a in first.items()]
-        present = [r for r in ROLES if r in roles]
         return t, {"rule": "role: by shape and name (conv kernels, embeddings, matrices, vectors)",
-                   "per_type": {str(i): r for i, r in enumerate(present)}}  # fmt: skip
+                   "per_type": {str(m): r for m, r in enumerate(roles_present(first)[1])}}  # fmt: skip
     if isinstance(types, str):
         rules = parse_rules(types)
-        matched = {n: next(p for p, _ in rules if fnmatch.fnmatchcase(n, p)) for n in names}
-        return t, {"rule": f"rules: {types}", "matched": matched}
+        return t, {"rule": f"rules: {types}", "matched": {n: first_rule(n, rules)[0] for n in first}}
     return t, {"rule": "given by the caller"}
 
 

@@ -51,6 +51,7 @@ __all__ = [
     "Point",
     "SchemeCurve",
     "alpha_grid",
+    "magnitudes_by_type",
     "at_budget",
     "scheme_curve",
     "scheme_names",
@@ -123,10 +124,7 @@ def stats(
     """``(bits per coordinate by code, normalized variance, per-layer relative error)`` of
     ``quantizer`` at ``v``, exactly, from one pass over the intervals."""
     j, rho, n32, plan = quantizer.intervals(v, layout if isinstance(quantizer, Quantizer) else None)
-    lv, lv_start, _ = quantizer._tables
-    width = lv[lv_start[plan.coord_type()] + j + 1] - lv[lv_start[plan.coord_type()] + j]
-    n = n32.astype(np.float64)[plan.coord_group()]
-    cvar = n * n * rho * (1.0 - rho) * width * width
+    cvar = quantizer.coordinate_variance_of_intervals(j, rho, n32, plan)
     norms_bits = 32 * plan.n_groups
     d = v.size
     bits = {}
@@ -155,12 +153,17 @@ def _fitted(rs, alpha: int, method: str) -> Levels:
     return optimize_levels(rs, alpha, method).levels
 
 
-def _group_magnitudes(v: np.ndarray, probe) -> np.ndarray:
-    """``|v_i| / n_g`` with coordinate ``i``'s float32 norm under ``probe`` (``nan`` in zero groups)."""
+def magnitudes_by_type(v: np.ndarray, probe) -> list[np.ndarray]:
+    """Per type of ``probe``'s plan, the normalized magnitudes ``min(|v_i| / n_g, 1)`` of its
+    coordinates with ``n_g`` the transmitted float32 norm of coordinate ``i``'s group (layer, bucket or
+    the whole vector, as ``probe`` normalizes); coordinates of all-zero groups are left out."""
     n32 = probe.norms(v).astype(np.float64)
-    per = np.repeat(n32, np.diff(probe.plan(v.size).group_bounds))
+    plan = probe.plan(v.size)
+    per = np.repeat(n32, np.diff(plan.group_bounds))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(per > 0, np.minimum(np.abs(v) / per, 1.0), np.nan)
+        rs = np.where(per > 0, np.minimum(np.abs(v) / per, 1.0), np.nan)
+    ctype = plan.coord_type()
+    return [rs[(ctype == m) & np.isfinite(rs)] for m in range(len(probe.type_levels))]
 
 
 class _Builder:
@@ -173,10 +176,7 @@ class _Builder:
             self.rs = normalized_magnitudes(v, q)
         elif scheme in ("layer-opt", "types-one-norm"):
             scope = "layer" if scheme == "layer-opt" else "global"
-            probe = LayerwiseQuantizer(layout, Levels.uniform(1), scope=scope, q=q)
-            rs = _group_magnitudes(v, probe)
-            ctype = probe.plan(v.size).coord_type()
-            self.rs_by_type = [rs[(ctype == m) & np.isfinite(rs)] for m in range(layout.n_types)]
+            self.rs_by_type = magnitudes_by_type(v, LayerwiseQuantizer(layout, Levels.uniform(1), scope=scope, q=q))
             self.scope = scope
 
     def __call__(self, alpha: int):
@@ -273,7 +273,19 @@ def _lgreco_options(v, layout, max_bits, codes, q, max_alpha, tick) -> SchemeCur
         if tick is not None:
             tick()
     energy = np.add.reduceat(v * v, layout.offsets[:-1])
-    return SchemeCurve("lgreco", (), {"bits": bits, "errors": errors, "energy": energy, "q": q, "alphas": alphas})
+    return SchemeCurve(
+        "lgreco",
+        (),
+        {
+            "bits": bits,
+            "errors": errors,
+            "energy": energy,
+            "q": q,
+            "alphas": alphas,
+            "layout": layout,
+            "norm2": float(np.dot(v, v)),
+        },
+    )
 
 
 def _zero_bits(x, qz, codes) -> dict:
@@ -295,20 +307,21 @@ def at_budget(curve: SchemeCurve, v, layout: LayerLayout | None, budget: float, 
     """The scheme's best quantizer whose expected cost under ``code`` is at most ``budget`` bits per
     coordinate: the fitting ``α`` of least whole-vector variance (neither cost nor variance is exactly
     monotone in ``α`` for fitted levels, so every fitting ``α`` is compared), or for ``lgreco`` the
-    per-layer widths of least squared error that fit; ``None`` if nothing fits."""
+    per-layer widths of least squared error that fit; ``None`` if nothing fits.  The curve carries
+    its vector's statistics: ``v`` and ``layout`` are those it was built from."""
     if curve.scheme == "lgreco":
-        return _lgreco_at(curve, v, layout, budget, code)
+        return _lgreco_at(curve, budget, code)
     fits = [p for p in curve.points if p.bits[code] <= budget]
     return min(fits, key=lambda p: (p.variance, p.alpha)) if fits else None
 
 
-def _lgreco_at(curve: SchemeCurve, v, layout, budget: float, code: str) -> Point | None:
+def _lgreco_at(curve: SchemeCurve, budget: float, code: str) -> Point | None:
     """L-GreCo's DP with the roles of bits and error swapped (as :class:`~qodasim.solvers.LGreCo` does
     under a bit budget): the per-layer widths of least total squared error whose bits, rounded up to
     units of ``budget·d/buckets``, fit in ``budget·d`` — so the choice always fits."""
-    v, layout = _check_vector(v, layout)
+    layout = curve.options["layout"]  # the curve's own vector and layout (checked when it was built)
     bits, errors = curve.options["bits"][code], curve.options["errors"]
-    d = v.size
+    d = layout.d
     cheapest = np.array([int(np.argmin(b)) for b in bits])
     base = sum(float(b[i]) for b, i in zip(bits, cheapest))
     if base > budget * d:
@@ -322,4 +335,4 @@ def _lgreco_at(curve: SchemeCurve, v, layout, budget: float, code: str) -> Point
     energy = curve.options["energy"]
     with np.errstate(invalid="ignore", divide="ignore"):
         rel = np.where(energy > 0, err / energy, np.nan)
-    return Point(alphas, b, float(err.sum() / float(np.dot(v, v))), rel, qz)
+    return Point(alphas, b, float(err.sum() / curve.options["norm2"]), rel, qz)

@@ -552,7 +552,11 @@ class BaseQuantizer:
 
     def coordinate_variance(self, v, layout: LayerLayout | None = None) -> np.ndarray:
         """Per-coordinate exact variance ``n_g² φ_ℓ(r_i) = n_g² ρ_i(1 − ρ_i)(ℓ_{j+1} − ℓ_j)²``."""
-        j, rho, n32, plan = self.intervals(v, layout)
+        return self.coordinate_variance_of_intervals(*self.intervals(v, layout))
+
+    def coordinate_variance_of_intervals(self, j, rho, n32, plan) -> np.ndarray:
+        """:meth:`coordinate_variance` from :meth:`intervals`' ``(j, ρ, norms32, plan)`` (for callers
+        that also need the intervals, e.g. for the code lengths)."""
         lv, lv_start, _ = self._tables
         base = lv_start[plan.coord_type()]
         width = lv[base + j + 1] - lv[base + j]

@@ -28,7 +28,18 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["ROLES", "layout_of", "named_arrays", "parse_rules", "role_of", "types_of", "unflatten_tree"]
+__all__ = [
+    "ROLES",
+    "auto_types_of",
+    "first_rule",
+    "layout_of",
+    "named_arrays",
+    "parse_rules",
+    "role_of",
+    "roles_present",
+    "types_of",
+    "unflatten_tree",
+]
 
 #: Layer roles read from shapes and names, in the order :func:`types_of` numbers them.
 ROLES = ("conv", "embedding", "matrix", "vector")
@@ -121,6 +132,36 @@ def _check_type(t, where: str) -> int:
     return int(t)
 
 
+def roles_present(arrays: Mapping[str, np.ndarray]) -> tuple[list[str], list[str]]:
+    """``(role of each array, the roles present in ROLES order)``: type ``m`` of ``types="role"`` is
+    ``present[m]``."""
+    roles = [role_of(n, tuple(np.shape(a))) for n, a in arrays.items()]
+    return roles, [r for r in ROLES if r in roles]
+
+
+def auto_types_of(arrays: Mapping[str, np.ndarray], auto_options: Mapping | None = None):
+    """``(types, AutoTypes or None)``: :func:`~qodasim.optimize.auto_types` on the arrays of two or
+    more coordinates; the others (and every array when none has two) join type 0."""
+    from ..optimize.autotype import auto_types  # levels are fitted by the optimizer (one stage up)
+
+    values = list(arrays.values())
+    big = [i for i, a in enumerate(values) if np.size(a) >= 2]
+    out = np.zeros(len(values), np.int64)
+    if not big:
+        return out, None
+    found = auto_types([np.asarray(values[i], np.float64) for i in big], **dict(auto_options or {}))
+    out[big] = found.types
+    return out, found
+
+
+def first_rule(name: str, rules) -> tuple[str, int]:
+    """The first ``(pattern, type)`` of ``rules`` whose ``fnmatch`` pattern matches ``name``."""
+    hit = next(((str(pat), t) for pat, t in rules if fnmatch.fnmatchcase(name, str(pat))), None)
+    if hit is None:
+        raise ValueError(f"types: no rule matches layer {name!r} (end the rules with a catch-all '*')")
+    return hit
+
+
 def types_of(arrays: Mapping[str, np.ndarray], types=None, *, auto_options: Mapping | None = None) -> np.ndarray:
     """The type of each named array under the rule ``types`` (see the module docstring)."""
     names = list(arrays)
@@ -128,18 +169,10 @@ def types_of(arrays: Mapping[str, np.ndarray], types=None, *, auto_options: Mapp
     if types is None:
         return np.zeros(len(names), np.int64)
     if isinstance(types, str) and types == "role":
-        roles = [role_of(n, s) for n, s in zip(names, shapes)]
-        present = [r for r in ROLES if r in roles]
+        roles, present = roles_present(arrays)
         return np.array([present.index(r) for r in roles], np.int64)
     if isinstance(types, str) and types == "auto":
-        from ..optimize.autotype import auto_types  # levels are fitted by the optimizer (one stage up)
-
-        big = [i for i, a in enumerate(arrays.values()) if np.size(a) >= 2]
-        out = np.zeros(len(names), np.int64)
-        if big:
-            found = auto_types([np.asarray(arrays[names[i]], np.float64) for i in big], **dict(auto_options or {}))
-            out[big] = found.types
-        return out
+        return auto_types_of(arrays, auto_options)[0]
     if isinstance(types, str):
         types = parse_rules(types)
     if callable(types):
@@ -154,13 +187,7 @@ def types_of(arrays: Mapping[str, np.ndarray], types=None, *, auto_options: Mapp
             raise ValueError(f"types: {extra[0]!r} is not a layer")
         return np.array([_check_type(types[n], f"types[{n!r}]") for n in names], np.int64)
     if isinstance(types, Sequence) and types and all(isinstance(r, (tuple, list)) and len(r) == 2 for r in types):
-        out = []
-        for n in names:
-            hit = next((t for pat, t in types if fnmatch.fnmatchcase(n, str(pat))), None)
-            if hit is None:
-                raise ValueError(f"types: no rule matches layer {n!r} (end the rules with a catch-all '*')")
-            out.append(_check_type(hit, f"the rule's type for {n!r}"))
-        return np.array(out, np.int64)
+        return np.array([_check_type(first_rule(n, types)[1], f"the rule's type for {n!r}") for n in names], np.int64)
     seq = np.asarray(types)
     if seq.ndim != 1 or seq.size != len(names):
         raise ValueError(f"types must give one type per layer ({len(names)}), or be None, 'role', 'auto' or rules")

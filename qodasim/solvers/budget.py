@@ -22,6 +22,7 @@ import numpy as np
 from ..coding import expected_bits
 from ..levels import Levels
 from ..optimize import normalized_magnitudes, optimize_levels
+from ..optimize.schemes import magnitudes_by_type
 from ..quantize import LayerLayout, LayerwiseQuantizer, Quantizer, vector_norm
 from .genx import SolverConfig, SolverResult, solve
 
@@ -88,16 +89,6 @@ def levels_for_budget(v, layout: LayerLayout | None, bits_per_coord: float, kind
     return (best.levels,) if layout is None else tuple(best.levels)
 
 
-def _bucket_magnitudes(v: np.ndarray, probe) -> np.ndarray:
-    """``|v_i| / n_g`` with the float32 norm ``n_g`` of coordinate ``i``'s bucket under ``probe``;
-    ``nan`` in all-zero buckets (they carry no magnitudes to fit)."""
-    n32 = probe.norms(v).astype(np.float64)
-    plan = probe.plan(v.size)
-    per = np.repeat(n32, np.diff(plan.group_bounds))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(per > 0, np.minimum(np.abs(v) / per, 1.0), np.nan)
-
-
 def _quantizer(v, layout, alpha: int, kind: str, q: float, method: str, scope: str):
     """The quantizer of :func:`variance_bits_curve` at ``α``."""
     if layout is None:
@@ -120,22 +111,22 @@ def _any_quantizer(v, layout, alpha: int, kind: str, q: float, method: str, scop
 
 
 def _bucketed_quantizer(v, layout, alpha: int, kind: str, q: float, method: str, scope: str, bucket_size: int):
-    """A bucketed quantizer at ``α``: global (``layout=None``) or layer-wise with buckets inside layers."""
+    """A bucketed quantizer at ``α``: global (``layout=None``) or layer-wise with buckets inside layers
+    (optimized levels fitted to each type's ``|v_i|/‖bucket‖``)."""
+    if layout is not None and scope != "layer":
+        raise ValueError("bucket_size needs scope='layer' (buckets have their own norms)")
     if layout is None:
         probe = Quantizer(Levels.uniform(1), q=q, bucket_size=bucket_size)
-        rs = _bucket_magnitudes(v, probe) if kind != "uniform" else None
-        rs = rs[np.isfinite(rs)] if rs is not None else None
-        return Quantizer(_levels(kind, rs, int(alpha), method), q=q, bucket_size=bucket_size)
-    if scope != "layer":
-        raise ValueError("bucket_size needs scope='layer' (buckets have their own norms)")
-    probe = LayerwiseQuantizer(layout, Levels.uniform(1), q=q, bucket_size=bucket_size)
-    rs = _bucket_magnitudes(v, probe) if kind != "uniform" else None
-    ctype = probe.plan(v.size).coord_type()
-    lvs = []
-    for m in range(layout.n_types):
-        sel = rs[(ctype == m) & np.isfinite(rs)] if rs is not None else None
-        lvs.append(_levels(kind, sel, int(alpha), method) if rs is None or sel.size else Levels.uniform(1))
-    return LayerwiseQuantizer(layout, tuple(lvs), q=q, bucket_size=bucket_size)
+    else:
+        probe = LayerwiseQuantizer(layout, Levels.uniform(1), q=q, bucket_size=bucket_size)
+    if kind == "uniform":
+        lvs = (Levels.uniform(int(alpha) + 1),) * len(probe.type_levels)
+    else:
+        rs = magnitudes_by_type(v, probe)
+        lvs = tuple(_levels(kind, r, int(alpha), method) if layout is None or r.size else Levels.uniform(1) for r in rs)
+    if layout is None:
+        return Quantizer(lvs[0], q=q, bucket_size=bucket_size)
+    return LayerwiseQuantizer(layout, lvs, q=q, bucket_size=bucket_size)
 
 
 def variance_bits_curve(v, layout: LayerLayout | None, alphas, kind: str = "optimized", protocol: str = "dense",

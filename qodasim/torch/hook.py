@@ -31,14 +31,14 @@ streams are encoded and decoded on the host; a world of one rank works.
 from __future__ import annotations
 
 import fnmatch
-import functools
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..coding import CODES, Decoder, Encoder, code_length
+from ..coding import CODES, Decoder, Encoder, _payload
+from ..coding.elias import code_id
 from ..levels import Levels
 from ..quantize import LayerLayout, LayerwiseQuantizer, Quantizer
 from ..quantize.layers import types_of
@@ -274,10 +274,15 @@ def _split(state: QuantizeState, layout: LayerLayout, raw: np.ndarray):
     return out
 
 
-@functools.lru_cache(maxsize=16)
-def _cost_table(max_index: int, code: str) -> np.ndarray:
-    """Dense bits of index ``j``: ``len(Elias(j+1)) + [j > 0]``."""
-    return code_length(np.arange(1, max_index + 2), code) + (np.arange(max_index + 1) > 0)
+def _assemble(d: int, idx, x, raw_idx: np.ndarray, raw_vals) -> np.ndarray:
+    """A bucket as float64 from its parts: the quantized layers' values ``x`` at ``idx`` (``None``: all
+    of the bucket; ``x`` ``None``: no quantized layer) and the raw layers' values at ``raw_idx``."""
+    out = x if x is not None and idx is None else np.zeros(d, np.float64)
+    if x is not None and idx is not None:
+        out[idx] = x
+    if raw_idx.size:
+        out[raw_idx] = np.asarray(raw_vals, np.float64)
+    return out
 
 
 def _encode(state: QuantizeState, flat: np.ndarray, layout: LayerLayout, raw: np.ndarray, rank: int,
@@ -290,7 +295,7 @@ def _encode(state: QuantizeState, flat: np.ndarray, layout: LayerLayout, raw: np
     per_layer = []
     data = b""
     nbits = 0
-    mine = np.zeros(layout.d, np.float64)
+    x = part = None
     if sub is not None:
         v = flat if idx is None else flat[idx]
         qv = state.quantizer(sub, engine).quantize(v, state.key(rank, bucket))
@@ -298,42 +303,31 @@ def _encode(state: QuantizeState, flat: np.ndarray, layout: LayerLayout, raw: np
         data, nbits = msg.data, msg.nbits
         head.update(msg.bits)
         head["padding"] = 8 * len(msg.data) - msg.nbits
-        costs = _cost_table(int(max(lv.size for lv in qv.levels)) - 1, state.code)[qv.indices]
-        per = np.add.reduceat(costs, sub.offsets[:-1]) if costs.size else np.zeros(sub.n_layers, np.int64)
+        table = _payload.dense_cost_table(int(max(lv.size for lv in qv.levels)) - 1, code_id(state.code))
+        per = np.add.reduceat(table[qv.indices], sub.offsets[:-1])
         per_layer += [(sub.names[l], int(sub.sizes[l]), int(per[l])) for l in range(sub.n_layers)]
         x = qv.dequantize(np.float64)  # what decoding the stream gives (the decoder is exact)
-        if idx is None:
-            mine = x
-        else:
-            mine[idx] = x
     if raw_idx.size:
         part = np.ascontiguousarray(flat[raw_idx], "<f4")
         data += part.tobytes()
         nbits += 32 * part.size
-        mine[raw_idx] = part.astype(np.float64)
         for l in np.flatnonzero(raw) if sub is not None else range(layout.n_layers):
             per_layer.append((layout.names[l], int(layout.sizes[l]), 32 * int(layout.sizes[l])))
     head["raw"] = 32 * int(raw_idx.size)
     head["bits"] = nbits
-    return data, head, per_layer, mine
+    return data, head, per_layer, _assemble(layout.d, idx, x, raw_idx, part)
 
 
 def _decode(state: QuantizeState, data: bytes, layout: LayerLayout, raw: np.ndarray, sender: int,
             bucket: int) -> np.ndarray:  # fmt: skip
     """One sender's bucket as float64 (the inverse of :func:`_encode`)."""
     sub, idx, raw_idx = _split(state, layout, raw)
-    out = np.zeros(layout.d, np.float64)
     n_raw = 4 * int(raw_idx.size)
-    if raw_idx.size:
-        out[raw_idx] = np.frombuffer(data[len(data) - n_raw :], "<f4").astype(np.float64)
+    x = None
     if sub is not None:
         dec = state._decoders.setdefault((bucket, sender), Decoder(max_d=max(layout.d, 1)))
         x = dec.decode(data[: len(data) - n_raw], state.key(sender, bucket)).dequantize(np.float64)
-        if idx is None:
-            out = x
-        else:
-            out[idx] = x
-    return out
+    return _assemble(layout.d, idx, x, raw_idx, np.frombuffer(data[len(data) - n_raw :], "<f4"))
 
 
 def _all_gather_bytes(data: bytes, group, world: int) -> list[bytes]:
@@ -413,16 +407,9 @@ def replay_bucket(state: QuantizeState, layout: LayerLayout, raw: np.ndarray, gr
     sub, idx, raw_idx = _split(state, layout, np.asarray(raw, bool))
     for r, g in enumerate(grads_by_rank):
         g = np.asarray(g, np.float32)
-        x = np.zeros(layout.d, np.float64)
-        if raw_idx.size:
-            x[raw_idx] = g[raw_idx].astype(np.float64)
+        x = None
         if sub is not None:
             v = g if idx is None else g[idx]
-            key = Key(state.seed, r, step * MAX_BUCKETS + bucket)
-            q = state.quantizer(sub).quantize(v, key).dequantize(np.float64)
-            if idx is None:
-                x = q
-            else:
-                x[idx] = q
-        acc += x
+            x = state.quantizer(sub).quantize(v, state.key(r, bucket, step)).dequantize(np.float64)
+        acc += _assemble(layout.d, idx, x, raw_idx, g[raw_idx])
     return acc / K
