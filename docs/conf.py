@@ -164,6 +164,7 @@ API_MODULES = [
     ("qodasim.solvers.budget", "Equal-budget comparisons"),
     ("qodasim.solvers.mpi", "Real workers (MPI)"),
     ("qodasim.solvers.network", "Network-time model"),
+    ("qodasim.solvers.sra", "Scatter-reduce-allgather (SRA)"),
     ("qodasim.solvers.runspec", "Run files"),
     ("qodasim.solvers.sweep", "Sweeps"),
     ("qodasim.experiments", "Experiments"),

@@ -205,35 +205,47 @@ def cmd_sweep(args) -> int:
 
 def cmd_speedup(args) -> int:
     from .experiments import speedup as sp
-    from .solvers.network import PAPER_SPEEDUP, Workload
+    from .solvers.network import COLLECTIVES, PAPER_SPEEDUP, Workload
 
     enc, dec = args.encode_ns * 1e-9, args.decode_ns * 1e-9
     if args.measure_codec:
-        enc, dec = sp.measure_codec()
-        print(f"codec on this machine: encode {enc * 1e9:.2f} ns/coord, decode {dec * 1e9:.2f} ns/coord")
-    work = Workload(args.d, args.compute, args.scaling, args.bits_per_coord, enc, dec)
-    table = sp.speedup_table(work, args.K, args.bandwidth, args.latency)
-    print(f"speed-up over uncompressed QODA (ring all-gather vs all-reduce, THEORY §8): d = {args.d:g}, "
-          f"compute {args.compute:g} s at K = 1 ({args.scaling} scaling), {args.bits_per_coord:g} bits/coord, "
-          f"latency {args.latency:g} s, codec {enc * 1e9:g} / {dec * 1e9:g} ns/coord")  # fmt: skip
-    print(f"{'method':>8} {'Gbps':>6} " + " ".join(f"{'K=' + str(k):>8}" for k in args.K))
+        codec = sp.measure_codec()
+        enc, dec = codec["encode"], codec["decode"]
+        print(f"codec on this machine: encode {enc * 1e9:.2f} ns/coord, decode {dec * 1e9:.2f} ns/coord (best of "
+              f"{codec['repeats']}; median {codec['spread'] * 100:.0f}% above the best"
+              f"{': noisy, the machine is busy' if codec['noisy'] else ''})")  # fmt: skip
+    requant = args.requant_bits_per_coord
+    work = Workload(args.d, args.compute, args.scaling, args.bits_per_coord, enc, dec, requant_bits_per_coord=requant)
+    colls = COLLECTIVES if args.collective == "both" else (args.collective,)
+    print(f"speed-up over uncompressed QODA (float32 all-reduce; THEORY §8): d = {args.d:g}, compute "
+          f"{args.compute:g} s at K = 1 ({args.scaling} scaling), {args.bits_per_coord:g} bits/coord"
+          f"{'' if requant is None else f' (SRA re-quantized chunks {requant:g})'}, latency {args.latency:g} s, "
+          f"codec {enc * 1e9:g} / {dec * 1e9:g} ns/coord")  # fmt: skip
+    print(f"{'method':>8} {'by':>10} {'Gbps':>6} " + " ".join(f"{'K=' + str(k):>8}" for k in args.K))
+    tables = {c: sp.speedup_table(work, args.K, args.bandwidth, args.latency, c) for c in colls}
     for m in ("qoda", "qgenx"):
-        for bw in args.bandwidth:
-            print(f"{m:>8} {bw:>6g} " + " ".join(f"{x:>8.2f}" for x in table[m][sp.bw_key(bw)]))
+        for c in colls:
+            for bw in args.bandwidth:
+                row = " ".join(f"{x:>8.2f}" for x in tables[c][m][sp.bw_key(bw)])
+                print(f"{m:>8} {sp.COLLECTIVE_NAMES[c]:>10} {bw:>6g} {row}")
         paper = PAPER_SPEEDUP[m]
-        print(f"{'paper':>8} {'':>6} " + " ".join(f"{paper.get(k, float('nan')):>8.2f}" for k in args.K))
-    holds, why = sp.pattern(table, args.K, args.bandwidth)
-    print(f"paper's pattern (growth with K, larger at low bandwidth): {'reproduced' if holds else 'not reproduced'} "
-          f"({why})")  # fmt: skip
+        print(f"{'paper':>8} {'':>10} {'':>6} " + " ".join(f"{paper.get(k, float('nan')):>8.2f}" for k in args.K))
+    for c in colls:
+        holds, why = sp.pattern(tables[c], args.K, args.bandwidth)
+        print(f"paper's pattern by {sp.COLLECTIVE_NAMES[c]} (growth with K, larger at low bandwidth): "
+              f"{'reproduced' if holds else 'not reproduced'} ({why})")  # fmt: skip
     if args.plot:
         from .experiments.base import Result
 
-        region = sp.pattern_region(args.K, args.bandwidth, args.latency, args.d)
-        free = sp.speedup_table(Workload(args.d, args.compute, args.scaling, args.bits_per_coord), args.K,
-                                args.bandwidth, args.latency)  # fmt: skip
-        data = {"tables": {"gpu_codec": free, "cpu_codec": table}, "region": region, "Ks": args.K,
-                "bandwidths": args.bandwidth, "paper": {m: {str(k): v for k, v in t.items()} for m, t in
-                                                        PAPER_SPEEDUP.items()}}  # fmt: skip
+        free = Workload(args.d, args.compute, args.scaling, args.bits_per_coord, requant_bits_per_coord=requant)
+        data = {"tables": {"gpu_codec": {c: sp.speedup_table(free, args.K, args.bandwidth, args.latency, c)
+                                         for c in COLLECTIVES},
+                           "cpu_codec": {c: sp.speedup_table(work, args.K, args.bandwidth, args.latency, c)
+                                         for c in COLLECTIVES}},
+                "model_size": {"d": args.d, "sra_stage1": args.bits_per_coord, "allgather": args.bits_per_coord,
+                               "sra_stage2": work.requant_bits},
+                "Ks": args.K, "bandwidths": args.bandwidth,
+                "paper": {m: {str(k): v for k, v in t.items()} for m, t in PAPER_SPEEDUP.items()}}  # fmt: skip
         for path in sp.plot(Result("speedup", {}, data, [], {}), Path(args.plot)):
             print(f"wrote {path}")
     return 0
@@ -365,12 +377,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     u = sub.add_parser("speedup", parents=common,
                        help="modelled wall-clock speed-up of QODA / Q-GenX over uncompressed (THEORY §8)",
-                       epilog="example: qodasim speedup --measure-codec --K 4 8 --bandwidth 1 10")  # fmt: skip
+                       epilog="example: qodasim speedup --measure-codec --collective sra --K 4 8")  # fmt: skip
     u.add_argument("--d", type=_dimension, default=4_000_000, help="model size (default 4e6)")
     u.add_argument("--compute", type=_nonneg, default=0.1, help="seconds of one oracle at K = 1 (default 0.1)")
     u.add_argument("--scaling", choices=["strong", "weak"], default="strong",
                    help="strong: compute split over K; weak: compute per worker fixed (default strong)")  # fmt: skip
-    u.add_argument("--bits-per-coord", type=_seconds, default=1.8, help="bits per coordinate of a message (1.8)")
+    u.add_argument(
+        "--bits-per-coord",
+        type=_seconds,
+        default=1.0,
+        help="bits per coordinate of a message at this d (default 1.0: uniform:3 at d = 4e6)",
+    )
+    u.add_argument(
+        "--requant-bits-per-coord",
+        type=_seconds,
+        default=None,
+        help="bits per coordinate of SRA's re-quantized chunks (default: --bits-per-coord)",
+    )
+    u.add_argument(
+        "--collective",
+        choices=["allgather", "sra", "both"],
+        default="both",
+        help="how compressed messages travel: ring all-gather, scatter-reduce-allgather, or both (default)",
+    )
     u.add_argument("--latency", type=_nonneg, default=5e-5, help="alpha in seconds (default 5e-5)")
     u.add_argument("--bandwidth", type=_seconds, nargs="+", default=[1.0, 2.5, 5.0], help="Gbps (1 2.5 5)")
     u.add_argument("--K", type=_dimension, nargs="+", default=[4, 8, 12, 16], help="workers (4 8 12 16)")

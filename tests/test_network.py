@@ -11,7 +11,7 @@ import pytest
 
 from qodasim.cli import main
 from qodasim.coding import BitLedger
-from qodasim.solvers import SolverConfig, SolverError, solve
+from qodasim.solvers import SolverConfig, SolverError, network, solve, sra
 from qodasim.solvers.network import (
     GBPS,
     Network,
@@ -21,6 +21,8 @@ from qodasim.solvers.network import (
     iteration_time,
     run_time,
     speedup,
+    sra_time,
+    traffic,
 )
 from qodasim.solvers.runspec import load_run, run_key
 from qodasim.solvers.sweep import expand_sweep
@@ -39,6 +41,26 @@ def test_collectives_by_hand():
     assert allgather_time([5e6], net) == 0.0 and allreduce_time(10, 1, net) == 0.0
 
 
+def test_sra_by_hand():
+    net = Network(2 * GBPS, latency=1e-4)
+    # 4 workers, 4e6-bit messages: chunks of 1e6 bits, re-quantized chunks of 0.5e6 bits
+    t = sra_time(np.full((4, 4), 1e6), [0.5e6] * 4, net)
+    assert t == pytest.approx(3 * (1e-4 + 5e-4) + 3 * (1e-4 + 2.5e-4), rel=1e-14)
+    # unequal chunks: step s is set by the largest chunk sent s places on; the diagonal is never sent
+    c = np.zeros((3, 3))
+    c[0, 1], c[2, 0], c[1, 0] = 4e6, 2e6, 8e6  # steps: s = 1 sends c01, c12, c20; s = 2 sends c02, c10, c21
+    c[np.diag_indices(3)] = 1e9
+    assert sra_time(c, [0, 0, 0], net) == pytest.approx(4 * 1e-4 + (4e6 + 8e6) / 2e9, rel=1e-14)
+    assert sra_time([[5.0]], [5.0], net) == 0.0
+    # traffic per worker: all-gather grows with K, SRA and all-reduce do not
+    assert traffic("allgather", 8, 1000, 2.0) == 7 * 2000
+    assert traffic("sra", 8, 1000, 2.0, 1.0) == pytest.approx(7 / 8 * 3000)
+    assert traffic("allreduce", 8, 1000, 2.0) == pytest.approx(2 * 7 / 8 * 32000)
+    # THEORY §8: with b_1 = b_2 = b the speed-up ceiling of SRA is 32/b as bandwidth vanishes
+    work = Workload(d=10**6, compute=0.0, bits_per_coord=2.0)
+    assert speedup("qoda", 8, work, Network(1e3, 0.0), collective="sra") == pytest.approx(16.0, rel=1e-12)
+
+
 def test_iteration_time_counts_messages_compute_and_codec():
     work = Workload(d=1000, compute=0.8, scaling="strong", bits_per_coord=2.0, encode_per_coord=1e-9,
                     decode_per_coord=3e-9)  # fmt: skip
@@ -55,6 +77,12 @@ def test_iteration_time_counts_messages_compute_and_codec():
     weak = Workload(1000, 0.8, "weak", 2.0)
     assert iteration_time("qoda", True, 4, weak, net)["compute"] == 0.8
     assert speedup("qoda", 4, work, net) == pytest.approx(u["total"] / q["total"])
+    s = iteration_time("qoda", True, 4, work, net, "sra")  # encode d + d/4, decode 2·3/4·d
+    assert s["codec"] == pytest.approx(1000 * (1.25e-9 + 1.5 * 3e-9))
+    assert s["comm"] == pytest.approx(6 * 500 / 1e9)
+    req = Workload(1000, 0.8, "strong", 2.0, requant_bits_per_coord=1.0)
+    assert iteration_time("qoda", True, 4, req, net, "sra")["comm"] == pytest.approx(3 * (500 + 250) / 1e9)
+    assert req.requant_bits == 1.0 and work.requant_bits == 2.0
 
 
 def test_speedup_grows_as_bandwidth_falls_when_communication_matters():
@@ -100,6 +128,14 @@ def test_run_time_of_a_real_qgenx_run_charges_two_rounds_per_iteration():
         (lambda: Workload(10, -1.0), "compute"),
         (lambda: Workload(10, 1.0, scaling="linear"), "scaling"),
         (lambda: Workload(10, 1.0, bits_per_coord=0), "bits_per_coord"),
+        (lambda: Workload(10, 1.0, requant_bits_per_coord=-1), "requant_bits_per_coord"),
+        (lambda: Workload(10, 1.0, bits_from_d=0), "bits_from_d"),
+        (lambda: Workload(10, 1.0).codec_at(2, "ring"), "collective"),
+        (lambda: iteration_time("qoda", True, 2, Workload(10, 1.0), Network(1e9), "tree"), "collective"),
+        (lambda: sra_time(np.ones((2, 3)), [1, 1], Network(1e9)), "chunk_bits"),
+        (lambda: sra_time(np.ones((2, 2)), [1, 1, 1], Network(1e9)), "requant_bits"),
+        (lambda: sra_time(np.ones((2, 2)), [1, -1], Network(1e9)), "requant_bits"),
+        (lambda: traffic("bcast", 2, 10, 1.0), "collective"),
         (lambda: allgather_time([], Network(1e9)), "bits"),
         (lambda: allgather_time([1.0, float("inf")], Network(1e9)), "bits"),
         (lambda: allreduce_time(10, 0, Network(1e9)), "K"),
@@ -112,40 +148,97 @@ def test_model_inputs_are_checked(call, match):
         call()
 
 
-def test_speedup_experiment_goes_red_when_the_all_reduce_grows_with_K(monkeypatch):
-    """The plausible bug: an all-reduce charged like an all-gather of float32 ((K−1)·32d/β).  The
-    uncompressed baseline then slows down with K and no input shows the paper's pattern... the
-    formula verdict catches it first."""
+def _mutant_allreduce_times_K(monkeypatch):
+    real = network.allreduce_time
+    monkeypatch.setattr(network, "allreduce_time", lambda d, K, net, b=32: K * real(d, K, net, b))
+
+
+def _mutant_allgather_without_K_minus_1(monkeypatch):
+    monkeypatch.setattr(network, "allgather_time", lambda bits, net: net.latency + float(np.max(bits)) / net.bandwidth)
+
+
+def _mutant_allgather_counted_twice(monkeypatch):
+    real = network.collective_time
+
+    def twice(collective, K, work, net):
+        return (2 if collective == "allgather" else 1) * real(collective, K, work, net)
+
+    monkeypatch.setattr(network, "collective_time", twice)
+
+
+def _mutant_sra_codec_without_requantization(monkeypatch):
+    real = network.Workload.codec_at
+
+    def no_reencode(self, K, collective="allgather"):  # SRA's re-quantized chunk never encoded
+        if collective == "sra":
+            return self.d * (self.encode_per_coord + 2 * (K - 1) / K * self.decode_per_coord)
+        return real(self, K, collective)
+
+    monkeypatch.setattr(network.Workload, "codec_at", no_reencode)
+
+
+def _mutant_sra_time_without_requantized_chunks(monkeypatch):
+    real = network.sra_time
+    monkeypatch.setattr(network, "sra_time", lambda c, r, net: real(c, np.zeros(len(r)), net))
+
+
+def _mutant_sra_aggregate_without_requantization(monkeypatch):
+    from qodasim.experiments import speedup as sp
+
+    real = sp.sra_aggregate
+
+    def skip(V, quant, seed, round=0):
+        r = real(V, quant, seed, round)
+        return sra.SRAResult(r.mean, r.mean, r.stage1, r.stage2, r.bounds)
+
+    monkeypatch.setattr(sp, "sra_aggregate", skip)
+
+
+@pytest.mark.parametrize(
+    ("mutant", "red"),
+    [
+        (_mutant_allreduce_times_K, "collective_formulas"),
+        (_mutant_allgather_without_K_minus_1, "collective_formulas"),
+        (_mutant_allgather_counted_twice, "collective_formulas"),
+        (_mutant_sra_codec_without_requantization, "collective_formulas"),
+        (_mutant_sra_time_without_requantized_chunks, "collective_formulas"),
+        (_mutant_sra_aggregate_without_requantization, "sra_variance"),
+    ],
+)
+def test_speedup_verdicts_go_red_under_model_bugs(monkeypatch, mutant, red):
+    """Each plausible bug of the model or of SRA turns its verdict red (and the unmutated run is green,
+    tested in test_experiments)."""
     from qodasim.experiments import load_config, speedup
-    from qodasim.solvers import network
 
-    def wrong(d, K, net, bits_per_value=32):
-        return (K - 1) * (net.latency + bits_per_value * d / net.bandwidth)
-
-    monkeypatch.setattr(network, "allreduce_time", wrong)
-    monkeypatch.setattr(speedup, "allreduce_time", wrong)
     _, config = load_config("speedup", "quick")
-    result = speedup.run(dict(config, T=20), progress=False)
-    failed = {v.name for v in result.verdicts if not v.passed}
-    assert "collective_formulas" in failed
+    config = dict(config, T=20, sra_draws=60, d_model=40_000, cpu_encode_ns=1.0, cpu_decode_ns=2.0)
+    assert all(v.passed for v in speedup.run(config, progress=False).verdicts)
+    mutant(monkeypatch)
+    result = speedup.run(config, progress=False)
+    assert red in {v.name for v in result.verdicts if not v.passed}
 
 
-def test_speedup_experiment_goes_red_when_qoda_pays_for_two_messages(monkeypatch):
+def test_speedup_experiment_states_its_codec_and_sizes():
     from qodasim.experiments import load_config, speedup
-    from qodasim.solvers import genx
 
-    real = genx._Oracle.__call__
-
-    def twice(self, X, t, rnd):  # QODA's message counted twice in the ledger
-        out = real(self, X, t, rnd)
-        if self.cfg.method == "qoda":
-            real(self, X, t, rnd)
-        return out
-
-    monkeypatch.setattr(genx._Oracle, "__call__", twice)
     _, config = load_config("speedup", "quick")
-    result = speedup.run(dict(config, T=20), progress=False)
-    assert "qoda_faster_per_iteration" in {v.name for v in result.verdicts if not v.passed}
+    result = speedup.run(dict(config, T=20, sra_draws=30, d_model=40_000), progress=False)
+    codec, ms = result.data["codec"], result.data["model_size"]
+    assert codec["source"] == "measured on this machine" and codec["encode"] > 0 and codec["decode"] > 0
+    assert ms["d"] == 40_000 and ms["var_sra"] > ms["var_allgather"] > 0
+    detail = {v.name: v.detail for v in result.verdicts}["paper_pattern"]
+    assert "measured on this machine" in detail and "d = 4e+04" in detail
+    fixed = speedup.run(dict(config, T=20, sra_draws=30, d_model=40_000, cpu_encode_ns=3.0, cpu_decode_ns=5.0),
+                        progress=False)  # fmt: skip
+    assert fixed.data["codec"] == {"encode": pytest.approx(3e-9), "decode": pytest.approx(5e-9), "source": "config"}
+
+
+def test_measure_codec_reports_its_spread():
+    from qodasim.experiments.speedup import NOISY, measure_codec
+
+    c = measure_codec(d=2**14, repeats=3)
+    assert 0 < c["encode"] <= c["encode_median"] and 0 < c["decode"] <= c["decode_median"]
+    assert c["spread"] >= 0 and c["noisy"] == (c["spread"] > NOISY)
 
 
 def test_pattern_region_is_where_the_speedup_table_shows_the_pattern():

@@ -168,7 +168,10 @@ class Param:
     choices: tuple | None = None
 
     def check(self, key: str, value):
-        """``value`` checked and converted for config key ``key`` (a ``ValueError`` naming the key)."""
+        """``value`` checked and converted for config key ``key`` (a ``ValueError`` naming the key); an
+        optional key (default ``None``) also takes ``None``."""
+        if value is None and self.default is None:
+            return None
         if self.many:
             if not isinstance(value, (list, tuple)) or len(value) == 0:
                 raise ValueError(f"{key}: must be a non-empty list, got {value!r}")

@@ -1,23 +1,35 @@
 """A network-time model: seconds per iteration = compute + codec + communication (THEORY §8).
 
-Latency–bandwidth (``α``, ``β``) costs of the two collectives a data-parallel VI solver uses:
+Latency–bandwidth (``α``, ``β``) costs of the three collectives a data-parallel VI solver can use:
 
 * **ring all-gather** of one compressed message per worker, sizes ``b_1 … b_K`` bits: ``K − 1`` steps;
   in each, every worker forwards one message to its neighbour, and the step lasts as long as the
   largest message in flight — every message is in flight at some link in every step — so
   ``t = (K − 1)·(α + max_k b_k / β)``; with equal sizes THEORY §8's ``(K−1)α + (K−1)b/β``;
-* **ring all-reduce** of ``d`` float32 values: ``t = 2(K − 1)α + 2(K − 1)/K · 32d/β``.
+* **ring all-reduce** of ``d`` float32 values: ``t = 2(K − 1)α + 2(K − 1)/K · 32d/β``;
+* **compressed scatter-reduce-allgather (SRA**, what CGX runs): each worker cuts its compressed
+  vector into ``K`` chunks and sends chunk ``j`` to worker ``j`` (``K − 1`` pairwise-exchange steps, in
+  step ``s`` worker ``k`` sends to ``k + s mod K``), worker ``j`` decodes and adds the chunks, re-quantizes
+  the sum and the re-quantized chunks are ring-all-gathered (``K − 1`` steps):
+  ``t = Σ_s (α + max_k c_{k, k+s}/β) + (K − 1)(α + max_j r_j/β)``, with equal sizes
+  ``2(K − 1)α + (K − 1)/K · (b_1 + b_2)·d/β`` (``b_1``: bits per coordinate of the workers' messages,
+  ``b_2``: of the re-quantized chunks; THEORY §8 has ``b_1 = b_2``).
+
+Per worker and message the codec encodes ``d`` coordinates and decodes ``(K − 1)·d`` under the
+all-gather; under SRA it encodes ``d + d/K`` (its vector and its re-quantized chunk) and decodes
+``2(K − 1)·d/K`` (the chunks it reduces and the chunks it gathers).
 
 An iteration of a method that sends ``m`` messages per worker (QODA 1, Q-GenX 2) evaluates ``m``
 oracles (``compute`` seconds each at ``K = 1``; divided by ``K`` under strong scaling, where a fixed
-global minibatch is split over the workers), and per message pays the codec — quantize and encode one
-``d``-vector, decode the ``K − 1`` others — and the collective.  Uncompressed methods all-reduce
-instead and pay no codec.  Bits come from the solver's ledger (real streams), scaled to the model's
-``d`` through bits per coordinate, or per round from a run's own ledger (:func:`run_time`).
+global minibatch is split over the workers), and per message pays the codec and the collective.
+Uncompressed methods all-reduce instead and pay no codec.  Bits come from the solver's ledger (real
+streams), scaled to the model's ``d`` through bits per coordinate (:attr:`Workload.bits_from_d` says
+which ``d`` they were measured at), or per round from a run's own ledger (:func:`run_time`).
 
 Speed-up of a method ``M`` = seconds per iteration of the uncompressed baseline (default: uncompressed
 QODA, one all-reduce per iteration) / seconds per iteration of compressed ``M``, at equal iterations
-(THEORY §7.5: per iteration the methods' gaps are comparable).
+(THEORY §7.5: per iteration the methods' gaps are comparable; SRA's second quantization adds variance,
+:func:`qodasim.bounds.sra_variance` says how much).
 """
 
 from __future__ import annotations
@@ -26,13 +38,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Network", "Workload", "allgather_time", "allreduce_time", "iteration_time", "run_time", "speedup",
-           "GBPS", "PAPER_SPEEDUP"]  # fmt: skip
+__all__ = ["Network", "Workload", "allgather_time", "allreduce_time", "sra_time", "iteration_time", "run_time",
+           "speedup", "traffic", "collective_time", "COLLECTIVES", "GBPS", "PAPER_SPEEDUP"]  # fmt: skip
 
 #: Bits per second in one Gbps.
 GBPS = 1e9
 #: The paper's end-to-end speed-ups over uncompressed training (THEORY §8; WGAN, CIFAR-10/100), by K.
 PAPER_SPEEDUP = {"qoda": {4: 1.28, 8: 1.83, 12: 2.50, 16: 2.47}, "qgenx": {4: 1.28, 8: 1.5, 12: 1.8, 16: 1.9}}
+#: The collectives a compressed method can use: ring all-gather, compressed scatter-reduce-allgather.
+COLLECTIVES = ("allgather", "sra")
 
 
 def _positive(x, name: str, allow_zero: bool = False) -> float:
@@ -80,11 +94,69 @@ def allgather_time(bits, net: Network) -> float:
     >>> allgather_time([8e6] * 4, Network(1e9, latency=1e-4))  # 3 steps of 0.1 ms + 8 ms
     0.0243
     """
-    b = np.asarray(bits, float)
-    if b.ndim != 1 or b.size < 1 or not np.all(np.isfinite(b)) or np.any(b < 0):
-        raise ValueError("bits must be a non-empty 1-D array of finite non-negative message sizes")
+    b = _sizes(bits, "bits", 1)
     K = b.size
     return (K - 1) * (net.latency + float(b.max()) / net.bandwidth)
+
+
+def _sizes(x, shape_name: str, ndim: int) -> np.ndarray:
+    b = np.asarray(x, float)
+    if b.ndim != ndim or b.size < 1 or not np.all(np.isfinite(b)) or np.any(b < 0):
+        raise ValueError(f"{shape_name} must be a non-empty {ndim}-D array of finite non-negative message sizes")
+    return b
+
+
+def sra_time(chunk_bits, requant_bits, net: Network) -> float:
+    """Compressed scatter-reduce-allgather (THEORY §8).
+
+    Parameters
+    ----------
+    chunk_bits : array (K, K)
+        ``[k, j]``: bits of worker ``k``'s chunk ``j`` (the diagonal is not sent).
+    requant_bits : array (K,)
+        Bits of worker ``j``'s re-quantized chunk sum.
+    net : Network
+
+    Returns
+    -------
+    float
+        ``Σ_{s=1}^{K−1} (α + max_k c[k, (k+s) mod K]/β) + (K−1)(α + max_j r_j/β)``: the reduce-scatter's
+        pairwise exchanges (step ``s``: every worker sends to the one ``s`` places on), then a ring
+        all-gather of the re-quantized chunks.
+
+    Examples
+    --------
+    >>> from qodasim.solvers.network import Network, sra_time
+    >>> sra_time([[2e6] * 4] * 4, [2e6] * 4, Network(1e9, latency=1e-4))  # 6 steps of 0.1 ms + 2 ms
+    0.0126
+    """
+    c = _sizes(chunk_bits, "chunk_bits", 2)
+    K = c.shape[0]
+    if c.shape != (K, K):
+        raise ValueError(f"chunk_bits must be a square (K, K) array, got shape {c.shape}")
+    r = _sizes(requant_bits, "requant_bits", 1)
+    if r.size != K:
+        raise ValueError(f"requant_bits must have K = {K} entries (one per worker), got {r.size}")
+    k = np.arange(K)
+    scatter = sum(net.latency + float(c[k, (k + s) % K].max()) / net.bandwidth for s in range(1, K))
+    return scatter + allgather_time(r, net)
+
+
+def traffic(collective: str, K: int, d: int, bits_per_coord: float,
+            requant_bits_per_coord: float | None = None) -> float:  # fmt: skip
+    """Bits one worker sends per message: ``(K−1)·b·d`` (all-gather: it forwards every other worker's
+    message once), ``(K−1)/K·(b_1 + b_2)·d`` (SRA), ``2(K−1)/K·32d`` (``"allreduce"``, float32)."""
+    K = _workers(K)
+    d = _positive(d, "d")
+    b1 = _positive(bits_per_coord, "bits_per_coord")
+    b2 = b1 if requant_bits_per_coord is None else _positive(requant_bits_per_coord, "requant_bits_per_coord")
+    if collective == "allgather":
+        return (K - 1) * b1 * d
+    if collective == "sra":
+        return (K - 1) / K * (b1 + b2) * d
+    if collective == "allreduce":
+        return 2 * (K - 1) / K * 32 * d
+    raise ValueError(f"collective must be one of {COLLECTIVES + ('allreduce',)}, got {collective!r}")
 
 
 def allreduce_time(d: int, K: int, net: Network, bits_per_value: int = 32) -> float:
@@ -112,6 +184,12 @@ class Workload:
         norms and payload).
     encode_per_coord, decode_per_coord : float
         Seconds per coordinate to quantize + encode one message, and to decode + dequantize one.
+    requant_bits_per_coord : float, optional
+        Bits per coordinate of SRA's re-quantized chunk sums (default: ``bits_per_coord``).
+    bits_from_d : int, optional
+        The size of the vectors the bits per coordinate were measured on (default: ``d``).  Headers,
+        level tables and norms are a larger share at small ``d``, so bits measured at a small ``d``
+        overstate a large model's; tables that use this workload say which ``d`` gave the bits.
     """
 
     d: int
@@ -120,12 +198,19 @@ class Workload:
     bits_per_coord: float = 3.0
     encode_per_coord: float = 0.0
     decode_per_coord: float = 0.0
+    requant_bits_per_coord: float | None = None
+    bits_from_d: int | None = None
 
     def __post_init__(self) -> None:
         _positive(self.d, "d")
         for name in ("compute", "encode_per_coord", "decode_per_coord"):
             object.__setattr__(self, name, _positive(getattr(self, name), name, allow_zero=True))
         object.__setattr__(self, "bits_per_coord", _positive(self.bits_per_coord, "bits_per_coord"))
+        if self.requant_bits_per_coord is not None:
+            object.__setattr__(self, "requant_bits_per_coord",
+                               _positive(self.requant_bits_per_coord, "requant_bits_per_coord"))  # fmt: skip
+        if self.bits_from_d is not None:
+            _positive(self.bits_from_d, "bits_from_d")
         if self.scaling not in ("strong", "weak"):
             raise ValueError(f"scaling must be 'strong' or 'weak', got {self.scaling!r}")
 
@@ -133,34 +218,59 @@ class Workload:
         """Seconds of one oracle evaluation per worker with ``K`` workers."""
         return self.compute / _workers(K) if self.scaling == "strong" else self.compute
 
-    def codec_at(self, K: int) -> float:
-        """Seconds of the codec per message with ``K`` workers: encode one ``d``-vector, decode ``K − 1``."""
-        return self.d * (self.encode_per_coord + (_workers(K) - 1) * self.decode_per_coord)
+    @property
+    def requant_bits(self) -> float:
+        """Bits per coordinate of SRA's re-quantized chunks."""
+        return self.bits_per_coord if self.requant_bits_per_coord is None else self.requant_bits_per_coord
+
+    def codec_at(self, K: int, collective: str = "allgather") -> float:
+        """Seconds of the codec per message with ``K`` workers: all-gather — encode one ``d``-vector,
+        decode ``K − 1``; SRA — encode ``d + d/K`` coordinates, decode ``2(K − 1)·d/K``."""
+        K = _workers(K)
+        if collective == "allgather":
+            return self.d * (self.encode_per_coord + (K - 1) * self.decode_per_coord)
+        if collective == "sra":
+            return self.d * (self.encode_per_coord * (1 + 1 / K) + 2 * (K - 1) / K * self.decode_per_coord)
+        raise ValueError(f"collective must be one of {COLLECTIVES}, got {collective!r}")
 
 
 MESSAGES = {"qoda": 1, "qgenx": 2, "da": 1, "eg": 2, "popov": 1, "gda": 1}
 
 
-def iteration_time(method: str, compressed: bool, K: int, work: Workload, net: Network) -> dict:
+def collective_time(collective: str, K: int, work: Workload, net: Network) -> float:
+    """Seconds of one compressed message's collective with equal messages (``b·d`` bits each; SRA
+    chunks ``b_1·d/K`` and ``b_2·d/K``)."""
+    K = _workers(K)
+    if collective == "allgather":
+        return allgather_time([work.bits_per_coord * work.d] * K, net)
+    if collective == "sra":
+        return sra_time(np.full((K, K), work.bits_per_coord * work.d / K), [work.requant_bits * work.d / K] * K, net)
+    raise ValueError(f"collective must be one of {COLLECTIVES}, got {collective!r}")
+
+
+def iteration_time(method: str, compressed: bool, K: int, work: Workload, net: Network,
+                   collective: str = "allgather") -> dict:  # fmt: skip
     """Seconds per iteration of ``method`` with ``K`` workers, split into compute, codec and
-    communication (``{"compute", "codec", "comm", "total"}``)."""
+    communication (``{"compute", "codec", "comm", "total"}``); compressed messages travel by
+    ``collective`` (:data:`COLLECTIVES`), uncompressed ones by a float32 all-reduce."""
     if method not in MESSAGES:
         raise ValueError(f"method must be one of {tuple(MESSAGES)}, got {method!r}")
     K = _workers(K)
     m = MESSAGES[method]
     compute = m * work.compute_at(K)
     if compressed:
-        codec = m * work.codec_at(K)
-        comm = m * allgather_time([work.bits_per_coord * work.d] * K, net)
+        codec = m * work.codec_at(K, collective)
+        comm = m * collective_time(collective, K, work, net)
     else:
         codec, comm = 0.0, m * allreduce_time(work.d, K, net)
     return {"compute": compute, "codec": codec, "comm": comm, "total": compute + codec + comm}
 
 
-def speedup(method: str, K: int, work: Workload, net: Network, baseline: str = "qoda") -> float:
-    """Seconds per iteration of uncompressed ``baseline`` over compressed ``method``."""
+def speedup(method: str, K: int, work: Workload, net: Network, baseline: str = "qoda",
+            collective: str = "allgather") -> float:  # fmt: skip
+    """Seconds per iteration of uncompressed ``baseline`` over compressed ``method`` (by ``collective``)."""
     base = iteration_time(baseline, False, K, work, net)["total"]
-    return base / iteration_time(method, True, K, work, net)["total"]
+    return base / iteration_time(method, True, K, work, net, collective)["total"]
 
 
 def run_time(ledger, K: int, d_run: int, work: Workload, net: Network, rounds_per_iteration: int = 1) -> np.ndarray:

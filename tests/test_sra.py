@@ -1,0 +1,152 @@
+"""Compressed scatter-reduce-allgather (qodasim.solvers.sra, THEORY §8): chunks, keys, the two-stage
+aggregate's mean and variance, and its bits against real encoded chunk streams."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qodasim import Key, LayerLayout, LayerwiseQuantizer, Levels, Quantizer
+from qodasim.coding import Encoder
+from qodasim.solvers.sra import (
+    chunk_bounds,
+    chunk_quantizers,
+    piece_quantizer,
+    sra_aggregate,
+    sra_bits,
+    sra_variance,
+    stage2_seed,
+)
+
+
+def _vectors(K: int, d: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    common = rng.standard_normal(d) * np.linspace(0.1, 3.0, d)
+    return common + 0.5 * rng.standard_normal((K, d))
+
+
+def test_chunks_cut_layers_into_pieces_that_keep_their_types():
+    assert chunk_bounds(8, 3).tolist() == [0, 2, 5, 8]
+    layout = LayerLayout([5, 3], types=[0, 1])
+    Q = LayerwiseQuantizer(layout, (Levels.uniform(3), Levels.exponential(3)), bucket_size=(None, 2))
+    P, chunk = piece_quantizer(Q, 8, 3)
+    assert P.layout.sizes.tolist() == [2, 3, 3] and P.layout.types.tolist() == [0, 0, 1]
+    assert chunk.tolist() == [0, 1, 2] and P.levels == Q.levels and P.bucket_size == (None, 2)
+    # a chunk boundary inside a layer and a layer boundary inside a chunk
+    P, chunk = piece_quantizer(LayerwiseQuantizer(LayerLayout([2, 6], types=[1, 0]), Levels.uniform(2)), 8, 2)
+    assert P.layout.sizes.tolist() == [2, 2, 4] and P.layout.types.tolist() == [1, 0, 0]
+    assert chunk.tolist() == [0, 0, 1]
+    # a global quantizer gets one norm per chunk
+    P, chunk = piece_quantizer(Quantizer(Levels.uniform(4), bucket_size=3), 10, 4)
+    assert P.layout.sizes.tolist() == [2, 3, 2, 3] and chunk.tolist() == [0, 1, 2, 3]
+    assert P.bucket_size == 3
+    subs = chunk_quantizers(Quantizer(Levels.uniform(4)), 10, 4)
+    assert [s.layout.d for s in subs] == [2, 3, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("call", "err", "match"),
+    [
+        (lambda: chunk_bounds(3, 4), ValueError, "d must be an integer >= K"),
+        (lambda: chunk_bounds(8, 0), ValueError, "K must be >= 1"),
+        (lambda: chunk_bounds(8, 2.0), TypeError, "K must be an integer"),
+        (lambda: piece_quantizer(LayerwiseQuantizer(LayerLayout([4, 4]), Levels.uniform(2), scope="global"), 8, 2),
+         ValueError, "per-layer norms"),
+        (lambda: piece_quantizer(LayerwiseQuantizer(LayerLayout([4, 4]), Levels.uniform(2)), 9, 2), ValueError,
+         "layout has d = 8"),
+        (lambda: piece_quantizer("qsgd", 8, 2), TypeError, "quantizer must be"),
+        (lambda: sra_aggregate(np.ones(8), Quantizer(Levels.uniform(2)), 0), ValueError, "V must be a"),
+        (lambda: sra_aggregate(np.ones((2, 8), int), Quantizer(Levels.uniform(2)), 0), ValueError, "floating"),
+        (lambda: sra_aggregate(np.full((2, 8), np.nan), Quantizer(Levels.uniform(2)), 0), ValueError, "finite"),
+        (lambda: sra_aggregate(np.ones((2, 8)), Quantizer(Levels.uniform(2)), -1), ValueError, "seed"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_a_clear_error(call, err, match):
+    with pytest.raises(err, match=match):
+        call()
+
+
+def test_every_chunk_message_has_its_own_randomness():
+    """Two identical chunks of one worker, and stage 2 of the same values, are rounded independently."""
+    K, half = 2, 200
+    v = np.tile(np.linspace(0.05, 1.0, half), 2)
+    V = np.stack([v, v])
+    r = sra_aggregate(V, Quantizer(Levels.uniform(2)), seed=3)
+    assert not np.array_equal(r.stage1[0][0].indices, r.stage1[0][1].indices)  # worker 0's two chunks
+    assert not np.array_equal(r.stage1[0][0].indices, r.stage1[1][0].indices)  # two workers' chunk 0
+    assert stage2_seed(3) != 3 and stage2_seed(3) == stage2_seed(3)
+    assert r.mean.shape == (2 * half,) and len(r.stage2) == K
+    again = sra_aggregate(V, Quantizer(Levels.uniform(2)), seed=3)
+    assert np.array_equal(again.aggregate, r.aggregate)  # explicit keys: the same draw
+
+
+@pytest.mark.parametrize(
+    "quant",
+    [
+        Quantizer(Levels.uniform(2), bucket_size=4),
+        LayerwiseQuantizer(LayerLayout([7, 11, 12], types=[0, 1, 0]), (Levels.uniform(3), Levels.exponential(2))),
+    ],
+    ids=["global-buckets", "layerwise"],
+)
+def test_two_stage_aggregate_is_unbiased_with_the_exact_variance(quant):
+    K, d, n = 3, 30, 1000
+    V = _vectors(K, d, seed=1)
+    gbar = V.mean(axis=0)
+    agg = np.empty((n, d))
+    err, pred, first = np.empty(n), np.empty(n), np.empty(n)
+    for i in range(n):
+        r = sra_aggregate(V, quant, seed=11, round=i)
+        agg[i] = r.aggregate
+        err[i] = np.sum((r.aggregate - gbar) ** 2)
+        first[i] = np.sum((r.mean - gbar) ** 2)
+        pred[i] = first[i] + sra_variance(V, quant, r.mean)["stage2"]
+    # unbiased: every coordinate's mean within 4.5 SE (30 coordinates; SE from the draws)
+    se = agg.std(axis=0, ddof=1) / np.sqrt(n)
+    assert np.max(np.abs(agg.mean(axis=0) - gbar) / se) < 4.5
+    # E‖Q_2(s) − ḡ‖² = E[‖s − ḡ‖² + E‖Q_2(s) − s‖²] (exact given s); 4 SE of the paired differences
+    diff = err - pred
+    assert abs(diff.mean()) < 4 * diff.std(ddof=1) / np.sqrt(n)
+    # and stage 1 alone: E‖s − ḡ‖² = (1/K²) Σ_k E‖Q_1(g_k) − g_k‖²
+    exact = sra_variance(V, quant)["stage1"]
+    assert abs(first.mean() - exact) < 4 * first.std(ddof=1) / np.sqrt(n)
+    # re-quantizing costs: the aggregate's variance exceeds stage 1's by the stage-2 term
+    assert err.mean() > exact + 4 * diff.std(ddof=1) / np.sqrt(n)
+
+
+def test_stage1_variance_is_the_piece_quantizers_and_allgather_the_unchunked_one():
+    K, d = 4, 37
+    V = _vectors(K, d, seed=2)
+    quant = LayerwiseQuantizer(LayerLayout([10, 27], types=[0, 1]), (Levels.uniform(3), Levels.uniform(5)))
+    P, _ = piece_quantizer(quant, d, K)
+    v = sra_variance(V, quant, mean=V.mean(axis=0))
+    assert v["stage1"] == pytest.approx(sum(P.exact_variance(V[k]) for k in range(K)) / K**2, rel=1e-12)
+    assert v["allgather"] == pytest.approx(sum(quant.exact_variance(V[k]) for k in range(K)) / K**2, rel=1e-12)
+    b = chunk_bounds(d, K)
+    subs = chunk_quantizers(quant, d, K)
+    s = V.mean(axis=0)
+    assert v["stage2"] == pytest.approx(sum(subs[j].exact_variance(s[b[j] : b[j + 1]]) for j in range(K)), rel=1e-12)
+
+
+def test_expected_chunk_bits_equal_the_mean_of_real_streams():
+    K, d, n = 3, 60, 400
+    V = _vectors(K, d, seed=4)
+    quant = LayerwiseQuantizer(LayerLayout([20, 40], types=[0, 1]), (Levels.uniform(3), Levels.exponential(3)))
+    r0 = sra_aggregate(V, quant, seed=5)
+    bits = sra_bits(V, quant, r0.mean)
+    assert bits["stage1"].shape == (K, K) and bits["stage2"].shape == (K,) and bits["allgather"].shape == (K,)
+    subs = chunk_quantizers(quant, d, K)
+    b = chunk_bounds(d, K)
+    got1 = np.empty((n, K, K))
+    got2 = np.empty((n, K))
+    for i in range(n):
+        r = sra_aggregate(V, quant, seed=5, round=i)
+        for k in range(K):
+            for j in range(K):
+                got1[i, k, j] = Encoder().encode(r.stage1[k][j]).nbits
+        for j in range(K):  # stage 2 of the fixed mean r0.mean, so that its expectation is bits["stage2"]
+            q = subs[j].quantize(r0.mean[b[j] : b[j + 1]], Key(7, j, i))
+            got2[i, j] = Encoder().encode(q).nbits
+    se1 = got1.std(axis=0, ddof=1) / np.sqrt(n)
+    se2 = got2.std(axis=0, ddof=1) / np.sqrt(n)
+    assert np.max(np.abs(got1.mean(axis=0) - bits["stage1"]) / se1) < 4.5
+    assert np.max(np.abs(got2.mean(axis=0) - bits["stage2"]) / se2) < 4.5
