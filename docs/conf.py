@@ -165,6 +165,7 @@ API_MODULES = [
     ("qodasim.solvers.mpi", "Real workers (MPI)"),
     ("qodasim.solvers.network", "Network-time model"),
     ("qodasim.solvers.sra", "Scatter-reduce-allgather (SRA)"),
+    ("qodasim.netlab", "Network lab (namespaces, shaped links)"),
     ("qodasim.solvers.runspec", "Run files"),
     ("qodasim.solvers.sweep", "Sweeps"),
     ("qodasim.experiments", "Experiments"),

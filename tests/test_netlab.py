@@ -1,0 +1,163 @@
+"""The network lab (qodasim.netlab): per-node shaped links, and nothing left behind — after an
+exception, Ctrl-C, SIGTERM, SIGHUP, or a SIGKILL swept by the next lab.  Needs root, iproute2 and a
+kernel with namespaces and tbf: skipped (with the reason) elsewhere."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from qodasim import netlab
+from qodasim.cli import main
+from qodasim.netlab import GOODPUT, Lab, NetlabError, NetlabUnavailable
+
+REASON = netlab.unavailable()
+needs_lab = pytest.mark.skipif(REASON is not None, reason=f"no network lab here: {REASON}")
+
+
+def _namespaces_of(pid: int) -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.startswith(f"{netlab.PREFIX}{pid}x")]
+
+
+def _sleepers(marker: str) -> list[str]:
+    return subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True, text=True).stdout.split()
+
+
+def _start_lab_run(marker: str) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "qodasim", "netlab", "run", "--K", "2", "--", "sleep", marker],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while len(_sleepers(marker)) < 2:  # the lab is up and both nodes run the command
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the lab did not come up"
+        time.sleep(0.1)
+    assert len(_namespaces_of(proc.pid)) == 3
+    return proc
+
+
+# ------------------------------------------------------------------------------ without a lab
+def test_bad_arguments_are_clear_errors():
+    for call, err, match in [
+        (lambda: Lab(1), ValueError, "K must lie in"),
+        (lambda: Lab(2.0), TypeError, "K must be an integer"),
+        (lambda: Lab(2, 0.0), ValueError, "rate_gbit"),
+        (lambda: Lab(2, "fast"), TypeError, "rate_gbit"),
+        (lambda: Lab(2).bandwidth(), NetlabError, "not up"),
+        (lambda: Lab(2).ping_pong(), NetlabError, "not up"),
+    ]:
+        with pytest.raises(err, match=match):
+            call()
+
+
+@pytest.mark.parametrize(
+    "argv", [["netlab", "run", "--K", "2"], ["netlab", "check", "--K", "1"], ["netlab", "up", "--rate", "0"]]
+)
+def test_cli_errors_are_one_line_and_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        raise SystemExit(main(argv))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("qodasim") and len(err.splitlines()) == 1
+
+
+def test_without_root_the_lab_says_why(monkeypatch):
+    monkeypatch.setattr(netlab, "_unavailable_cache", [])
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert "root" in netlab.unavailable()
+    with pytest.raises(NetlabUnavailable, match="root"):
+        Lab(2).up()
+
+
+# ------------------------------------------------------------------------------ with a lab
+@needs_lab
+@pytest.mark.integration
+def test_every_node_has_its_own_link_at_the_set_rate():
+    """Three nodes each receive from a neighbour at once: each gets the full rate less TCP/IP headers
+    (within 10%; a lab that shaped one shared link would give each a third)."""
+    with Lab(3, 1.0) as lab:
+        gbps = lab.bandwidth(nbytes=48 << 20)
+        rtt = lab.ping_pong(sizes=(1,), repeats=20)[0]
+    for g in gbps:
+        assert abs(g / (1.0 * GOODPUT) - 1) < 0.1 and abs(g / 1.0 - 1) < 0.1, gbps
+    assert 0 < rtt["best"] <= rtt["median"] < 0.01
+    assert not _namespaces_of(os.getpid())
+
+
+@needs_lab
+@pytest.mark.integration
+def test_both_directions_of_a_link_are_shaped():
+    """Two nodes sending into one share its download; one node sending to two shares its upload."""
+    with Lab(3, 0.5) as lab:
+        fan_in = lab.transfer([(1, 0), (2, 0)], nbytes=24 << 20, total=True)
+        fan_out = lab.transfer([(0, 1), (0, 2)], nbytes=24 << 20, total=True)
+    for gbps in (fan_in, fan_out):
+        assert abs(gbps / (0.5 * GOODPUT) - 1) < 0.1, (fan_in, fan_out)
+
+
+@needs_lab
+@pytest.mark.integration
+def test_an_exception_inside_removes_the_lab_and_its_processes():
+    marker = "61.101"
+    with pytest.raises(RuntimeError, match="boom"):
+        with Lab(2, 1.0) as lab:
+            procs = [lab.popen(k, ["sleep", marker]) for k in range(2)]
+            assert len(_namespaces_of(os.getpid())) == 3
+            raise RuntimeError("boom")
+    assert not _namespaces_of(os.getpid())
+    assert all(p.wait(timeout=10) is not None for p in procs) and not _sleepers(marker)
+
+
+@needs_lab
+@pytest.mark.integration
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_netlab_run_stopped_midway_leaves_nothing(sig):
+    marker = f"61.2{int(sig)}"
+    proc = _start_lab_run(marker)
+    proc.send_signal(sig)
+    proc.wait(timeout=30)
+    assert not _namespaces_of(proc.pid), "namespaces left behind"
+    assert not _sleepers(marker), "processes left behind"
+
+
+@needs_lab
+@pytest.mark.integration
+def test_a_lab_whose_owner_was_killed_is_swept():
+    marker = "61.399"
+    proc = _start_lab_run(marker)
+    proc.kill()  # SIGKILL: no cleanup can run
+    proc.wait(timeout=30)
+    left = _namespaces_of(proc.pid)
+    assert len(left) == 3 and len(_sleepers(marker)) == 2
+    assert set(left) <= set(netlab.sweep_stale())
+    assert not _namespaces_of(proc.pid) and not _sleepers(marker)
+
+
+@needs_lab
+@pytest.mark.integration
+def test_cli_up_list_down():
+    out = subprocess.run([sys.executable, "-m", "qodasim", "netlab", "up", "--K", "2"], capture_output=True,
+                         text=True, check=True).stdout  # fmt: skip
+    tag = out.split()[1].rstrip(":")
+    assert tag in netlab.labs()
+    netlab.sweep_stale()  # a lab made by `up` belongs to no process: never swept
+    assert tag in netlab.labs()
+    subprocess.run([sys.executable, "-m", "qodasim", "netlab", "down", "--tag", tag], check=True, capture_output=True)
+    assert tag not in netlab.labs()
+
+
+@needs_lab
+@pytest.mark.integration
+def test_the_lab_example_of_the_docs_runs(capsys):
+    from test_docs import _python_blocks
+
+    blocks = [b for b in _python_blocks("distributed.md") if "qodasim.netlab" in b]
+    assert len(blocks) == 1
+    exec(compile(blocks[0], "docs/distributed.md", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and not _namespaces_of(os.getpid())
