@@ -166,6 +166,7 @@ API_MODULES = [
     ("qodasim.solvers.network", "Network-time model"),
     ("qodasim.solvers.sra", "Scatter-reduce-allgather (SRA)"),
     ("qodasim.netlab", "Network lab (namespaces, shaped links)"),
+    ("qodasim.netlab.clock", "The model against the clock"),
     ("qodasim.solvers.runspec", "Run files"),
     ("qodasim.solvers.sweep", "Sweeps"),
     ("qodasim.experiments", "Experiments"),

@@ -207,15 +207,17 @@ def cmd_speedup(args) -> int:
     from .experiments import speedup as sp
     from .solvers.network import COLLECTIVES, PAPER_SPEEDUP, Workload
 
-    enc, dec = args.encode_ns * 1e-9, args.decode_ns * 1e-9
+    enc, dec, red = args.encode_ns * 1e-9, args.decode_ns * 1e-9, 0.0
     if args.measure_codec:
         codec = sp.measure_codec()
-        enc, dec = codec["encode"], codec["decode"]
-        print(f"codec on this machine: encode {enc * 1e9:.2f} ns/coord, decode {dec * 1e9:.2f} ns/coord (best of "
+        enc, dec, red = codec["encode"], codec["decode"], codec["reduce"]
+        print(f"codec on this machine: encode {enc * 1e9:.2f} ns/coord, decode {dec * 1e9:.2f} ns/coord, add into the "
+              f"sum {red * 1e9:.2f} ns/coord (best of "
               f"{codec['repeats']}; median {codec['spread'] * 100:.0f}% above the best"
               f"{': noisy, the machine is busy' if codec['noisy'] else ''})")  # fmt: skip
     requant = args.requant_bits_per_coord
-    work = Workload(args.d, args.compute, args.scaling, args.bits_per_coord, enc, dec, requant_bits_per_coord=requant)
+    work = Workload(args.d, args.compute, args.scaling, args.bits_per_coord, enc, dec, requant_bits_per_coord=requant,
+                    reduce_per_coord=red)  # fmt: skip
     colls = COLLECTIVES if args.collective == "both" else (args.collective,)
     print(f"speed-up over uncompressed QODA (float32 all-reduce; THEORY §8): d = {args.d:g}, compute "
           f"{args.compute:g} s at K = 1 ({args.scaling} scaling), {args.bits_per_coord:g} bits/coord"

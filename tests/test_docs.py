@@ -24,7 +24,7 @@ PACKAGES = (["qodasim", "qodasim.levels", "qodasim.rng", "qodasim.threads", "qod
              "qodasim.quantize.device", "qodasim.quantize.layers", "qodasim.optimize.schemes",
              "qodasim.experiments.analyze",
              "qodasim.vi.wgan", "qodasim.solvers.budget", "qodasim.solvers.mpi", "qodasim.solvers.network",
-             "qodasim.solvers.sra", "qodasim.solvers.runspec", "qodasim.solvers.sweep"]
+             "qodasim.solvers.sra", "qodasim.solvers.runspec", "qodasim.solvers.sweep", "qodasim.netlab.clock"]
             + sorted(f"qodasim.{m.name}" for m in pkgutil.iter_modules(qodasim.__path__) if m.ispkg))  # fmt: skip
 
 

@@ -74,6 +74,29 @@ def test_without_root_the_lab_says_why(monkeypatch):
         Lab(2).up()
 
 
+def test_link_fit_and_model_by_hand():
+    from qodasim.netlab.clock import fit_link, modelled_seconds
+    from qodasim.solvers.network import Network, allgather_time, allreduce_time, sra_time
+
+    alpha, beta = 40e-6, 0.95e9
+    # one way = α + 8·bytes/β, except that the shaper's bucket passes the first 128 KiB at once
+    rts = [
+        {"bytes": b, "best": 2 * (alpha + 8 * max(b - (128 << 10), 0) / beta)} for b in (1, 1 << 18, 1 << 20, 1 << 22)
+    ]
+    rts[0]["best"] = 2 * alpha
+    a, b = fit_link(rts)
+    assert a == pytest.approx(alpha) and 0.8 * beta < b < 1.2 * beta
+    exact = [{"bytes": n, "best": 2 * (alpha + 8 * n / beta)} for n in (1, 1 << 18, 1 << 20)]
+    assert fit_link(exact)[1] == pytest.approx(beta, rel=1e-3)
+    net = Network(beta, alpha)
+    m = modelled_seconds("allreduce", 4, 1000, alpha, beta, 0.4, 0.0, None, 0.01)
+    assert m["comm"] == pytest.approx(allreduce_time(1000, 4, net)) and m["total"] == pytest.approx(0.11 + m["comm"])
+    m = modelled_seconds("allgather", 4, 1000, alpha, beta, 0.4, 0.02, [992], 0.0)
+    assert m["comm"] == pytest.approx(allgather_time([8000] * 4, net))
+    m = modelled_seconds("sra", 2, 1000, alpha, beta, 0.0, 0.0, [100, 200], 0.0)
+    assert m["comm"] == pytest.approx(sra_time([[864, 864], [864, 864]], [1664, 1664], net))
+
+
 # ------------------------------------------------------------------------------ with a lab
 @needs_lab
 @pytest.mark.integration
@@ -161,3 +184,37 @@ def test_the_lab_example_of_the_docs_runs(capsys):
     exec(compile(blocks[0], "docs/distributed.md", "exec"), {})
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and not _namespaces_of(os.getpid())
+
+
+@needs_lab
+@pytest.mark.integration
+def test_the_lab_transport_gives_the_simulations_aggregates_bit_for_bit():
+    """Three ranks over TCP in a lab: the all-reduce's sum, QODA's all-gather mean and SRA's two-stage
+    aggregate are the same on every rank and equal the in-process computation (same keys, same order)."""
+    import hashlib
+
+    import numpy as np
+
+    from qodasim import Key, LayerwiseQuantizer, Levels
+    from qodasim.netlab.clock import _vector, measure
+    from qodasim.solvers.sra import sra_aggregate
+
+    K, d, seed = 3, 30_000, 4
+    res = measure(K=K, rate_gbit=1.0, d=d, iterations=2, warmup=1, seed=seed)
+    V = np.stack([_vector(d, seed, k)[0] for k in range(K)])
+    layout = _vector(d, seed, 0)[1]
+    quant = LayerwiseQuantizer(layout, (Levels.uniform(3), Levels.uniform(3)))
+    it = res["modes"]["sra"]["last_round"]
+    total = np.zeros(d)
+    for k in range(K):
+        total += quant.quantize(V[k], Key(seed, k, it)).dequantize(np.float64)
+    want = {"allgather": total / K, "sra": sra_aggregate(V, quant, seed, it).aggregate}
+    for mode, agg in want.items():
+        assert res["modes"][mode]["last"] == [hashlib.sha256(agg.tobytes()).hexdigest()] * K, mode
+    sums = res["modes"]["allreduce"]["last_sum"]
+    assert len(set(res["modes"]["allreduce"]["last"])) == 1
+    assert sums[0] == pytest.approx(float(V.astype(np.float64).sum()), rel=1e-5, abs=1e-2)
+    for mode in ("allreduce", "allgather", "sra"):
+        m = res["modes"][mode]
+        assert m["measured"] > 0 and m["modelled"] > 0 and m["comm"] >= 0
+    assert res["beta"] > 0 and res["alpha"] > 0

@@ -70,7 +70,7 @@ def test_iteration_time_counts_messages_compute_and_codec():
     assert q["codec"] == pytest.approx(1000 * (1e-9 + 3 * 3e-9))
     assert q["comm"] == pytest.approx(3 * 2000 / 1e9)
     g = iteration_time("qgenx", True, 4, work, net)
-    for part in ("compute", "codec", "comm", "total"):
+    for part in ("compute", "codec", "reduce", "comm", "total"):
         assert g[part] == pytest.approx(2 * q[part])
     u = iteration_time("qoda", False, 4, work, net)
     assert u["codec"] == 0 and u["comm"] == pytest.approx(2 * 3 / 4 * 32000 / 1e9)
@@ -83,6 +83,11 @@ def test_iteration_time_counts_messages_compute_and_codec():
     req = Workload(1000, 0.8, "strong", 2.0, requant_bits_per_coord=1.0)
     assert iteration_time("qoda", True, 4, req, net, "sra")["comm"] == pytest.approx(3 * (500 + 250) / 1e9)
     assert req.requant_bits == 1.0 and work.requant_bits == 2.0
+    # the reduction: (K−1)·d additions by all-gather, (K−1)·d/K by SRA and by the all-reduce
+    red = Workload(1000, 0.0, "strong", 2.0, reduce_per_coord=1e-9)
+    assert iteration_time("qoda", True, 4, red, net)["reduce"] == pytest.approx(3000e-9)
+    assert iteration_time("qoda", True, 4, red, net, "sra")["reduce"] == pytest.approx(750e-9)
+    assert iteration_time("qgenx", False, 4, red, net)["reduce"] == pytest.approx(2 * 750e-9)
 
 
 def test_speedup_grows_as_bandwidth_falls_when_communication_matters():
@@ -130,6 +135,8 @@ def test_run_time_of_a_real_qgenx_run_charges_two_rounds_per_iteration():
         (lambda: Workload(10, 1.0, bits_per_coord=0), "bits_per_coord"),
         (lambda: Workload(10, 1.0, requant_bits_per_coord=-1), "requant_bits_per_coord"),
         (lambda: Workload(10, 1.0, bits_from_d=0), "bits_from_d"),
+        (lambda: Workload(10, 1.0, reduce_per_coord=-1.0), "reduce_per_coord"),
+        (lambda: Workload(10, 1.0).reduce_at(2, "ring"), "collective"),
         (lambda: Workload(10, 1.0).codec_at(2, "ring"), "collective"),
         (lambda: iteration_time("qoda", True, 2, Workload(10, 1.0), Network(1e9), "tree"), "collective"),
         (lambda: sra_time(np.ones((2, 3)), [1, 1], Network(1e9)), "chunk_bits"),
@@ -230,14 +237,36 @@ def test_speedup_experiment_states_its_codec_and_sizes():
     assert "measured on this machine" in detail and "d = 4e+04" in detail
     fixed = speedup.run(dict(config, T=20, sra_draws=30, d_model=40_000, cpu_encode_ns=3.0, cpu_decode_ns=5.0),
                         progress=False)  # fmt: skip
-    assert fixed.data["codec"] == {"encode": pytest.approx(3e-9), "decode": pytest.approx(5e-9), "source": "config"}
+    assert fixed.data["codec"] == {
+        "encode": pytest.approx(3e-9),
+        "decode": pytest.approx(5e-9),
+        "reduce": 0.0,
+        "source": "config",
+    }
+
+
+def test_a_noisy_codec_measurement_warns(monkeypatch):
+    from qodasim.experiments import speedup
+
+    noisy = {"encode": 1e-9, "decode": 2e-9, "reduce": 1e-10, "spread": 1.5, "noisy": True}
+    monkeypatch.setattr(speedup, "measure_codec", lambda: dict(noisy))
+    with pytest.warns(UserWarning, match="noisy"):
+        codec = speedup._codec({"cpu_encode_ns": None, "cpu_decode_ns": None, "cpu_reduce_ns": None})
+    assert codec["source"] == "measured on this machine"
+    quiet = dict(noisy, spread=0.1, noisy=False)
+    monkeypatch.setattr(speedup, "measure_codec", lambda: dict(quiet))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        speedup._codec({"cpu_encode_ns": None, "cpu_decode_ns": None, "cpu_reduce_ns": None})
 
 
 def test_measure_codec_reports_its_spread():
     from qodasim.experiments.speedup import NOISY, measure_codec
 
     c = measure_codec(d=2**14, repeats=3)
-    assert 0 < c["encode"] <= c["encode_median"] and 0 < c["decode"] <= c["decode_median"]
+    assert 0 < c["encode"] <= c["encode_median"] and 0 < c["decode"] <= c["decode_median"] and c["reduce"] > 0
     assert c["spread"] >= 0 and c["noisy"] == (c["spread"] > NOISY)
 
 

@@ -8,9 +8,9 @@ expected bits; header, level tables and norms are a large share at the runs' d =
 for both collectives a compressed method can use — the ring all-gather, and the compressed
 scatter-reduce-allgather (SRA, what the paper's system runs; :mod:`qodasim.solvers.sra`) — against a
 float32 all-reduce for uncompressed QODA, over ``K ∈ Ks`` and ``bandwidths``, with a free codec
-(GPU-like) and with this toolkit's CPU codec **measured on the machine that runs the experiment**
-(``cpu_encode_ns``/``cpu_decode_ns`` override the measurement).  The paper's numbers (THEORY §8) are
-drawn beside.
+(GPU-like) and with this toolkit's CPU codec and reduction **measured on the machine that runs the
+experiment** (``cpu_encode_ns``/``cpu_decode_ns``/``cpu_reduce_ns`` override the measurement).  The
+paper's numbers (THEORY §8) are drawn beside.
 
 Verdicts:
 
@@ -70,6 +70,7 @@ SCHEMA = {
     "sra_draws": Param("int", 400, minimum=20, maximum=10**6),
     "cpu_encode_ns": Param("float", None, minimum=0.0),
     "cpu_decode_ns": Param("float", None, minimum=0.0),
+    "cpu_reduce_ns": Param("float", None, minimum=0.0),
 }
 #: A codec measurement is called noisy when its median repeat is this much above its best.
 NOISY = 0.25
@@ -140,9 +141,10 @@ def measure_codec(d: int = 2**20, levels: str = "uniform:3", repeats: int = 5, s
     """This machine's CPU codec: seconds per coordinate to quantize + encode one Gaussian ``d``-vector
     (dense γ) and to decode + dequantize it.
 
-    Returns ``{"encode", "decode"}`` (best of ``repeats`` after a warm-up call), their medians
-    ``{"encode_median", "decode_median"}``, ``"spread"`` (the larger median/best − 1) and ``"noisy"``
-    (``spread > NOISY``: the machine was busy; the tables still use the best repeat).
+    Returns ``{"encode", "decode", "reduce"}`` (best of ``repeats`` after a warm-up call; ``reduce``:
+    adding a decoded vector into a float64 sum), the medians ``{"encode_median", "decode_median"}``,
+    ``"spread"`` (the larger median/best − 1) and ``"noisy"`` (``spread > NOISY``: the machine was busy;
+    the tables still use the best repeat).
     """
     import time
 
@@ -153,17 +155,21 @@ def measure_codec(d: int = 2**20, levels: str = "uniform:3", repeats: int = 5, s
 
     v = np.random.default_rng(seed).standard_normal(d).astype(np.float32)
     quant = Quantizer(Levels.parse(levels))
-    enc, dec = [], []
+    enc, dec, red = [], [], []
+    acc = np.zeros(d)
     for i in range(repeats + 1):
         t0 = time.perf_counter()
         msg = Encoder().encode(quant.quantize(v, Key(seed, 0, i)))
         t1 = time.perf_counter()
-        Decoder().decode(msg).dequantize()
+        x = Decoder().decode(msg).dequantize(np.float64)
         t2 = time.perf_counter()
+        acc += x
+        t3 = time.perf_counter()
         if i:
             enc.append((t1 - t0) / d)
             dec.append((t2 - t1) / d)
-    out = {"encode": min(enc), "decode": min(dec), "encode_median": float(np.median(enc)),
+            red.append((t3 - t2) / d)
+    out = {"encode": min(enc), "decode": min(dec), "reduce": min(red), "encode_median": float(np.median(enc)),
            "decode_median": float(np.median(dec)), "d": d, "repeats": repeats, "levels": levels}  # fmt: skip
     out["spread"] = max(out["encode_median"] / out["encode"], out["decode_median"] / out["decode"]) - 1
     out["noisy"] = bool(out["spread"] > NOISY)
@@ -199,14 +205,17 @@ def schedule(collective: str, K: int, net: Network, *, sizes=None, chunks=None, 
     return seconds, sent
 
 
-def codec_coordinates(collective: str, K: int, d: int) -> tuple[int, int]:
-    """Coordinates the busiest worker encodes and decodes per message, counted from the schedule:
-    all-gather — its vector, the ``K − 1`` others; SRA — its vector and its chunk, the ``K − 1`` chunks
-    it reduces and the ``K − 1`` chunks it gathers."""
-    if collective == "allgather":
-        return d, (K - 1) * d
+def codec_coordinates(collective: str, K: int, d: int) -> tuple[int, int, int]:
+    """Coordinates the busiest worker encodes, decodes and adds into a sum per message, counted from
+    the schedule: all-gather — its vector, the ``K − 1`` others, the ``K − 1`` others; SRA — its vector
+    and its chunk, the ``K − 1`` chunks it reduces and the ``K − 1`` it gathers, the ``K − 1`` chunks it
+    reduces; ``"allreduce"`` — nothing, nothing, the ``K − 1`` chunks of its reduce-scatter."""
     own = np.diff(chunk_bounds(d, K))
-    return int(np.max(d + own)), int(np.max((K - 1) * own + (d - own)))
+    if collective == "allgather":
+        return d, (K - 1) * d, (K - 1) * d
+    if collective == "allreduce":
+        return 0, 0, int(np.max((K - 1) * own))
+    return int(np.max(d + own)), int(np.max((K - 1) * own + (d - own))), int(np.max((K - 1) * own))
 
 
 def _check_case(rng: np.random.Generator) -> list[str]:
@@ -236,15 +245,21 @@ def _check_case(rng: np.random.Generator) -> list[str]:
         if not close(netmodel.traffic(coll, K, d, b1, b2), sent.max()):
             fails.append(f"{coll} traffic K={K}")
     work = Workload(d, float(rng.uniform(0, 1)), str(rng.choice(["strong", "weak"])), b1,
-                    float(rng.uniform(0, 5e-9)), float(rng.uniform(0, 5e-9)), requant_bits_per_coord=b2)  # fmt: skip
+                    float(rng.uniform(0, 5e-9)), float(rng.uniform(0, 5e-9)), requant_bits_per_coord=b2,
+                    reduce_per_coord=float(rng.uniform(0, 2e-9)))  # fmt: skip
     per_oracle = work.compute / K if work.scaling == "strong" else work.compute
+
+    def local(coll):
+        enc, dec, add = codec_coordinates(coll, K, d)
+        return enc * work.encode_per_coord + dec * work.decode_per_coord + add * work.reduce_per_coord
+
     for method, m in MESSAGES.items():
         for coll in COLLECTIVES:
-            enc, dec = codec_coordinates(coll, K, d)
-            want = m * (per_oracle + enc * work.encode_per_coord + dec * work.decode_per_coord + equal[coll][0])
+            want = m * (per_oracle + local(coll) + equal[coll][0])
             if not close(netmodel.iteration_time(method, True, K, work, net, coll)["total"], want):
                 fails.append(f"{method} by {coll} K={K}")
-        if not close(netmodel.iteration_time(method, False, K, work, net)["total"], m * (per_oracle + t_ar)):
+        want = m * (per_oracle + local("allreduce") + t_ar)
+        if not close(netmodel.iteration_time(method, False, K, work, net)["total"], want):
             fails.append(f"uncompressed {method} K={K}")
     return fails
 
@@ -322,12 +337,13 @@ def _tables(bits: dict, config: dict, codec: dict) -> dict:
     """Speed-up tables ``{codec: {collective: table}}`` with the bits at ``d_model``."""
     d, Ks, bws, lat = int(config["d_model"]), config["Ks"], config["bandwidths"], float(config["latency"])
     out = {}
-    for name, enc, dec in (("gpu_codec", 0.0, 0.0), ("cpu_codec", codec["encode"], codec["decode"])):
+    for name, enc, dec, red in (("gpu_codec", 0.0, 0.0, 0.0),
+                                ("cpu_codec", codec["encode"], codec["decode"], codec["reduce"])):  # fmt: skip
         out[name] = {}
         for coll in COLLECTIVES:
             b1 = bits["allgather"] if coll == "allgather" else bits["sra_stage1"]
             work = Workload(d, float(config["compute"]), config["scaling"], b1, enc, dec,
-                            requant_bits_per_coord=bits["sra_stage2"], bits_from_d=d)  # fmt: skip
+                            requant_bits_per_coord=bits["sra_stage2"], bits_from_d=d, reduce_per_coord=red)  # fmt: skip
             out[name][coll] = speedup_table(work, Ks, bws, lat, coll)
     return out
 
@@ -335,7 +351,8 @@ def _tables(bits: dict, config: dict, codec: dict) -> dict:
 def _codec(config: dict) -> dict:
     """The configured CPU codec, or this machine's measured one (a warning when the measurement is noisy)."""
     if config["cpu_encode_ns"] is not None and config["cpu_decode_ns"] is not None:
-        return {"encode": config["cpu_encode_ns"] * 1e-9, "decode": config["cpu_decode_ns"] * 1e-9, "source": "config"}
+        return {"encode": config["cpu_encode_ns"] * 1e-9, "decode": config["cpu_decode_ns"] * 1e-9,
+                "reduce": (config["cpu_reduce_ns"] or 0.0) * 1e-9, "source": "config"}  # fmt: skip
     codec = measure_codec() | {"source": "measured on this machine"}
     if codec["noisy"]:
         warnings.warn(f"the CPU codec measurement is noisy (median {codec['spread'] * 100:.0f}% above the best "
@@ -393,7 +410,8 @@ def run(config: dict, progress: bool = True) -> Result:
     ours = {c: tables["gpu_codec"][c]["qoda"][top] for c in COLLECTIVES}
     cpu = {c: [x for row in tables["cpu_codec"][c]["qoda"].values() for x in row] for c in COLLECTIVES}
     ok_mc = abs(mc["z_total"]) < Z_MAX and abs(mc["z_stage1"]) < Z_MAX
-    codec_note = (f"CPU codec {codec['encode'] * 1e9:.2f} / {codec['decode'] * 1e9:.2f} ns per coordinate "
+    codec_note = (f"CPU codec {codec['encode'] * 1e9:.2f} / {codec['decode'] * 1e9:.2f} / {codec['reduce'] * 1e9:.2f} "
+                  "ns per coordinate to encode / decode / add "
                   f"({codec['source']}{', noisy' if codec.get('noisy') else ''})")  # fmt: skip
     verdicts = [
         Verdict("collective_formulas", not fails, "; ".join(fails[:3]) or

@@ -9,7 +9,7 @@ shape the sum of all nodes' traffic instead).  ``netem`` (delay, loss) is not us
 have it; the latency is what the stack gives, measured by :meth:`Lab.ping_pong`.
 
 Nothing is addressed outside the namespaces the lab creates, and a lab is always removed:
-:class:`Lab` is a context manager, registers its removal with :mod:`atexit`, ``qodasim netlab run``
+:class:`Lab` is a context manager, registers its removal with ``atexit``, ``qodasim netlab run``
 turns SIGTERM and SIGHUP into an orderly exit, and a lab whose owning process died without cleaning up
 (SIGKILL) is removed by the next :meth:`Lab.up` on the machine (:func:`sweep_stale`) or by
 ``qodasim netlab down``.  Labs made by ``qodasim netlab up`` belong to no process and stay until

@@ -17,19 +17,21 @@ Latency–bandwidth (``α``, ``β``) costs of the three collectives a data-paral
 
 Per worker and message the codec encodes ``d`` coordinates and decodes ``(K − 1)·d`` under the
 all-gather; under SRA it encodes ``d + d/K`` (its vector and its re-quantized chunk) and decodes
-``2(K − 1)·d/K`` (the chunks it reduces and the chunks it gathers).
+``2(K − 1)·d/K`` (the chunks it reduces and the chunks it gathers).  Adding the received vectors into
+the sum costs ``reduce_per_coord`` per coordinate added: ``(K − 1)·d`` (all-gather), ``(K − 1)·d/K``
+(SRA: the owned chunk; and the ring all-reduce's reduce-scatter: ``"allreduce"``).
 
 An iteration of a method that sends ``m`` messages per worker (QODA 1, Q-GenX 2) evaluates ``m``
 oracles (``compute`` seconds each at ``K = 1``; divided by ``K`` under strong scaling, where a fixed
 global minibatch is split over the workers), and per message pays the codec and the collective.
 Uncompressed methods all-reduce instead and pay no codec.  Bits come from the solver's ledger (real
-streams), scaled to the model's ``d`` through bits per coordinate (:attr:`Workload.bits_from_d` says
+streams), scaled to the model's ``d`` through bits per coordinate (``Workload.bits_from_d`` says
 which ``d`` they were measured at), or per round from a run's own ledger (:func:`run_time`).
 
 Speed-up of a method ``M`` = seconds per iteration of the uncompressed baseline (default: uncompressed
 QODA, one all-reduce per iteration) / seconds per iteration of compressed ``M``, at equal iterations
 (THEORY §7.5: per iteration the methods' gaps are comparable; SRA's second quantization adds variance,
-:func:`qodasim.bounds.sra_variance` says how much).
+:func:`qodasim.solvers.sra.sra_variance` says how much).
 """
 
 from __future__ import annotations
@@ -186,6 +188,8 @@ class Workload:
         Seconds per coordinate to quantize + encode one message, and to decode + dequantize one.
     requant_bits_per_coord : float, optional
         Bits per coordinate of SRA's re-quantized chunk sums (default: ``bits_per_coord``).
+    reduce_per_coord : float
+        Seconds to add one received coordinate into the sum (the reduction; default 0).
     bits_from_d : int, optional
         The size of the vectors the bits per coordinate were measured on (default: ``d``).  Headers,
         level tables and norms are a larger share at small ``d``, so bits measured at a small ``d``
@@ -200,10 +204,11 @@ class Workload:
     decode_per_coord: float = 0.0
     requant_bits_per_coord: float | None = None
     bits_from_d: int | None = None
+    reduce_per_coord: float = 0.0
 
     def __post_init__(self) -> None:
         _positive(self.d, "d")
-        for name in ("compute", "encode_per_coord", "decode_per_coord"):
+        for name in ("compute", "encode_per_coord", "decode_per_coord", "reduce_per_coord"):
             object.__setattr__(self, name, _positive(getattr(self, name), name, allow_zero=True))
         object.__setattr__(self, "bits_per_coord", _positive(self.bits_per_coord, "bits_per_coord"))
         if self.requant_bits_per_coord is not None:
@@ -233,6 +238,16 @@ class Workload:
             return self.d * (self.encode_per_coord * (1 + 1 / K) + 2 * (K - 1) / K * self.decode_per_coord)
         raise ValueError(f"collective must be one of {COLLECTIVES}, got {collective!r}")
 
+    def reduce_at(self, K: int, collective: str = "allgather") -> float:
+        """Seconds of the reduction per message: ``(K − 1)·d`` coordinates added (all-gather),
+        ``(K − 1)·d/K`` (SRA's owned chunk, and the float32 ring all-reduce, ``"allreduce"``)."""
+        K = _workers(K)
+        if collective == "allgather":
+            return (K - 1) * self.d * self.reduce_per_coord
+        if collective in ("sra", "allreduce"):
+            return (K - 1) / K * self.d * self.reduce_per_coord
+        raise ValueError(f"collective must be one of {COLLECTIVES + ('allreduce',)}, got {collective!r}")
+
 
 MESSAGES = {"qoda": 1, "qgenx": 2, "da": 1, "eg": 2, "popov": 1, "gda": 1}
 
@@ -250,8 +265,8 @@ def collective_time(collective: str, K: int, work: Workload, net: Network) -> fl
 
 def iteration_time(method: str, compressed: bool, K: int, work: Workload, net: Network,
                    collective: str = "allgather") -> dict:  # fmt: skip
-    """Seconds per iteration of ``method`` with ``K`` workers, split into compute, codec and
-    communication (``{"compute", "codec", "comm", "total"}``); compressed messages travel by
+    """Seconds per iteration of ``method`` with ``K`` workers, split into compute, codec, reduction and
+    communication (``{"compute", "codec", "reduce", "comm", "total"}``); compressed messages travel by
     ``collective`` (:data:`COLLECTIVES`), uncompressed ones by a float32 all-reduce."""
     if method not in MESSAGES:
         raise ValueError(f"method must be one of {tuple(MESSAGES)}, got {method!r}")
@@ -260,10 +275,12 @@ def iteration_time(method: str, compressed: bool, K: int, work: Workload, net: N
     compute = m * work.compute_at(K)
     if compressed:
         codec = m * work.codec_at(K, collective)
+        reduce = m * work.reduce_at(K, collective)
         comm = m * collective_time(collective, K, work, net)
     else:
-        codec, comm = 0.0, m * allreduce_time(work.d, K, net)
-    return {"compute": compute, "codec": codec, "comm": comm, "total": compute + codec + comm}
+        codec, reduce, comm = 0.0, m * work.reduce_at(K, "allreduce"), m * allreduce_time(work.d, K, net)
+    return {"compute": compute, "codec": codec, "reduce": reduce, "comm": comm,
+            "total": compute + codec + reduce + comm}  # fmt: skip
 
 
 def speedup(method: str, K: int, work: Workload, net: Network, baseline: str = "qoda",
@@ -304,7 +321,7 @@ def run_time(ledger, K: int, d_run: int, work: Workload, net: Network, rounds_pe
     sent = np.zeros_like(largest, bool)
     sent[rounds, slot] = True
     per_message = (K - 1) * (net.latency + largest / net.bandwidth)
-    per_message += work.compute_at(K) + work.codec_at(K)
+    per_message += work.compute_at(K) + work.codec_at(K) + work.reduce_at(K)
     step = np.where(sent, per_message, 0.0).sum(axis=1)
     n_it = n_rounds // rounds_per_iteration
     return np.cumsum(step[: n_it * rounds_per_iteration].reshape(n_it, rounds_per_iteration).sum(axis=1))
