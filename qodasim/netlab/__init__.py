@@ -140,6 +140,14 @@ def sweep_stale() -> list[str]:
     return gone
 
 
+def _reap(procs: list[subprocess.Popen]) -> None:
+    """Kill and wait for the processes still running."""
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 def _rate(rate_gbit) -> float:
     if isinstance(rate_gbit, bool) or not isinstance(rate_gbit, (int, float)):
         raise TypeError(f"rate_gbit must be a number, got {type(rate_gbit).__name__}")
@@ -266,27 +274,28 @@ class Lab:
         try:
             return [p.wait(timeout=timeout) for p in procs]
         finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
+            _reap(procs)
 
-    def _probes(self, jobs: list[tuple[int, list[str]]], timeout: float) -> list[dict]:
-        procs = [self.popen(k, [sys.executable, str(PROBE), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True) for k, args in jobs]  # fmt: skip
+    def run_json(self, jobs: list[tuple[int, list[str]]], timeout: float, env: dict | None = None,
+                 what: str = "a process") -> list[dict]:  # fmt: skip
+        """Start every ``(node, argv)`` job at once and return each one's last line of output parsed as
+        JSON, in job order; a job that fails raises :class:`NetlabError` naming ``what`` with the end
+        of its error output (the others are killed)."""
+        procs = [self.popen(k, argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for k, argv in jobs]  # fmt: skip
         out = []
         try:
             for p in procs:
                 stdout, stderr = p.communicate(timeout=timeout)
                 if p.returncode:
-                    raise NetlabError(f"a probe failed: {stderr.strip()[-300:]}")
+                    raise NetlabError(f"{what} failed: {stderr.strip()[-400:]}")
                 out.append(json.loads(stdout.strip().splitlines()[-1]))
         finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
+            _reap(procs)
         return out
+
+    def _probes(self, jobs: list[tuple[int, list[str]]], timeout: float) -> list[dict]:
+        return self.run_json([(k, [sys.executable, str(PROBE), *args]) for k, args in jobs], timeout, what="a probe")
 
     def transfer(self, pairs, nbytes: int = 64 << 20, timeout: float = 60.0, total: bool = False):
         """Goodput in Gbit/s of concurrent bulk TCP transfers, ``nbytes`` each, one per ``(sender,

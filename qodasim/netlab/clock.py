@@ -316,8 +316,6 @@ def measure(K: int = 4, rate_gbit: float = 1.0, d: int = 4_000_000, compute: flo
     ``last``/``last_sum``: every rank's SHA-256 and sum of its aggregate in the last round
     (``last_round``), to check the transport against an in-process computation.
     """
-    import subprocess
-
     from . import Lab
 
     spec = {"d": d, "compute": compute, "iterations": iterations, "warmup": warmup, "levels": list(levels),
@@ -326,20 +324,8 @@ def measure(K: int = 4, rate_gbit: float = 1.0, d: int = 4_000_000, compute: flo
     with Lab(K, rate_gbit) as lab:
         rt = lab.ping_pong(sizes=(1, 1 << 18, 1 << 20, 1 << 22), repeats=5)
         alpha, beta = fit_link(rt)
-        procs = [lab.popen(k, [sys.executable, "-m", "qodasim.netlab.clock", json.dumps(spec)], env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in range(K)]  # fmt: skip
-        outs = []
-        try:
-            for p in procs:
-                stdout, stderr = p.communicate(timeout=timeout)
-                if p.returncode:
-                    raise RuntimeError(f"a rank failed: {stderr.strip()[-400:]}")
-                outs.append(json.loads(stdout.strip().splitlines()[-1]))
-        finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
+        argv = [sys.executable, "-m", "qodasim.netlab.clock", json.dumps(spec)]
+        outs = lab.run_json([(k, argv) for k in range(K)], timeout, env=env, what="a rank")
     res = {"K": K, "rate_gbit": rate_gbit, "d": d, "compute": compute, "alpha": alpha, "beta": beta,
            "round_trips": rt, "modes": {}}  # fmt: skip
     for mode in modes:

@@ -45,6 +45,7 @@ from ..vi.measures import RestrictedGap, distance_to_solution, operator_norm, re
 from ..vi.noise import NoiseModel
 from ..vi.problems import AffineProblem, MatrixGame, Problem
 from .policies import FindTypes, LGreCo, Reoptimize, policy_from, policy_to_dict
+from .sra import sra_aggregate
 from .steps import StepRule, step_rule, step_to_dict
 
 __all__ = ["SolverConfig", "SolverResult", "SolverError", "solve", "METHODS", "ONE_MESSAGE", "TWO_MESSAGES",
@@ -175,6 +176,12 @@ class SolverConfig:
     bucket_size : int, optional
         A norm per bucket of this many consecutive coordinates (of the vector for ``"global"``, of each
         layer for ``"layerwise"`` with ``scope="layer"``): bucketed QSGD, the baseline of practice.
+    collective : {"allgather", "sra"}
+        How the workers' compressed messages meet: every worker receives every message and averages
+        (``"allgather"``), or compressed scatter-reduce-allgather (``"sra"``, :mod:`qodasim.solvers.sra`:
+        chunk messages, the owners' averages re-quantized; host engines, ``bits`` ``"stream"`` or
+        ``"none"``; the ledger records per worker and round its ``K − 1`` chunks and its re-quantized
+        chunk as one message).
     """
 
     method: str = "qoda"
@@ -199,6 +206,7 @@ class SolverConfig:
     gap_radius: float | None = None
     divergence_threshold: float = 1e8
     bucket_size: int | None = None
+    collective: str = "allgather"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -241,6 +249,7 @@ class SolverConfig:
             if isinstance(pol, (LGreCo, FindTypes)):
                 raise SolverError(f"policy {policy_to_dict(pol)['policy']} picks per-layer levels with a norm per "
                                   "layer: leave bucket_size unset")  # fmt: skip
+        self._check_collective(rule)
         try:
             thr = float(self.divergence_threshold)
         except (TypeError, ValueError):
@@ -261,6 +270,24 @@ class SolverConfig:
                 r = float("nan")
             if isinstance(self.gap_radius, bool) or not (np.isfinite(r) and r > 0):
                 raise SolverError(f"gap_radius must be a finite number > 0 (or None), got {self.gap_radius!r}")
+
+    def _check_collective(self, rule) -> None:
+        if self.collective not in ("allgather", "sra"):
+            raise SolverError(f"collective must be 'allgather' or 'sra', got {self.collective!r}")
+        if self.collective == "allgather":
+            return
+        if self.compression == "none":
+            raise SolverError("collective 'sra' needs compression (uncompressed runs all-reduce)")
+        if self.engine == "cuda":
+            raise SolverError("collective 'sra' runs on the host engines (numba, numpy)")
+        if self.bits == "expected":
+            raise SolverError("collective 'sra' counts bits from its chunk streams: bits must be 'stream' or 'none'")
+        if self.compression == "layerwise" and self.scope != "layer":
+            raise SolverError("collective 'sra' needs scope 'layer': a chunk cannot be decoded without the "
+                              "whole vector's norm")  # fmt: skip
+        if getattr(rule, "per_worker", False):
+            raise SolverError("collective 'sra': per-worker step differences need each worker's own vector, "
+                              "which SRA does not deliver")  # fmt: skip
 
     @property
     def level_policy(self):
@@ -390,6 +417,7 @@ class _Oracle:
         self.calls = 0
         self.messages = np.zeros(K, np.int64)
         self.device: DeviceWorkspace | None = None
+        self._sra_encoders: list | None = None  # [replica][sender][receiver or K: the re-quantized chunk]
 
     def __call__(self, X: np.ndarray, t: int, rnd: int) -> tuple[np.ndarray, np.ndarray | None]:
         """``(V̂, W)``: the workers' average ``(R, d)`` and, with ``keep_workers``, each worker's own
@@ -403,6 +431,8 @@ class _Oracle:
         self.calls += 1
         self.messages += 1
         R, K, d = V.shape
+        if self.quant is not None and cfg.collective == "sra":
+            return self._sra(V, t, rnd), None
         if self.quant is None:
             if cfg.bits != "none":
                 self.bits[:, t - 1] += 32.0 * d * K
@@ -448,6 +478,33 @@ class _Oracle:
                     if r == 0:
                         self.ledger.record(k, rnd, parts)
         return out / K, (workers if self.keep_workers else None)
+
+    def _sra(self, V: np.ndarray, t: int, rnd: int) -> np.ndarray:
+        """Each replica's SRA aggregate (:func:`~qodasim.solvers.sra.sra_aggregate`, the replica's
+        seed); with ``bits = "stream"`` every chunk message is encoded by its own channel's encoder
+        (sender, receiver) and the re-quantized one by the owner's, and each worker's round is one
+        ledger row (its ``K − 1`` chunks + its re-quantized chunk)."""
+        R, K, d = V.shape
+        out = np.empty((R, d))
+        if self._sra_encoders is None:
+            self._sra_encoders = [[[Encoder(self.cfg.protocol, self.cfg.code) for _ in range(K + 1)] for _ in range(K)]
+                                  for _ in range(R)]  # fmt: skip
+        for r in range(R):
+            try:
+                res = sra_aggregate(V[r], self.quant, self.seeds[r], rnd)
+            except NormRangeError as exc:
+                raise _Diverged(f"an oracle output at iteration {t} cannot be sent: {exc}") from None
+            out[r] = res.aggregate
+            if self.cfg.bits == "none":
+                continue
+            for k in range(K):
+                enc = self._sra_encoders[r][k]
+                msgs = [enc[j].encode(res.stage1[k][j]) for j in range(K) if j != k] + [enc[K].encode(res.stage2[k])]
+                parts = {c: float(sum(m.bits.get(c, 0) for m in msgs)) for c in msgs[0].bits}
+                self.bits[r, t - 1] += sum(m.nbits for m in msgs)
+                if r == 0:
+                    self.ledger.record(k, rnd, parts)
+        return out
 
     def _nonfinite(self, X: np.ndarray, t: int, rnd: int, worker: int | None = None):
         """Raise for a non-finite oracle output: a :class:`SolverError` at a finite point within the

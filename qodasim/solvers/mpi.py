@@ -232,6 +232,9 @@ def solve_mpi(problem: Problem, config: SolverConfig | None = None, comm=None, t
         raise SolverError(f"K = {cfg.K} but the communicator has {comm.size} ranks (launch with mpiexec -n {cfg.K})")
     if cfg.engine == "cuda":
         raise SolverError("engine 'cuda' is not supported by the MPI backend (use 'numba' or 'numpy')")
+    if cfg.collective != "allgather":
+        raise SolverError("the MPI backend all-gathers: collective 'sra' runs in the one-process simulation "
+                          "(solve) and in qodasim.netlab.clock")  # fmt: skip
     if cfg.compression != "none" and cfg.bits != "stream":
         raise SolverError("the MPI backend sends real streams: bits must be 'stream' for compressed runs")
     if not (np.isfinite(timeout) and timeout > 0):
