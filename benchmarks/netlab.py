@@ -1,16 +1,16 @@
 """The network model against the clock in a network lab (root; Linux): measured vs modelled seconds per
-iteration of uncompressed all-reduce, QODA by ring all-gather and QODA by scatter-reduce-allgather.
+iteration of uncompressed all-reduce (QODA), QODA by ring all-gather and by scatter-reduce-allgather,
+and Q-GenX (two oracles and two exchanges per iteration) by each.
 
 For K ∈ {2, 4} nodes and link rates {1, 2.5, 5} Gbit/s (:class:`qodasim.netlab.Lab`), d = 4·10^6
 float32 coordinates, 0.1 s of compute per oracle at K = 1 split over K (a sleep), layer-wise
 ``uniform:3`` levels (dense Elias-γ; 1.0 bits/coord), and at K = 4, 1 Gbit/s also ``uniform:1024``
-(2.7 bits/coord) and ``uniform:24000`` (8.3): :func:`qodasim.netlab.clock.measure` fits α and β by a ping-pong
-and runs the ranks; the model (:mod:`qodasim.solvers.network`) gets the fitted link, the real message
-sizes and the codec and reduction seconds measured in the run, so its one unmeasured term is the
-communication (columns: the slowest rank's codec, reduction and exchange seconds, and the model's
-communication).  Speed-ups are uncompressed all-reduce seconds over
-compressed seconds, measured and modelled.  Q-GenX sends two messages per iteration: twice QODA's
-communication and codec, not run separately.
+(2.7 bits/coord) and ``uniform:24000`` (8.3): :func:`qodasim.netlab.clock.measure` fits α and β by a
+ping-pong and runs the ranks; the model (:mod:`qodasim.solvers.network`) gets the fitted link, the
+real message sizes and the codec and reduction seconds measured in the run, so its one unmeasured
+term is the communication (columns: the slowest rank's codec, reduction and exchange seconds, and the
+model's communication).  Speed-ups are uncompressed all-reduce seconds over compressed seconds,
+measured and modelled.
 
 The machine's 2 vCPUs are shared by the K ranks (the codec runs at most two at a time) and by the
 sockets' copies: at 2.5–5 Gbit/s with K = 4 the ranks are CPU-bound (``BENCHMARKS.md``, *netlab*).
@@ -45,7 +45,7 @@ def main() -> None:
     )
     d = 10**6 if args.quick else 4 * 10**6
     rows, runs = [], []
-    head = (f"{'levels':>13} {'b/coord':>7} {'K':>2} {'Gbit/s':>6} {'α µs':>6} {'β Gbit/s':>8} | {'mode':>9} "
+    head = (f"{'levels':>13} {'b/coord':>7} {'K':>2} {'Gbit/s':>6} {'α µs':>6} {'β Gbit/s':>8} | {'mode':>15} "
             f"{'measured s':>10} {'model s':>8} {'error':>6} {'codec s':>7} {'reduce s':>8} {'comm s':>7} "
             f"{'model':>6} | {'speed-up meas.':>14} {'model':>6}")  # fmt: skip
     print(head)
@@ -58,7 +58,7 @@ def main() -> None:
         for mode, m in r["modes"].items():
             su_meas, su_model = base["measured"] / m["measured"], base["modelled"] / m["modelled"]
             link = f"{levels:>13} {bpc:>7.2f} {K:>2} {rate:>6g} {r['alpha'] * 1e6:>6.0f} {r['beta'] / 1e9:>8.3f}"
-            print(f"{link} | {mode:>9} {m['measured']:>10.4f} {m['modelled']:>8.4f} {m['error'] * 100:>5.0f}% "
+            print(f"{link} | {mode:>15} {m['measured']:>10.4f} {m['modelled']:>8.4f} {m['error'] * 100:>5.0f}% "
                   f"{m['codec']:>7.4f} {m['reduce']:>8.4f} {m['comm']:>7.4f} {m['comm_modelled']:>6.4f} | "
                   f"{su_meas:>14.2f} {su_model:>6.2f}")  # fmt: skip
             key = f"K{K}_{rate:g}gbit_{levels.replace(':', '')}_{mode}"

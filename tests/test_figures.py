@@ -118,3 +118,20 @@ def test_the_checks_see_clipped_text_and_a_covered_point():
     ax2.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig2.tight_layout()
     assert not legends_on_points(fig2)
+
+
+def test_the_speedup_figure_with_a_network_lab_panel_keeps_its_text_on_the_canvas(tmp_path, monkeypatch):
+    """The full setting adds measured lab times as a fourth panel (not in the committed quick figure)."""
+    result = Result.load(RESULTS / "speedup.json")
+    modes = ("allreduce", "allgather", "sra", "qgenx-allgather", "qgenx-sra")
+    result.data["lab"] = {"runs": [{"K": K, "rate_gbit": 1.0, "modes": {m: {"measured": 0.1 * (i + 1) * K,
+                                                                           "modelled": 0.09 * (i + 1) * K}
+                                                                       for i, m in enumerate(modes)}}
+                                   for K in (2, 4)]}  # fmt: skip
+    figures = []
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: figures.append(self) if self not in figures else None)
+    experiments.get("speedup").plot(result, tmp_path)
+    (fig,) = figures
+    assert len(fig.axes) == 4 and fig.axes[3].get_ylabel() == "seconds per iteration"
+    assert not text_outside(fig), text_outside(fig)
+    assert not legends_on_points(fig), legends_on_points(fig)

@@ -209,12 +209,15 @@ def test_the_lab_transport_gives_the_simulations_aggregates_bit_for_bit():
     for k in range(K):
         total += quant.quantize(V[k], Key(seed, k, it)).dequantize(np.float64)
     want = {"allgather": total / K, "sra": sra_aggregate(V, quant, seed, it).aggregate}
+    last = res["modes"]["qgenx-sra"]["last_round"]  # Q-GenX: two rounds of keys per iteration
+    assert last == 2 * it + 1
+    want["qgenx-sra"] = sra_aggregate(V, quant, seed, last).aggregate
     for mode, agg in want.items():
         assert res["modes"][mode]["last"] == [hashlib.sha256(agg.tobytes()).hexdigest()] * K, mode
     sums = res["modes"]["allreduce"]["last_sum"]
     assert len(set(res["modes"]["allreduce"]["last"])) == 1
     assert sums[0] == pytest.approx(float(V.astype(np.float64).sum()), rel=1e-5, abs=1e-2)
-    for mode in ("allreduce", "allgather", "sra"):
+    for mode in ("allreduce", "allgather", "sra", "qgenx-allgather", "qgenx-sra"):
         m = res["modes"][mode]
         assert m["measured"] > 0 and m["modelled"] > 0 and m["comm"] >= 0
     assert res["beta"] > 0 and res["alpha"] > 0

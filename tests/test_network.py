@@ -390,3 +390,12 @@ def test_sweep_rows_of_a_problem_without_a_gap(tmp_path):
     assert row["status"] == "ok" and row["final_gap"] is None
     assert set(row["final"]) == {f"{m}_{w}" for m in ("opnorm", "energy", "modes") for w in ("avg", "last")}
     assert (tmp_path / "runs" / f"{row['key']}.json").exists()
+
+
+def test_the_lab_part_of_the_speedup_experiment_says_why_it_is_missing(monkeypatch):
+    from qodasim import netlab
+    from qodasim.experiments import speedup
+
+    assert speedup._lab({"lab_Ks": None}) is None
+    monkeypatch.setattr(netlab, "unavailable", lambda: "network namespaces need root")
+    assert speedup._lab({"lab_Ks": [2], "lab_rate": 1.0}) == {"unavailable": "network namespaces need root"}

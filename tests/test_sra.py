@@ -214,14 +214,3 @@ def test_sra_configs_that_cannot_run_are_refused(overrides, match):
     base = {"method": "qoda", "K": 2, "T": 5, "compression": "global", "levels": "uniform:3"}
     with pytest.raises(SolverError, match=match):
         SolverConfig(**{**base, **overrides})
-
-
-def test_the_mpi_backend_refuses_sra():
-    pytest.importorskip("mpi4py")
-    from qodasim.solvers import SolverConfig, SolverError
-    from qodasim.solvers.mpi import solve_mpi
-    from qodasim.vi import bilinear_game
-
-    cfg = SolverConfig(method="qoda", K=1, T=5, compression="global", levels="uniform:3", collective="sra")
-    with pytest.raises(SolverError, match="all-gathers"):
-        solve_mpi(bilinear_game(3, seed=0), cfg)

@@ -31,6 +31,11 @@ Verdicts:
   where each collective shows the pattern, SRA's extra variance at ``d_model`` (the price the
   speed-up "at equal iterations" leaves out) and what the measured CPU codec does.
 
+With ``lab_Ks`` (the full setting) and a network lab on the machine (:mod:`qodasim.netlab`: root,
+iproute2), the experiment also times real ranks at each ``K`` on links of ``lab_rate`` Gbit/s
+(:func:`qodasim.netlab.clock.measure`, d = ``d_model``) and draws measured beside modelled seconds per
+iteration; without a lab it records why.  These numbers depend on the machine and are not verdicts.
+
 QODA also runs by SRA (the solver's ``collective="sra"``): the detail of ``paper_pattern`` puts its
 final gap beside the all-gather run's at equal iterations, the assumption the speed-up tables make.
 The runs' ledgers also give QODA's and Q-GenX's modelled seconds per iteration
@@ -73,6 +78,8 @@ SCHEMA = {
     "cpu_encode_ns": Param("float", None, minimum=0.0),
     "cpu_decode_ns": Param("float", None, minimum=0.0),
     "cpu_reduce_ns": Param("float", None, minimum=0.0),
+    "lab_Ks": Param("int", None, many=True, minimum=2, maximum=16),
+    "lab_rate": Param("float", 1.0, minimum=0.01, maximum=10.0),
 }
 #: A codec measurement is called noisy when its median repeat is this much above its best.
 NOISY = 0.25
@@ -446,7 +453,8 @@ def run(config: dict, progress: bool = True) -> Result:
                 f"({gaps['qoda-sra'] / gaps['qoda']:.2f}x)"),
     ]  # fmt: skip
     bar.step()
-    data = {"bits_per_coord_run": run_bits, "d_run": problem.d, "model_size": bits, "codec": codec, "tables": tables,
+    data = {"lab": _lab(config), "bits_per_coord_run": run_bits, "d_run": problem.d, "model_size": bits,
+            "codec": codec, "tables": tables,
             "per_iteration_from_ledger": _ledger_times(runs, config, problem.d, run_bits["qoda"]),
             "breakdown_top_bandwidth": _breakdown(bits, config), "regions": regions, "sra_monte_carlo": mc,
             "paper": {m: {str(k): v for k, v in t.items()} for m, t in PAPER_SPEEDUP.items()},
@@ -454,6 +462,23 @@ def run(config: dict, progress: bool = True) -> Result:
             "bandwidths": list(bws)}  # fmt: skip
     bar.step()
     return Result(NAME, config, data, verdicts, metadata(seed))
+
+
+def _lab(config: dict) -> dict | None:
+    """Measured and modelled seconds per iteration of real ranks in a network lab (``lab_Ks``), or why
+    there is no lab here (``{"unavailable": reason}``); ``None`` when not asked for."""
+    if not config["lab_Ks"]:
+        return None
+    from ..netlab import unavailable
+    from ..netlab.clock import measure
+
+    reason = unavailable()
+    if reason is not None:
+        return {"unavailable": reason}
+    levels = tuple(config["levels"]) * (2 if len(config["levels"]) == 1 else 1)
+    return {"runs": [measure(K=int(K), rate_gbit=float(config["lab_rate"]), d=int(config["d_model"]),
+                             compute=float(config["compute"]), levels=levels, seed=int(config["seed"]))
+                     for K in config["lab_Ks"]]}  # fmt: skip
 
 
 def _breakdown(bits: dict, config: dict) -> dict:
@@ -474,7 +499,8 @@ def _breakdown(bits: dict, config: dict) -> dict:
 def plot(result: Result, outdir: Path) -> list[Path]:
     data = result.data
     Ks, bws = data["Ks"], data["bandwidths"]
-    fig, axes = plotting.figure(ncols=3, width=3.1, height=2.7)
+    lab = (data.get("lab") or {}).get("runs")
+    fig, axes = plotting.figure(ncols=4 if lab else 3, width=3.1, height=2.7)
     panels = (("gpu_codec", "sra", "SRA, free codec"), ("gpu_codec", "allgather", "all-gather, free codec"),
               ("cpu_codec", "sra", "SRA, this CPU's codec"))  # fmt: skip
     for ax, (codec, coll, title) in zip(axes[0], panels):
@@ -493,10 +519,33 @@ def plot(result: Result, outdir: Path) -> list[Path]:
         ax.set_title(title)
     axes[0][0].set_ylabel("speed-up over uncompressed")
     axes[0][2].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    if lab:
+        _plot_lab(axes[0][3], lab)
     ms = data["model_size"]
     caption = (
         f"Modelled speed-up over uncompressed QODA (float32 all-reduce) at d = {ms['d']:.3g}, bits per coordinate "
         f"exact at that size (SRA {ms['sra_stage1']:.2f} + {ms['sra_stage2']:.2f}, all-gather {ms['allgather']:.2f}); "
-        "black markers: the paper's numbers; right: SRA with the CPU codec measured on the machine that ran it."
-    )
+        "black markers: the paper's numbers; third: SRA with the CPU codec measured on the machine that ran it"
+        + ("; right: seconds per iteration of real ranks in a network lab, measured (bars) and modelled (dots)."
+           if lab else ".")
+    )  # fmt: skip
     return plotting.save(fig, outdir, "speedup", caption)
+
+
+def _plot_lab(ax, runs: list) -> None:
+    """Measured (bars) and modelled (dots) seconds per iteration of every mode at every lab ``K``."""
+    modes = list(runs[0]["modes"])
+    width = 0.8 / len(runs)
+    for i, run in enumerate(runs):
+        x = np.arange(len(modes)) + (i - (len(runs) - 1) / 2) * width
+        c = plotting.COLORS[i % len(plotting.COLORS)]
+        ax.bar(x, [run["modes"][m]["measured"] for m in modes], width * 0.9, color=c, alpha=0.6,
+               label=f"K = {run['K']} measured")  # fmt: skip
+        ax.plot(x, [run["modes"][m]["modelled"] for m in modes], "o", color=c, ms=4, label=f"K = {run['K']} model")
+    ax.set_xticks(range(len(modes)))
+    names = {"allreduce": "uncompressed", "allgather": "QODA all-gather", "sra": "QODA SRA",
+             "qgenx-allgather": "Q-GenX all-gather", "qgenx-sra": "Q-GenX SRA"}  # fmt: skip
+    ax.set_xticklabels([names.get(m, m) for m in modes], fontsize=6, rotation=35, ha="right")
+    ax.set_ylabel("seconds per iteration")
+    ax.set_title(f"network lab, {runs[0]['rate_gbit']:g} Gbit/s links")
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0))

@@ -10,7 +10,8 @@ then exchanges it by one of
 * ``"allgather"``: quantize + encode (layer-wise levels, dense Elias-γ), a ring all-gather of the
   encoded messages, decode + average;
 * ``"sra"``: quantize + encode chunk by chunk (:mod:`qodasim.solvers.sra`), ``K − 1`` pairwise
-  exchanges, decode + average the owned chunk, re-quantize + encode it, a ring all-gather, decode.
+  exchanges, decode + average the owned chunk, re-quantize + encode it, a ring all-gather, decode;
+* ``"qgenx-allgather"``, ``"qgenx-sra"``: Q-GenX — two oracles and two such exchanges per iteration.
 
 over TCP between the nodes (:class:`Mesh`: one connection per pair; in each ring or exchange step a
 thread sends while the caller receives).  Every rank records its seconds per iteration, the part spent
@@ -40,7 +41,14 @@ import numpy as np
 __all__ = ["Mesh", "fit_link", "measure", "modelled_seconds"]
 
 PORT = 5301
-COLLECTIVE_MODES = ("allreduce", "allgather", "sra")
+#: Exchanges timed: QODA's one message per iteration by each collective, and Q-GenX's two
+#: (``"qgenx-…"``: two oracles and two exchanges per iteration).
+COLLECTIVE_MODES = ("allreduce", "allgather", "sra", "qgenx-allgather", "qgenx-sra")
+
+
+def _split_mode(mode: str) -> tuple[int, str]:
+    """``(messages per iteration, collective)`` of a mode."""
+    return (2, mode[len("qgenx-") :]) if mode.startswith("qgenx-") else (1, mode)
 
 
 class Mesh:
@@ -250,8 +258,10 @@ def worker(spec: dict) -> dict:
         for it in range(int(spec["warmup"]) + int(spec["iterations"])):
             c0, s0, m0, r0 = codec.seconds, mesh.sent, mesh.seconds, codec.reduce_seconds
             t0 = time.perf_counter()
-            time.sleep(float(spec["compute"]) / K)
-            agg, sz = _iteration(mode, mesh, codec, v, quant, subs, bounds, seed, it)
+            m, coll = _split_mode(mode)
+            for i in range(m):  # Q-GenX: a second oracle and exchange (another round of keys)
+                time.sleep(float(spec["compute"]) / K)
+                agg, sz = _iteration(coll, mesh, codec, v, quant, subs, bounds, seed, m * it + i)
             t1 = time.perf_counter()
             if it >= int(spec["warmup"]):
                 times.append(t1 - t0)
@@ -262,7 +272,8 @@ def worker(spec: dict) -> dict:
                 sizes.append(sz)
         out["modes"][mode] = {"seconds": times, "codec": codec_s, "comm": comm_s, "reduce": red_s, "sent_bytes": sent,
                               "encoded_bytes": sizes, "last": hashlib.sha256(agg.tobytes()).hexdigest(),
-                              "last_round": it, "last_sum": float(np.sum(agg, dtype=np.float64))}  # fmt: skip
+                              "last_round": m * (it + 1) - 1,
+                              "last_sum": float(np.sum(agg, dtype=np.float64))}  # fmt: skip
     mesh.barrier()
     mesh.close()
     return out
@@ -284,10 +295,11 @@ def fit_link(round_trips: list[dict]) -> tuple[float, float]:
 def modelled_seconds(mode: str, K: int, d: int, alpha: float, beta: float, compute: float, codec: float,
                      encoded_bytes: list[int] | None = None, reduce: float = 0.0) -> dict:  # fmt: skip
     """The network model's seconds per iteration for ``mode``: the collective's time with the fitted
-    link and the messages' real sizes (bytes, with an 8-byte frame each) plus the compute and the codec
-    and reduction seconds measured in the run: ``{"comm", "total"}``."""
+    link and the messages' real sizes (bytes, with an 8-byte frame each) plus the compute, per message,
+    and the codec and reduction seconds measured in the run (per iteration): ``{"comm", "total"}``."""
     from ..solvers import network as nm
 
+    m, mode = _split_mode(mode)
     net = nm.Network(beta, alpha)
     if mode == "allreduce":
         comm = nm.allreduce_time(d, K, net)
@@ -297,7 +309,7 @@ def modelled_seconds(mode: str, K: int, d: int, alpha: float, beta: float, compu
             comm = nm.allgather_time([bits[0]] * K, net)
         else:
             comm = nm.sra_time(np.full((K, K), float(np.mean(bits[:-1]))), [bits[-1]] * K, net)
-    return {"comm": comm, "total": compute / K + codec + reduce + comm}
+    return {"comm": m * comm, "total": m * (compute / K + comm) + codec + reduce}
 
 
 def measure(K: int = 4, rate_gbit: float = 1.0, d: int = 4_000_000, compute: float = 0.1, iterations: int = 5,

@@ -181,7 +181,8 @@ class SolverConfig:
         (``"allgather"``), or compressed scatter-reduce-allgather (``"sra"``, :mod:`qodasim.solvers.sra`:
         chunk messages, the owners' averages re-quantized; host engines, ``bits`` ``"stream"`` or
         ``"none"``; the ledger records per worker and round its ``K − 1`` chunks and its re-quantized
-        chunk as one message).
+        chunk as one row; the MPI backend runs it over a non-blocking all-to-all and all-gather, bit for
+        bit).
     """
 
     method: str = "qoda"

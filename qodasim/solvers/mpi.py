@@ -52,6 +52,7 @@ from .genx import (
     _run_template,
     _sum_messages,
 )
+from .sra import chunk_bounds, chunk_quantizers, stage2_seed
 
 __all__ = ["solve_mpi", "MPIResult", "CollectiveTimeout", "DEFAULT_TIMEOUT", "wait", "abort"]
 
@@ -117,6 +118,10 @@ class _MPIOracle(_Oracle):
         self.decoders = [[Decoder() for _ in range(K)] for _ in range(R)]
         self.wire_bytes = 0
         self._meta = np.zeros((K, 1 + 5 * R), np.int64)
+        self._sra = None  # (quantizer, chunk quantizers, chunk bounds) of the SRA rounds
+        # SRA channels: this worker's encoders to each receiver j and for its re-quantized chunk (index K)
+        self._sra_enc = [[Encoder(cfg.protocol, cfg.code) for _ in range(K + 1)] for _ in range(R)]
+        self._sra_dec = [[Decoder() for _ in range(2 * K)] for _ in range(R)]  # from sender j; from owner j (K + j)
 
     def _gather(self, send: np.ndarray, recv: np.ndarray, counts=None, what: str = "") -> None:
         MPI = _mpi()
@@ -132,6 +137,8 @@ class _MPIOracle(_Oracle):
         with np.errstate(over="ignore", invalid="ignore"):
             V = cfg.noise.sample_worker(self.p, X, k, cfg.seed, rnd)
         d = V.shape[1]
+        if self.quant is not None and cfg.collective == "sra":
+            return self._sra_round(V, X, t, rnd), None
         meta = np.zeros(1 + 5 * R, np.int64)
         payload = b""
         if not np.all(np.isfinite(V)):
@@ -191,6 +198,117 @@ class _MPIOracle(_Oracle):
         out, workers = _sum_messages(qvs, R, K, d, self.quant.engine, self.keep_workers)
         return out / K, workers
 
+    def _check_status(self, meta: np.ndarray, X: np.ndarray, t: int, rnd: int) -> None:
+        """Raise on every rank if any rank flagged a non-finite output or a norm outside float32."""
+        bad = np.flatnonzero(meta[:, 0])
+        if bad.size:
+            j, why = int(bad[0]), int(meta[bad[0], 0])
+            if why == _NONFINITE:
+                self._nonfinite(X, t, rnd, worker=j)
+            raise _Diverged(f"an oracle output of worker {j} at iteration {t} cannot be sent (norm outside float32)")
+
+    def _decode(self, decoder: Decoder, data: bytes, key: Key, who: str, t: int, rnd: int):
+        try:
+            return decoder.decode(data, key).dequantize(np.float64, engine=self.quant.engine)
+        except DecodeError as exc:
+            raise SolverError(f"the message of {who} in iteration {t} (round {rnd}) does not decode: {exc}") from None
+
+    def _sra_round(self, V: np.ndarray, X: np.ndarray, t: int, rnd: int) -> np.ndarray:
+        """One SRA round over MPI (:mod:`qodasim.solvers.sra`): chunk messages by a non-blocking
+        all-to-all, the owner's average re-quantized, the re-quantized chunks by an all-gather; the same
+        keys, channel encoders and summation order as the simulation, so the same aggregate and ledger."""
+        MPI = _mpi()
+        cfg, R, K, k = self.cfg, self.cfg.replicas, self.cfg.K, self.rank
+        d = V.shape[1]
+        if self._sra is None or self._sra[0] is not self.quant:  # the channels persist across level changes
+            self._sra = (self.quant, chunk_quantizers(self.quant, d, K), chunk_bounds(d, K))
+        _, subs, b = self._sra
+        # stage 1: this worker's chunk messages, one per receiver
+        meta = np.zeros(1 + R * (K + 4), np.int64)
+        qv1, msgs = [], [[b""] * K for _ in range(R)]
+        if not np.all(np.isfinite(V)):
+            meta[0] = _NONFINITE
+        else:
+            try:
+                for r in range(R):
+                    qv1.append([subs[j].quantize(V[r, b[j] : b[j + 1]], Key(self.seeds[r], k * K + j, rnd))
+                                for j in range(K)])  # fmt: skip
+            except NormRangeError:
+                meta[0] = _NORM_RANGE
+            else:
+                for r in range(R):
+                    for j in range(K):
+                        if j != k:
+                            m = self._sra_enc[r][j].encode(qv1[r][j])
+                            msgs[r][j] = m.data
+                            meta[1 + r * (K + 4) + j] = len(m.data)
+                            meta[1 + r * (K + 4) + K : 1 + (r + 1) * (K + 4)] += [m.bits[c] for c in _CATS]
+        if k == 0:
+            self.last_raw = V[0]
+        everyone = np.zeros((K, meta.size), np.int64)
+        self._gather(meta, everyone, what=f"the size exchange of iteration {t} (round {rnd})")
+        self._check_status(everyone, X, t, rnd)
+        sizes = everyone[:, 1:].reshape(K, R, K + 4)[:, :, :K]  # [sender, replica, receiver] bytes
+        send = b"".join(msgs[r][j] for j in range(K) for r in range(R))
+        scounts = sizes[k].T.sum(axis=1)  # to each receiver j, its replicas' chunks
+        rcounts = sizes[:, :, k].sum(axis=1)  # from each sender
+        recv = np.empty(int(rcounts.sum()), np.uint8)
+        sd = np.concatenate([[0], np.cumsum(scounts)[:-1]]).astype(np.int64)
+        rd = np.concatenate([[0], np.cumsum(rcounts)[:-1]]).astype(np.int64)
+        req = self.comm.Ialltoallv([np.frombuffer(send, np.uint8), (scounts.tolist(), sd.tolist()), MPI.BYTE],
+                                   [recv, (rcounts.tolist(), rd.tolist()), MPI.BYTE])  # fmt: skip
+        wait(req, self.timeout, f"the chunk exchange of iteration {t} (round {rnd})")
+        self.wire_bytes += int(rcounts.sum())
+        # reduce: the owned chunk's average, senders in order (own chunk as quantized), then stage 2
+        meta2 = np.zeros(1 + R * 5, np.int64)
+        mine, mine_qv = [], []
+        for r in range(R):
+            total = np.zeros(b[k + 1] - b[k])
+            for j in range(K):
+                if j == k:
+                    total += qv1[r][k].dequantize(np.float64, engine=self.quant.engine)
+                else:
+                    a = rd[j] + int(sizes[j, :r, k].sum())
+                    data = recv[a : a + sizes[j, r, k]].tobytes()
+                    total += self._decode(self._sra_dec[r][j], data, Key(self.seeds[r], j * K + k, rnd),
+                                          f"worker {j} (chunk {k}, replica {r})", t, rnd)  # fmt: skip
+            q = subs[k].quantize(total / K, Key(stage2_seed(self.seeds[r]), k, rnd))
+            m = self._sra_enc[r][K].encode(q)
+            mine.append(m.data)
+            mine_qv.append(q)
+            meta2[1 + 5 * r] = len(m.data)
+            meta2[2 + 5 * r : 6 + 5 * r] = [m.bits[c] for c in _CATS]
+        all2 = np.zeros((K, meta2.size), np.int64)
+        self._gather(meta2, all2, what=f"the re-quantized sizes of iteration {t} (round {rnd})")
+        sizes2 = all2[:, 1::5]  # (K, R)
+        counts2 = sizes2.sum(axis=1)
+        recv2 = np.empty(int(counts2.sum()), np.uint8)
+        self._gather(np.frombuffer(b"".join(mine), np.uint8), recv2, counts2,
+                     f"the re-quantized chunks of iteration {t} (round {rnd})")  # fmt: skip
+        self.wire_bytes += int(counts2.sum())
+        self.calls += 1
+        self.messages += 1
+        for j in range(K if cfg.bits != "none" else 0):  # the simulation's rows: K − 1 chunks + the re-quantized one
+            for r in range(R):
+                parts = everyone[j, 1 + r * (K + 4) + K : 1 + (r + 1) * (K + 4)] + all2[j, 2 + 5 * r : 6 + 5 * r]
+                bits = dict(zip(_CATS, parts.tolist(), strict=True))
+                self.bits[r, t - 1] += sum(bits.values())
+                if r == 0:
+                    self.ledger.record(j, rnd, {c: float(v) for c, v in bits.items()})
+        out = np.empty((R, d))
+        starts = np.concatenate([[0], np.cumsum(sizes2.ravel())])  # worker-major: (j, r)
+        for r in range(R):
+            for j in range(K):
+                if j == k:
+                    part = mine_qv[r].dequantize(np.float64, engine=self.quant.engine)
+                else:
+                    a = starts[j * R + r]
+                    key = Key(stage2_seed(self.seeds[r]), j, rnd)
+                    data = recv2[a : a + sizes2[j, r]].tobytes()
+                    part = self._decode(self._sra_dec[r][K + j], data, key, f"owner {j} (replica {r})", t, rnd)
+                out[r, b[j] : b[j + 1]] = part
+        return out
+
     def update_levels(self, policy, t: int, T: int) -> None:
         """Rank 0 (worker 0, whose raw output the simulation uses) applies the level policy; the others
         take its quantizer (a broadcast), so every rank quantizes with the same levels."""
@@ -232,9 +350,6 @@ def solve_mpi(problem: Problem, config: SolverConfig | None = None, comm=None, t
         raise SolverError(f"K = {cfg.K} but the communicator has {comm.size} ranks (launch with mpiexec -n {cfg.K})")
     if cfg.engine == "cuda":
         raise SolverError("engine 'cuda' is not supported by the MPI backend (use 'numba' or 'numpy')")
-    if cfg.collective != "allgather":
-        raise SolverError("the MPI backend all-gathers: collective 'sra' runs in the one-process simulation "
-                          "(solve) and in qodasim.netlab.clock")  # fmt: skip
     if cfg.compression != "none" and cfg.bits != "stream":
         raise SolverError("the MPI backend sends real streams: bits must be 'stream' for compressed runs")
     if not (np.isfinite(timeout) and timeout > 0):

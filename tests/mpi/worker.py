@@ -91,6 +91,17 @@ def cases():
     yield "gda-dq-schedule", lay, SolverConfig(method="gda", K=K, T=30, step=0.3, compression="global",
                                                levels="uniform:1", noise=NoiseModel("absolute", 0.5), seed=6,
                                                policy={"policy": "dq", "c": 2.0, "rho": 0.95})  # fmt: skip
+    yield "qoda-layerwise-sra-R2", lay, SolverConfig(method="qoda", K=K, T=40, compression="layerwise",
+                                                     levels=("uniform:3", "exponential:4:0.5"), replicas=2, seed=7,
+                                                     noise=NoiseModel("absolute", 0.5), collective="sra")  # fmt: skip
+    yield "qgenx-global-sra-buckets-delta", lay, SolverConfig(method="qgenx", K=K, T=30, compression="global",
+                                                               levels="uniform:5", bucket_size=8, seed=8,
+                                                               noise=NoiseModel("absolute", 0.5),
+                                                               collective="sra", code="delta")  # fmt: skip
+    yield "qoda-layerwise-sra-lgreco", lay, SolverConfig(method="qoda", K=K, T=30, compression="layerwise",
+                                                     levels=("uniform:3", "uniform:3"), seed=9,
+                                                     noise=NoiseModel("absolute", 0.5), collective="sra",
+                                                     policy={"policy": "lgreco", "every": 10})  # fmt: skip
     yield "qoda-diverges", bil, SolverConfig(method="qoda", K=K, T=50, step=80.0, compression="global",
                                              levels="uniform:2", noise=NoiseModel("absolute", 1.0),
                                              divergence_threshold=10.0)  # fmt: skip
