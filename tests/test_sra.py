@@ -214,3 +214,31 @@ def test_sra_configs_that_cannot_run_are_refused(overrides, match):
     base = {"method": "qoda", "K": 2, "T": 5, "compression": "global", "levels": "uniform:3"}
     with pytest.raises(SolverError, match=match):
         SolverConfig(**{**base, **overrides})
+
+
+def test_the_aggregate_variance_never_exceeds_its_bound_under_either_collective():
+    """The exact variances (stage 1, and stage 2 averaged over drawn means) sit below
+    aggregate_variance_bound with the pieces' tight ε; the bound's SRA term is what makes it larger."""
+    from qodasim.bounds import aggregate_variance_bound, layerwise_tight_bound
+
+    K, d = 3, 40
+    V = _vectors(K, d, seed=6)
+    layout = LayerLayout([15, 25], types=[0, 1])
+    levels = (Levels.uniform(3), Levels.exponential(3))
+    quant = LayerwiseQuantizer(layout, levels)
+    P, _ = piece_quantizer(quant, d, K)
+    eps_pieces = layerwise_tight_bound(P.layout.sizes, P.layout.types, levels)
+    eps_layers = layerwise_tight_bound(layout.sizes, layout.types, levels)
+    sq = np.sum(V.astype(np.float64) ** 2, axis=1)
+    gbar2 = float(np.sum(V.mean(axis=0) ** 2))
+    exact = sra_variance(V, quant)
+    assert exact["allgather"] <= aggregate_variance_bound(eps_layers, sq)
+    second = np.mean([sra_variance(V, quant, sra_aggregate(V, quant, 1, i).mean)["stage2"] for i in range(200)])
+    bound = aggregate_variance_bound(eps_pieces, sq, gbar2, "sra")
+    assert exact["stage1"] + second <= bound
+    for call, match in [(lambda: aggregate_variance_bound(-1, sq), "eps"),
+                        (lambda: aggregate_variance_bound(1, []), "sq_norms"),
+                        (lambda: aggregate_variance_bound(1, sq, -1.0, "sra"), "mean_sq_norm"),
+                        (lambda: aggregate_variance_bound(1, sq, collective="ring"), "collective")]:  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            call()

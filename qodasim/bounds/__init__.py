@@ -1,5 +1,6 @@
 """Variance and code-length bounds (THEORY §2–3)."""
 
+from .aggregate import aggregate_variance_bound
 from .closed_form import TRANSMIT_FACTOR, natural_dithering_bound, qsgd_bound, simple_bound
 from .envelope import Arcs, envelope
 from .tight import (
@@ -16,6 +17,7 @@ __all__ = [
     "Arcs",
     "TightBound",
     "adversarial_vector",
+    "aggregate_variance_bound",
     "envelope",
     "layerwise_tight_bound",
     "layerwise_tight_bound_lp",
