@@ -20,10 +20,11 @@ Three rules keep the kernels fast on a busy machine and safe to fork:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 
-__all__ = ["PARALLEL_MIN", "set_threads", "get_threads", "threading_layer", "use_parallel", "apply_env"]
+__all__ = ["PARALLEL_MIN", "set_threads", "get_threads", "threading_layer", "use_parallel", "apply_env", "serial"]
 
 #: Coordinates (summed over a batch's rows) below which a kernel runs serially.  At 2^17 the serial
 #: rounding pass takes ~0.1 ms on one core, the price of one thread-pool wake-up on a busy machine.
@@ -33,9 +34,26 @@ PARALLEL_MIN = 1 << 17
 DEFAULT_LAYER = "workqueue"
 
 
+_SERIAL = [False]
+
+
 def use_parallel(coords: int) -> bool:
-    """Whether a kernel call touching ``coords`` coordinates should run on the thread pool."""
-    return coords >= PARALLEL_MIN
+    """Whether a kernel call touching ``coords`` coordinates should run on the thread pool (never inside
+    :func:`serial`)."""
+    return coords >= PARALLEL_MIN and not _SERIAL[0]
+
+
+@contextlib.contextmanager
+def serial():
+    """Every kernel called inside runs its serial twin on the calling thread: the same bits, one core,
+    and no parallel kernel compiled on first use (e.g. to time one rank's codec, as each rank of a job
+    that shares the machine's cores runs)."""
+    old = _SERIAL[0]
+    _SERIAL[0] = True
+    try:
+        yield
+    finally:
+        _SERIAL[0] = old
 
 
 def _select_layer() -> None:

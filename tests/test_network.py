@@ -155,6 +155,15 @@ def test_model_inputs_are_checked(call, match):
         call()
 
 
+@pytest.fixture(scope="module")
+def small_speedup_config():
+    """The quick speedup config made small (T = 20, 40 SRA draws, d_model = 4·10^4, a fixed codec)."""
+    from qodasim.experiments import load_config
+
+    _, config = load_config("speedup", "quick")
+    return dict(config, T=20, sra_draws=40, d_model=40_000, cpu_encode_ns=1.0, cpu_decode_ns=2.0, cpu_reduce_ns=0.5)
+
+
 def _mutant_allreduce_times_K(monkeypatch):
     real = network.allreduce_time
     monkeypatch.setattr(network, "allreduce_time", lambda d, K, net, b=32: K * real(d, K, net, b))
@@ -212,17 +221,20 @@ def _mutant_sra_aggregate_without_requantization(monkeypatch):
         (_mutant_sra_aggregate_without_requantization, "sra_variance"),
     ],
 )
-def test_speedup_verdicts_go_red_under_model_bugs(monkeypatch, mutant, red):
-    """Each plausible bug of the model or of SRA turns its verdict red (and the unmutated run is green,
-    tested in test_experiments)."""
-    from qodasim.experiments import load_config, speedup
+def test_speedup_verdicts_go_red_under_model_bugs(monkeypatch, mutant, red, small_speedup_config):
+    """Each plausible bug of the model or of SRA turns its verdict red (the unmutated run of the same
+    setting is green: the next test)."""
+    from qodasim.experiments import speedup
 
-    _, config = load_config("speedup", "quick")
-    config = dict(config, T=20, sra_draws=60, d_model=40_000, cpu_encode_ns=1.0, cpu_decode_ns=2.0)
-    assert all(v.passed for v in speedup.run(config, progress=False).verdicts)
     mutant(monkeypatch)
-    result = speedup.run(config, progress=False)
+    result = speedup.run(small_speedup_config, progress=False)
     assert red in {v.name for v in result.verdicts if not v.passed}
+
+
+def test_the_small_speedup_setting_is_green(small_speedup_config):
+    from qodasim.experiments import speedup
+
+    assert all(v.passed for v in speedup.run(small_speedup_config, progress=False).verdicts)
 
 
 def test_speedup_experiment_states_its_codec_and_sizes():

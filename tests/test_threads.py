@@ -166,3 +166,22 @@ def test_cli_threads_option(monkeypatch, capsys):
         assert out.startswith("qodasim ") and "threading layer" in out
     finally:
         numba.set_num_threads(before)
+
+
+def test_serial_runs_the_serial_twins_with_the_same_bits():
+    """Inside threads.serial() a call above PARALLEL_MIN takes the serial kernel (no thread pool, nothing
+    parallel compiled) and gives the parallel call's bits; the switch is restored on exit, also after
+    an exception."""
+    v = np.random.default_rng(3).standard_normal(threads.PARALLEL_MIN + 5).astype(np.float32)
+    quant = Quantizer(Levels.uniform(3))
+    plan = quant.plan(v.size)
+    assert threads.use_parallel(v.size) and engine._k(plan, "task_max_sumsq") is _numba.task_max_sumsq
+    par = quant.quantize(v, Key(4))
+    with threads.serial():
+        assert not threads.use_parallel(10**9)
+        assert engine._k(plan, "task_max_sumsq") is _numba.SERIAL["task_max_sumsq"]
+        ser = quant.quantize(v, Key(4))
+    assert ser.equals(par) and threads.use_parallel(v.size)
+    with pytest.raises(RuntimeError), threads.serial():
+        raise RuntimeError
+    assert threads.use_parallel(v.size)

@@ -56,6 +56,7 @@ from ..solvers import SolverConfig, solve
 from ..solvers import network as netmodel
 from ..solvers.network import COLLECTIVES, GBPS, MESSAGES, PAPER_SPEEDUP, Network, Workload, run_time, speedup
 from ..solvers.sra import chunk_bounds, sra_aggregate, sra_bits, sra_variance
+from ..threads import serial
 from ..vi import NoiseModel, layered_problem
 from . import plotting
 from .base import Param, Progress, Result, Verdict, check_config, metadata
@@ -147,7 +148,8 @@ def describe_region(region: dict, scaling: str) -> str:
 
 
 def measure_codec(d: int = 2**20, levels: str = "uniform:3", repeats: int = 5, seed: int = 0) -> dict:
-    """This machine's CPU codec: seconds per coordinate to quantize + encode one Gaussian ``d``-vector
+    """This machine's CPU codec on one core (:func:`qodasim.threads.serial`, as each rank of a job that
+    shares the cores runs): seconds per coordinate to quantize + encode one Gaussian ``d``-vector
     (dense γ) and to decode + dequantize it.
 
     Returns ``{"encode", "decode", "reduce"}`` (best of ``repeats`` after a warm-up call; ``reduce``:
@@ -166,18 +168,19 @@ def measure_codec(d: int = 2**20, levels: str = "uniform:3", repeats: int = 5, s
     quant = Quantizer(Levels.parse(levels))
     enc, dec, red = [], [], []
     acc = np.zeros(d)
-    for i in range(repeats + 1):
-        t0 = time.perf_counter()
-        msg = Encoder().encode(quant.quantize(v, Key(seed, 0, i)))
-        t1 = time.perf_counter()
-        x = Decoder().decode(msg).dequantize(np.float64)
-        t2 = time.perf_counter()
-        acc += x
-        t3 = time.perf_counter()
-        if i:
-            enc.append((t1 - t0) / d)
-            dec.append((t2 - t1) / d)
-            red.append((t3 - t2) / d)
+    with serial():
+        for i in range(repeats + 1):
+            t0 = time.perf_counter()
+            msg = Encoder().encode(quant.quantize(v, Key(seed, 0, i)))
+            t1 = time.perf_counter()
+            x = Decoder().decode(msg).dequantize(np.float64)
+            t2 = time.perf_counter()
+            acc += x
+            t3 = time.perf_counter()
+            if i:
+                enc.append((t1 - t0) / d)
+                dec.append((t2 - t1) / d)
+                red.append((t3 - t2) / d)
     out = {"encode": min(enc), "decode": min(dec), "reduce": min(red), "encode_median": float(np.median(enc)),
            "decode_median": float(np.median(dec)), "d": d, "repeats": repeats, "levels": levels}  # fmt: skip
     out["spread"] = max(out["encode_median"] / out["encode"], out["decode_median"] / out["decode"]) - 1
@@ -331,9 +334,10 @@ def model_size_bits(V, layout: LayerLayout, levels, d_model: int, seed: int) -> 
     Vm, lay = model_vectors(V, layout, d_model, seed)
     K = Vm.shape[0]
     quant = LayerwiseQuantizer(lay, tuple(levels))
-    agg = sra_aggregate(Vm, quant, seed, 0)
-    bits = sra_bits(Vm, quant, agg.mean)
-    var = sra_variance(Vm, quant, agg.mean)
+    with serial():  # the same bits; no parallel kernels to compile for this one computation
+        agg = sra_aggregate(Vm, quant, seed, 0)
+        bits = sra_bits(Vm, quant, agg.mean)
+        var = sra_variance(Vm, quant, agg.mean)
     gbar2 = float(np.sum(np.asarray(Vm, np.float64).mean(axis=0) ** 2))
     return {"d": d_model, "K": K, "allgather": float(bits["allgather"].mean() / d_model),
             "sra_stage1": float(bits["stage1"].sum() / (K * d_model)),
