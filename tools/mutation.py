@@ -66,6 +66,11 @@ TARGETS = {
     "optimize/prune": ("qodasim/optimize/_prune.py", "tests/test_prune.py"),
     "optimize/schemes": ("qodasim/optimize/schemes.py", "tests/test_analyze.py -k 'not cli and not report'"),
     "quantize/layers": ("qodasim/quantize/layers.py", "tests/test_analyze.py -k 'arrays or pytrees or types or nd'"),
+    "solvers/sra": ("qodasim/solvers/sra.py", "tests/test_sra.py -k 'not converges'"),
+    "solvers/network": (
+        "qodasim/solvers/network.py",
+        "tests/test_network.py -k 'not cli and not sweep and not run_file'",
+    ),
 }
 
 
