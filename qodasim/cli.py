@@ -242,8 +242,8 @@ def cmd_speedup(args) -> int:
         free = Workload(args.d, args.compute, args.scaling, args.bits_per_coord, requant_bits_per_coord=requant)
         data = {"tables": {"gpu_codec": {c: sp.speedup_table(free, args.K, args.bandwidth, args.latency, c)
                                          for c in COLLECTIVES},
-                           "cpu_codec": {c: sp.speedup_table(work, args.K, args.bandwidth, args.latency, c)
-                                         for c in COLLECTIVES}},
+                           "cpu_codec": {c: tables.get(c) or sp.speedup_table(work, args.K, args.bandwidth,
+                                                                              args.latency, c) for c in COLLECTIVES}},
                 "model_size": {"d": args.d, "sra_stage1": args.bits_per_coord, "allgather": args.bits_per_coord,
                                "sra_stage2": work.requant_bits},
                 "Ks": args.K, "bandwidths": args.bandwidth,

@@ -55,7 +55,7 @@ from ..quantize import LayerLayout, LayerwiseQuantizer
 from ..solvers import SolverConfig, solve
 from ..solvers import network as netmodel
 from ..solvers.network import COLLECTIVES, GBPS, MESSAGES, PAPER_SPEEDUP, Network, Workload, run_time, speedup
-from ..solvers.sra import chunk_bounds, sra_aggregate, sra_bits, sra_variance
+from ..solvers.sra import chunk_bounds, piece_quantizer, sra_aggregate, sra_bits, sra_variance
 from ..threads import serial
 from ..vi import NoiseModel, layered_problem
 from . import plotting
@@ -230,6 +230,10 @@ def codec_coordinates(collective: str, K: int, d: int) -> tuple[int, int, int]:
     return int(np.max(d + own)), int(np.max((K - 1) * own + (d - own))), int(np.max((K - 1) * own))
 
 
+def _close(a: float, b: float) -> bool:
+    return bool(np.isclose(a, b, rtol=1e-12, atol=0))
+
+
 def _check_case(rng: np.random.Generator) -> list[str]:
     """One random case of the model against :func:`schedule`; returns failures."""
     fails = []
@@ -239,39 +243,43 @@ def _check_case(rng: np.random.Generator) -> list[str]:
     b1, b2 = float(rng.uniform(0.1, 8)), float(rng.uniform(0.1, 8))
     sizes = rng.uniform(0, b1 * d, K)
     chunks, requant = rng.uniform(0, b1 * d / K, (K, K)), rng.uniform(0, b2 * d / K, K)
-
-    def close(a, b):
-        return bool(np.isclose(a, b, rtol=1e-12, atol=0))
-
-    if not close(netmodel.allgather_time(sizes, net), schedule("allgather", K, net, sizes=sizes)[0]):
+    if not _close(netmodel.allgather_time(sizes, net), schedule("allgather", K, net, sizes=sizes)[0]):
         fails.append(f"all-gather time K={K}")
-    if not close(netmodel.sra_time(chunks, requant, net), schedule("sra", K, net, chunks=chunks, requant=requant)[0]):
+    if not _close(netmodel.sra_time(chunks, requant, net), schedule("sra", K, net, chunks=chunks, requant=requant)[0]):
         fails.append(f"SRA time K={K}")
     t_ar, sent_ar = schedule("allreduce", K, net, d=d)
-    if not close(netmodel.allreduce_time(d, K, net), t_ar):
+    if not _close(netmodel.allreduce_time(d, K, net), t_ar):
         fails.append(f"all-reduce time K={K}")
     equal = {"allgather": schedule("allgather", K, net, sizes=[b1 * d] * K),
              "sra": schedule("sra", K, net, chunks=np.full((K, K), b1 * d / K), requant=[b2 * d / K] * K),
              "allreduce": (t_ar, sent_ar)}  # fmt: skip
     for coll, (_, sent) in equal.items():
-        if not close(netmodel.traffic(coll, K, d, b1, b2), sent.max()):
+        if not _close(netmodel.traffic(coll, K, d, b1, b2), sent.max()):
             fails.append(f"{coll} traffic K={K}")
     work = Workload(d, float(rng.uniform(0, 1)), str(rng.choice(["strong", "weak"])), b1,
                     float(rng.uniform(0, 5e-9)), float(rng.uniform(0, 5e-9)), requant_bits_per_coord=b2,
                     reduce_per_coord=float(rng.uniform(0, 2e-9)))  # fmt: skip
+    seconds = {coll: t for coll, (t, _) in equal.items()}
+    return fails + _check_iterations(work, K, net, seconds)
+
+
+def _check_iterations(work: Workload, K: int, net: Network, seconds: dict) -> list[str]:
+    """Whole iterations of every method by every collective (and uncompressed) against the oracles'
+    compute, the codec and reduction work counted from the schedule, and the schedule's ``seconds``."""
+    fails = []
     per_oracle = work.compute / K if work.scaling == "strong" else work.compute
 
     def local(coll):
-        enc, dec, add = codec_coordinates(coll, K, d)
+        enc, dec, add = codec_coordinates(coll, K, work.d)
         return enc * work.encode_per_coord + dec * work.decode_per_coord + add * work.reduce_per_coord
 
     for method, m in MESSAGES.items():
         for coll in COLLECTIVES:
-            want = m * (per_oracle + local(coll) + equal[coll][0])
-            if not close(netmodel.iteration_time(method, True, K, work, net, coll)["total"], want):
+            want = m * (per_oracle + local(coll) + seconds[coll])
+            if not _close(netmodel.iteration_time(method, True, K, work, net, coll)["total"], want):
                 fails.append(f"{method} by {coll} K={K}")
-        want = m * (per_oracle + local("allreduce") + t_ar)
-        if not close(netmodel.iteration_time(method, False, K, work, net)["total"], want):
+        want = m * (per_oracle + local("allreduce") + seconds["allreduce"])
+        if not _close(netmodel.iteration_time(method, False, K, work, net)["total"], want):
             fails.append(f"uncompressed {method} K={K}")
     return fails
 
@@ -311,12 +319,13 @@ def sra_monte_carlo(V, quant, draws: int, seed: int) -> dict:
     Rao–Blackwell prediction ``‖s − ḡ‖² + E‖Q_2(s) − s‖²`` (exact given each drawn ``s``), and the
     draws' ``‖s − ḡ‖²`` beside stage 1's exact variance; ``z`` scores from the draws' spread."""
     gbar = np.asarray(V, np.float64).mean(axis=0)
+    pieces, _ = piece_quantizer(quant, gbar.size, len(V))  # Q_2, whose exact variance at s is stage 2's
     err, pred, first = np.empty(draws), np.empty(draws), np.empty(draws)
     for i in range(draws):
         r = sra_aggregate(V, quant, seed, i)
         err[i] = np.sum((r.aggregate - gbar) ** 2)
         first[i] = np.sum((r.mean - gbar) ** 2)
-        pred[i] = first[i] + sra_variance(V, quant, r.mean)["stage2"]
+        pred[i] = first[i] + pieces.exact_variance(r.mean)
     exact = sra_variance(V, quant)
     diff = err - pred
     se_total, se_first = diff.std(ddof=1) / np.sqrt(draws), first.std(ddof=1) / np.sqrt(draws)
@@ -346,19 +355,21 @@ def model_size_bits(V, layout: LayerLayout, levels, d_model: int, seed: int) -> 
             "var_sra_stage2": var["stage2"] / gbar2}  # fmt: skip
 
 
+def _workload(bits: dict, config: dict, collective: str, codec: dict | None = None) -> Workload:
+    """The modelled workload by ``collective`` with the bits at ``d_model`` (all-gather messages, or SRA's
+    chunks and re-quantized chunks) and ``codec``'s seconds per coordinate (``None``: free)."""
+    codec = codec or {"encode": 0.0, "decode": 0.0, "reduce": 0.0}
+    b1 = bits["allgather"] if collective == "allgather" else bits["sra_stage1"]
+    return Workload(int(config["d_model"]), float(config["compute"]), config["scaling"], b1, codec["encode"],
+                    codec["decode"], requant_bits_per_coord=bits["sra_stage2"], bits_from_d=int(config["d_model"]),
+                    reduce_per_coord=codec["reduce"])  # fmt: skip
+
+
 def _tables(bits: dict, config: dict, codec: dict) -> dict:
     """Speed-up tables ``{codec: {collective: table}}`` with the bits at ``d_model``."""
-    d, Ks, bws, lat = int(config["d_model"]), config["Ks"], config["bandwidths"], float(config["latency"])
-    out = {}
-    for name, enc, dec, red in (("gpu_codec", 0.0, 0.0, 0.0),
-                                ("cpu_codec", codec["encode"], codec["decode"], codec["reduce"])):  # fmt: skip
-        out[name] = {}
-        for coll in COLLECTIVES:
-            b1 = bits["allgather"] if coll == "allgather" else bits["sra_stage1"]
-            work = Workload(d, float(config["compute"]), config["scaling"], b1, enc, dec,
-                            requant_bits_per_coord=bits["sra_stage2"], bits_from_d=d, reduce_per_coord=red)  # fmt: skip
-            out[name][coll] = speedup_table(work, Ks, bws, lat, coll)
-    return out
+    Ks, bws, lat = config["Ks"], config["bandwidths"], float(config["latency"])
+    return {name: {coll: speedup_table(_workload(bits, config, coll, c), Ks, bws, lat, coll) for coll in COLLECTIVES}
+            for name, c in (("gpu_codec", None), ("cpu_codec", codec))}  # fmt: skip
 
 
 def _codec(config: dict) -> dict:
@@ -490,9 +501,7 @@ def _breakdown(bits: dict, config: dict) -> dict:
     net = Network(max(config["bandwidths"]) * GBPS, float(config["latency"]))
     out = {}
     for coll in COLLECTIVES:
-        b1 = bits["allgather"] if coll == "allgather" else bits["sra_stage1"]
-        work = Workload(int(config["d_model"]), float(config["compute"]), config["scaling"], b1,
-                        requant_bits_per_coord=bits["sra_stage2"])  # fmt: skip
+        work = _workload(bits, config, coll)
         for m in ("qoda", "qgenx"):
             out[f"{m}-{coll}"] = {str(K): netmodel.iteration_time(m, True, K, work, net, coll) for K in config["Ks"]}
     work = Workload(int(config["d_model"]), float(config["compute"]), config["scaling"])

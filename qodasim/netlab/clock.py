@@ -212,7 +212,7 @@ def _iteration(mode: str, mesh: Mesh, codec: _Codec, v, quant, subs, bounds, see
     otherwise: workers added in rank order in float64, as the simulation and
     :func:`~qodasim.solvers.sra.sra_aggregate` do) and the sizes in bytes of what this rank encoded."""
     from ..rng import Key
-    from ..solvers.sra import stage2_seed
+    from ..solvers.sra import stage1_key, stage2_key
 
     K, r = mesh.K, mesh.rank
     if mode == "allreduce":
@@ -224,7 +224,8 @@ def _iteration(mode: str, mesh: Mesh, codec: _Codec, v, quant, subs, bounds, see
         for j, m in enumerate(msgs):
             codec.add(total, codec.own(qv) if j == r else codec.decode(("all", j), m))
         return total / K, [len(msg)]
-    chunks = [codec.encode(("c", j), subs[j], v[bounds[j] : bounds[j + 1]], Key(seed, r * K + j, it)) for j in range(K)]
+    chunks = [codec.encode(("c", j), subs[j], v[bounds[j] : bounds[j + 1]], stage1_key(seed, r, j, K, it))
+              for j in range(K)]  # fmt: skip
     received = {r: codec.own(chunks[r][1])}
     for s in range(1, K):
         to, frm = (r + s) % K, (r - s) % K
@@ -232,7 +233,7 @@ def _iteration(mode: str, mesh: Mesh, codec: _Codec, v, quant, subs, bounds, see
     own = np.zeros(bounds[r + 1] - bounds[r])
     for k in range(K):
         codec.add(own, received[k])
-    mine, mine_qv = codec.encode("r", subs[r], own / K, Key(stage2_seed(seed), r, it))
+    mine, mine_qv = codec.encode("r", subs[r], own / K, stage2_key(seed, r, it))
     parts = mesh.ring_allgather(mine)
     out = [codec.own(mine_qv) if j == r else codec.decode(("r", j), m) for j, m in enumerate(parts)]
     return np.concatenate(out), [len(c) for j, (c, _) in enumerate(chunks) if j != r] + [len(mine)]

@@ -52,7 +52,7 @@ from .genx import (
     _run_template,
     _sum_messages,
 )
-from .sra import chunk_bounds, chunk_quantizers, stage2_seed
+from .sra import chunk_bounds, chunk_quantizers, stage1_key, stage2_key
 
 __all__ = ["solve_mpi", "MPIResult", "CollectiveTimeout", "DEFAULT_TIMEOUT", "wait", "abort"]
 
@@ -118,7 +118,6 @@ class _MPIOracle(_Oracle):
         self.decoders = [[Decoder() for _ in range(K)] for _ in range(R)]
         self.wire_bytes = 0
         self._meta = np.zeros((K, 1 + 5 * R), np.int64)
-        self._sra = None  # (quantizer, chunk quantizers, chunk bounds) of the SRA rounds
         # SRA channels: this worker's encoders to each receiver j and for its re-quantized chunk (index K)
         self._sra_enc = [[Encoder(cfg.protocol, cfg.code) for _ in range(K + 1)] for _ in range(R)]
         self._sra_dec = [[Decoder() for _ in range(2 * K)] for _ in range(R)]  # from sender j; from owner j (K + j)
@@ -161,12 +160,7 @@ class _MPIOracle(_Oracle):
         if k == 0:
             self.last_raw = V[0]
         self._gather(meta, self._meta, what=f"the size exchange of iteration {t} (round {rnd})")
-        bad = np.flatnonzero(self._meta[:, 0])
-        if bad.size:
-            j, why = int(bad[0]), int(self._meta[bad[0], 0])
-            if why == _NONFINITE:
-                self._nonfinite(X, t, rnd, worker=j)
-            raise _Diverged(f"an oracle output of worker {j} at iteration {t} cannot be sent (norm outside float32)")
+        self._check_status(self._meta, X, t, rnd)
         sizes = self._meta[:, 1::5]  # (K, R) bytes
         counts = sizes.sum(axis=1)
         recv = np.empty(int(counts.sum()), np.uint8)
@@ -217,41 +211,60 @@ class _MPIOracle(_Oracle):
         """One SRA round over MPI (:mod:`qodasim.solvers.sra`): chunk messages by a non-blocking
         all-to-all, the owner's average re-quantized, the re-quantized chunks by an all-gather; the same
         keys, channel encoders and summation order as the simulation, so the same aggregate and ledger."""
-        MPI = _mpi()
-        cfg, R, K, k = self.cfg, self.cfg.replicas, self.cfg.K, self.rank
-        d = V.shape[1]
-        if self._sra is None or self._sra[0] is not self.quant:  # the channels persist across level changes
-            self._sra = (self.quant, chunk_quantizers(self.quant, d, K), chunk_bounds(d, K))
-        _, subs, b = self._sra
-        # stage 1: this worker's chunk messages, one per receiver
+        K, d = self.cfg.K, V.shape[1]
+        subs, b = chunk_quantizers(self.quant, d, K), chunk_bounds(d, K)
+        qv1, msgs, meta = self._sra_chunks(V, subs, b, rnd)
+        if self.rank == 0:
+            self.last_raw = V[0]
+        sent = np.zeros((K, meta.size), np.int64)
+        self._gather(meta, sent, what=f"the size exchange of iteration {t} (round {rnd})")
+        self._check_status(sent, X, t, rnd)
+        received = self._sra_exchange(msgs, sent[:, 1:].reshape(K, self.cfg.replicas, K + 4)[:, :, :K], t, rnd)
+        mine, meta2 = self._sra_requantize(qv1, received, subs, t, rnd)
+        gathered = np.zeros((K, meta2.size), np.int64)
+        self._gather(meta2, gathered, what=f"the re-quantized sizes of iteration {t} (round {rnd})")
+        counts = gathered[:, 1::5].sum(axis=1)
+        recv = np.empty(int(counts.sum()), np.uint8)
+        self._gather(np.frombuffer(b"".join(m.data for m, _ in mine), np.uint8), recv, counts,
+                     f"the re-quantized chunks of iteration {t} (round {rnd})")  # fmt: skip
+        self.wire_bytes += int(counts.sum())
+        self.calls += 1
+        self.messages += 1
+        self._sra_ledger(sent, gathered, t, rnd)
+        return self._sra_assemble(mine, gathered[:, 1::5], recv, b, t, rnd)
+
+    def _sra_chunks(self, V: np.ndarray, subs, b: np.ndarray, rnd: int):
+        """Stage 1 on this worker: each replica's chunks quantized, the ones for the other workers
+        encoded by their channels; the metadata row ``[status, per replica: K sizes (bytes) and the four
+        bit categories summed over the sent chunks]``."""
+        R, K, k = self.cfg.replicas, self.cfg.K, self.rank
         meta = np.zeros(1 + R * (K + 4), np.int64)
         qv1, msgs = [], [[b""] * K for _ in range(R)]
         if not np.all(np.isfinite(V)):
             meta[0] = _NONFINITE
-        else:
-            try:
-                for r in range(R):
-                    qv1.append([subs[j].quantize(V[r, b[j] : b[j + 1]], Key(self.seeds[r], k * K + j, rnd))
-                                for j in range(K)])  # fmt: skip
-            except NormRangeError:
-                meta[0] = _NORM_RANGE
-            else:
-                for r in range(R):
-                    for j in range(K):
-                        if j != k:
-                            m = self._sra_enc[r][j].encode(qv1[r][j])
-                            msgs[r][j] = m.data
-                            meta[1 + r * (K + 4) + j] = len(m.data)
-                            meta[1 + r * (K + 4) + K : 1 + (r + 1) * (K + 4)] += [m.bits[c] for c in _CATS]
-        if k == 0:
-            self.last_raw = V[0]
-        everyone = np.zeros((K, meta.size), np.int64)
-        self._gather(meta, everyone, what=f"the size exchange of iteration {t} (round {rnd})")
-        self._check_status(everyone, X, t, rnd)
-        sizes = everyone[:, 1:].reshape(K, R, K + 4)[:, :, :K]  # [sender, replica, receiver] bytes
-        send = b"".join(msgs[r][j] for j in range(K) for r in range(R))
-        scounts = sizes[k].T.sum(axis=1)  # to each receiver j, its replicas' chunks
-        rcounts = sizes[:, :, k].sum(axis=1)  # from each sender
+            return qv1, msgs, meta
+        try:
+            qv1 = [[subs[j].quantize(V[r, b[j] : b[j + 1]], stage1_key(self.seeds[r], k, j, K, rnd)) for j in range(K)]
+                   for r in range(R)]  # fmt: skip
+        except NormRangeError:
+            meta[0] = _NORM_RANGE
+            return qv1, msgs, meta
+        for r in range(R):
+            row = meta[1 + r * (K + 4) : 1 + (r + 1) * (K + 4)]
+            for j in (j for j in range(K) if j != k):
+                m = self._sra_enc[r][j].encode(qv1[r][j])
+                msgs[r][j] = m.data
+                row[j] = len(m.data)
+                row[K:] += [m.bits[c] for c in _CATS]
+        return qv1, msgs, meta
+
+    def _sra_exchange(self, msgs, sizes: np.ndarray, t: int, rnd: int) -> list[dict]:
+        """The all-to-all of the chunk messages (``sizes[sender, replica, receiver]`` bytes): per replica,
+        the bytes each other worker sent this one."""
+        MPI = _mpi()
+        R, K, k = self.cfg.replicas, self.cfg.K, self.rank
+        send = b"".join(msgs[r][j] for j in range(K) for r in range(R))  # receiver-major, replicas inside
+        scounts, rcounts = sizes[k].T.sum(axis=1), sizes[:, :, k].sum(axis=1)
         recv = np.empty(int(rcounts.sum()), np.uint8)
         sd = np.concatenate([[0], np.cumsum(scounts)[:-1]]).astype(np.int64)
         rd = np.concatenate([[0], np.cumsum(rcounts)[:-1]]).astype(np.int64)
@@ -259,53 +272,62 @@ class _MPIOracle(_Oracle):
                                    [recv, (rcounts.tolist(), rd.tolist()), MPI.BYTE])  # fmt: skip
         wait(req, self.timeout, f"the chunk exchange of iteration {t} (round {rnd})")
         self.wire_bytes += int(rcounts.sum())
-        # reduce: the owned chunk's average, senders in order (own chunk as quantized), then stage 2
-        meta2 = np.zeros(1 + R * 5, np.int64)
-        mine, mine_qv = [], []
+        out = [{} for _ in range(R)]
+        for j in (j for j in range(K) if j != k):
+            a = int(rd[j])
+            for r in range(R):
+                out[r][j] = recv[a : a + sizes[j, r, k]].tobytes()
+                a += int(sizes[j, r, k])
+        return out
+
+    def _sra_requantize(self, qv1, received: list[dict], subs, t: int, rnd: int):
+        """The owned chunk's average (senders in order, this worker's own chunk as quantized) re-quantized
+        and encoded: per replica ``(message, quantized vector)``, and the metadata row ``[0, per replica:
+        size (bytes) and the four bit categories]``."""
+        R, K, k = self.cfg.replicas, self.cfg.K, self.rank
+        meta = np.zeros(1 + R * 5, np.int64)
+        mine = []
         for r in range(R):
-            total = np.zeros(b[k + 1] - b[k])
+            total = np.zeros(subs[k].layout.d)
             for j in range(K):
                 if j == k:
                     total += qv1[r][k].dequantize(np.float64, engine=self.quant.engine)
                 else:
-                    a = rd[j] + int(sizes[j, :r, k].sum())
-                    data = recv[a : a + sizes[j, r, k]].tobytes()
-                    total += self._decode(self._sra_dec[r][j], data, Key(self.seeds[r], j * K + k, rnd),
+                    total += self._decode(self._sra_dec[r][j], received[r][j], stage1_key(self.seeds[r], j, k, K, rnd),
                                           f"worker {j} (chunk {k}, replica {r})", t, rnd)  # fmt: skip
-            q = subs[k].quantize(total / K, Key(stage2_seed(self.seeds[r]), k, rnd))
+            q = subs[k].quantize(total / K, stage2_key(self.seeds[r], k, rnd))
             m = self._sra_enc[r][K].encode(q)
-            mine.append(m.data)
-            mine_qv.append(q)
-            meta2[1 + 5 * r] = len(m.data)
-            meta2[2 + 5 * r : 6 + 5 * r] = [m.bits[c] for c in _CATS]
-        all2 = np.zeros((K, meta2.size), np.int64)
-        self._gather(meta2, all2, what=f"the re-quantized sizes of iteration {t} (round {rnd})")
-        sizes2 = all2[:, 1::5]  # (K, R)
-        counts2 = sizes2.sum(axis=1)
-        recv2 = np.empty(int(counts2.sum()), np.uint8)
-        self._gather(np.frombuffer(b"".join(mine), np.uint8), recv2, counts2,
-                     f"the re-quantized chunks of iteration {t} (round {rnd})")  # fmt: skip
-        self.wire_bytes += int(counts2.sum())
-        self.calls += 1
-        self.messages += 1
-        for j in range(K if cfg.bits != "none" else 0):  # the simulation's rows: K − 1 chunks + the re-quantized one
+            mine.append((m, q))
+            meta[1 + 5 * r] = len(m.data)
+            meta[2 + 5 * r : 6 + 5 * r] = [m.bits[c] for c in _CATS]
+        return mine, meta
+
+    def _sra_ledger(self, sent: np.ndarray, gathered: np.ndarray, t: int, rnd: int) -> None:
+        """The simulation's rows: per worker its ``K − 1`` chunks and its re-quantized chunk."""
+        R, K = self.cfg.replicas, self.cfg.K
+        for j in range(K if self.cfg.bits != "none" else 0):
             for r in range(R):
-                parts = everyone[j, 1 + r * (K + 4) + K : 1 + (r + 1) * (K + 4)] + all2[j, 2 + 5 * r : 6 + 5 * r]
+                parts = sent[j, 1 + r * (K + 4) + K : 1 + (r + 1) * (K + 4)] + gathered[j, 2 + 5 * r : 6 + 5 * r]
                 bits = dict(zip(_CATS, parts.tolist(), strict=True))
                 self.bits[r, t - 1] += sum(bits.values())
                 if r == 0:
                     self.ledger.record(j, rnd, {c: float(v) for c, v in bits.items()})
-        out = np.empty((R, d))
-        starts = np.concatenate([[0], np.cumsum(sizes2.ravel())])  # worker-major: (j, r)
+
+    def _sra_assemble(self, mine, sizes: np.ndarray, recv: np.ndarray, b: np.ndarray, t: int, rnd: int) -> np.ndarray:
+        """Every replica's aggregate: the owners' re-quantized chunks (``sizes[owner, replica]`` bytes,
+        owner-major in ``recv``) decoded, this worker's own as quantized."""
+        R, K, k = self.cfg.replicas, self.cfg.K, self.rank
+        out = np.empty((R, int(b[-1])))
+        starts = np.concatenate([[0], np.cumsum(sizes.ravel())])
         for r in range(R):
             for j in range(K):
                 if j == k:
-                    part = mine_qv[r].dequantize(np.float64, engine=self.quant.engine)
+                    part = mine[r][1].dequantize(np.float64, engine=self.quant.engine)
                 else:
                     a = starts[j * R + r]
-                    key = Key(stage2_seed(self.seeds[r]), j, rnd)
-                    data = recv2[a : a + sizes2[j, r]].tobytes()
-                    part = self._decode(self._sra_dec[r][K + j], data, key, f"owner {j} (replica {r})", t, rnd)
+                    data = recv[a : a + sizes[j, r]].tobytes()
+                    part = self._decode(self._sra_dec[r][K + j], data, stage2_key(self.seeds[r], j, rnd),
+                                        f"owner {j} (replica {r})", t, rnd)  # fmt: skip
                 out[r, b[j] : b[j + 1]] = part
         return out
 

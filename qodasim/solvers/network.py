@@ -101,10 +101,10 @@ def allgather_time(bits, net: Network) -> float:
     return (K - 1) * (net.latency + float(b.max()) / net.bandwidth)
 
 
-def _sizes(x, shape_name: str, ndim: int) -> np.ndarray:
+def _sizes(x, name: str, ndim: int) -> np.ndarray:
     b = np.asarray(x, float)
     if b.ndim != ndim or b.size < 1 or not np.all(np.isfinite(b)) or np.any(b < 0):
-        raise ValueError(f"{shape_name} must be a non-empty {ndim}-D array of finite non-negative message sizes")
+        raise ValueError(f"{name} must be a non-empty {ndim}-D array of finite non-negative message sizes")
     return b
 
 

@@ -32,7 +32,7 @@ from ..quantize import BaseQuantizer, LayerLayout, LayerwiseQuantizer, Quantizer
 from ..rng import GOLDEN, Key, mix64
 
 __all__ = ["SRAResult", "chunk_bounds", "chunk_quantizers", "piece_quantizer", "sra_aggregate", "sra_bits",
-           "sra_variance", "stage2_seed"]  # fmt: skip
+           "sra_variance", "stage1_key", "stage2_key", "stage2_seed"]  # fmt: skip
 
 
 def stage2_seed(seed: int) -> int:
@@ -40,6 +40,16 @@ def stage2_seed(seed: int) -> int:
     constant), so that its streams meet stage 1's ``(seed, worker, round)`` streams only by a 64-bit
     hash collision."""
     return mix64(int(seed) + 7 * GOLDEN)
+
+
+def stage1_key(seed: int, sender: int, chunk: int, K: int, round: int) -> Key:
+    """The key of worker ``sender``'s chunk ``chunk`` in ``round``: ``Key(seed, sender·K + chunk, round)``."""
+    return Key._trusted(int(seed), int(sender) * int(K) + int(chunk), int(round))
+
+
+def stage2_key(seed: int, owner: int, round: int) -> Key:
+    """The key of owner ``owner``'s re-quantized chunk in ``round``: ``Key(stage2_seed(seed), owner, round)``."""
+    return Key._trusted(stage2_seed(seed), int(owner), int(round))
 
 
 def _workers(K) -> int:
@@ -136,18 +146,29 @@ def _check_V(V) -> np.ndarray:
     return V
 
 
-def chunk_quantizers(quantizer: BaseQuantizer, d: int, K: int) -> list[LayerwiseQuantizer]:
-    """The quantizer of each chunk message: chunk ``j``'s pieces of :func:`piece_quantizer`."""
+_CHUNKS: dict = {}  # (id(quantizer), d, K) -> (quantizer, its chunk quantizers): built once per quantizer
+
+
+def chunk_quantizers(quantizer: BaseQuantizer, d: int, K: int) -> tuple[LayerwiseQuantizer, ...]:
+    """The quantizer of each chunk message: chunk ``j``'s pieces of :func:`piece_quantizer` (cached for the
+    same quantizer object, as quantizers cache their plans: a solver asks every round)."""
+    key = (id(quantizer), d, K)
+    hit = _CHUNKS.get(key)
+    if hit is not None and hit[0] is quantizer:
+        return hit[1]
     Q, chunk = piece_quantizer(quantizer, d, K)
-    return [_chunk_quantizer(Q, chunk, j) for j in range(_workers(K))]
+    subs = tuple(_chunk_quantizer(Q, chunk, j) for j in range(_workers(K)))
+    if len(_CHUNKS) >= 64:
+        _CHUNKS.clear()
+    _CHUNKS[key] = (quantizer, subs)
+    return subs
 
 
 def sra_aggregate(V, quantizer: BaseQuantizer, seed: int, round: int = 0) -> SRAResult:
     """The SRA aggregate of the workers' vectors ``V`` (shape ``(K, d)``) under ``quantizer``.
 
-    Every message is one chunk under its own key: worker ``k``'s chunk ``j`` under
-    ``Key(seed, k·K + j, round)`` (stage 1), owner ``j``'s re-quantized chunk under
-    ``Key(stage2_seed(seed), j, round)`` (stage 2); random addresses ``(piece in the chunk, index)``.
+    Every message is one chunk under its own key (:func:`stage1_key`, :func:`stage2_key`); random
+    addresses ``(piece in the chunk, index)``.
     The mean adds the workers' dequantized chunks in worker order in float64.
     """
     V = _check_V(V)
@@ -155,12 +176,11 @@ def sra_aggregate(V, quantizer: BaseQuantizer, seed: int, round: int = 0) -> SRA
     Key(seed, 0, round)  # the key's checks, once
     subs = chunk_quantizers(quantizer, d, K)
     b = chunk_bounds(d, K)
-    stage1 = [[subs[j].quantize(V[k, b[j]:b[j + 1]], Key(seed, k * K + j, round)) for j in range(K)]
+    stage1 = [[subs[j].quantize(V[k, b[j]:b[j + 1]], stage1_key(seed, k, j, K, round)) for j in range(K)]
               for k in range(K)]  # fmt: skip
     mean = np.concatenate([dequantize_sum([stage1[k][j] for k in range(K)], K, engine=subs[j].engine)[0] / K
                            for j in range(K)])  # fmt: skip
-    seed2 = stage2_seed(seed)
-    stage2 = [subs[j].quantize(mean[b[j] : b[j + 1]], Key(seed2, j, round)) for j in range(K)]
+    stage2 = [subs[j].quantize(mean[b[j] : b[j + 1]], stage2_key(seed, j, round)) for j in range(K)]
     aggregate = np.concatenate([q.dequantize(np.float64, engine=subs[0].engine) for q in stage2])
     return SRAResult(aggregate, mean, stage1, stage2, b)
 
