@@ -66,6 +66,18 @@ def test_bad_input_is_a_clear_error(call, err, match):
         call()
 
 
+def test_the_keys_of_both_stages():
+    from qodasim.solvers.sra import stage1_key, stage2_key
+
+    assert stage1_key(5, 2, 1, 3, 7) == Key(5, 7, 7) and stage2_key(5, 2, 7) == Key(stage2_seed(5), 2, 7)
+    for call, err in [(lambda: stage1_key(5, 3, 0, 3, 0), ValueError),
+                      (lambda: stage1_key(-1, 0, 0, 3, 0), ValueError),
+                      (lambda: stage2_key(2**64, 0, 0), ValueError),
+                      (lambda: stage2_key(1.5, 0, 0), TypeError)]:  # fmt: skip
+        with pytest.raises(err):
+            call()
+
+
 def test_every_chunk_message_has_its_own_randomness():
     """Two identical chunks of one worker, and stage 2 of the same values, are rounded independently."""
     K, half = 2, 200

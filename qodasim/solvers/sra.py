@@ -44,12 +44,14 @@ def stage2_seed(seed: int) -> int:
 
 def stage1_key(seed: int, sender: int, chunk: int, K: int, round: int) -> Key:
     """The key of worker ``sender``'s chunk ``chunk`` in ``round``: ``Key(seed, sender·K + chunk, round)``."""
-    return Key._trusted(int(seed), int(sender) * int(K) + int(chunk), int(round))
+    if not (0 <= chunk < K and 0 <= sender < K):
+        raise ValueError(f"sender and chunk must lie in [0, K = {K}), got {sender} and {chunk}")
+    return Key(seed, sender * K + chunk, round)
 
 
 def stage2_key(seed: int, owner: int, round: int) -> Key:
     """The key of owner ``owner``'s re-quantized chunk in ``round``: ``Key(stage2_seed(seed), owner, round)``."""
-    return Key._trusted(stage2_seed(seed), int(owner), int(round))
+    return Key(stage2_seed(Key(seed).seed), owner, round)
 
 
 def _workers(K) -> int:
@@ -173,7 +175,6 @@ def sra_aggregate(V, quantizer: BaseQuantizer, seed: int, round: int = 0) -> SRA
     """
     V = _check_V(V)
     K, d = V.shape
-    Key(seed, 0, round)  # the key's checks, once
     subs = chunk_quantizers(quantizer, d, K)
     b = chunk_bounds(d, K)
     stage1 = [[subs[j].quantize(V[k, b[j]:b[j + 1]], stage1_key(seed, k, j, K, round)) for j in range(K)]
