@@ -4,7 +4,7 @@ Part 1 (torchrun, K = 2 gloo ranks on this machine, a CNN of ~0.6M parameters on
 step time (forward + backward + hook + SGD step; best and median over timed steps) and payload bytes
 per rank per step for DDP's default all-reduce, ``allreduce_hook``, ``fp16_compress_hook``,
 PowerSGD (rank 4, from the third step; the timed steps start at the fourth) and qodasim's hook with
-the global, bucketed (512) and layer-wise schemes; every configuration with ``bucket_cap_mb=64``
+the global, bucketed (512) and layer-wise schemes (the last also by SRA, ``collective="sra"``); every configuration with ``bucket_cap_mb=64``
 (PowerSGD's chained gloo collectives abort with a mismatch across several buckets).  Payload
 bytes: what one rank puts into the collective — 4d for fp32, 2d for fp16, the P and Q factors plus
 the uncompressed vectors for PowerSGD, the encoded message for qodasim.
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import interleaved_times, parser, report, round_ratios  # noqa: E402
 
 CONFIGS = ["ddp-default", "allreduce_hook", "fp16_compress_hook", "powersgd-r4", "qodasim-global",
-           "qodasim-bucketed", "qodasim-layerwise"]  # fmt: skip
+           "qodasim-bucketed", "qodasim-layerwise", "qodasim-layerwise-sra"]  # fmt: skip
 
 
 def _model():
@@ -98,9 +98,10 @@ def worker(config: str, steps: int, out: str) -> None:
                                 min_compression_rate=1)  # fmt: skip
         ddp.register_comm_hook(ps, psgd.powerSGD_hook)
     elif config.startswith("qodasim-"):
-        scheme = config.split("-", 1)[1]
+        scheme = config.split("-")[1]
         levels = ("uniform:3", "uniform:7", "uniform:15") if scheme == "layerwise" else "uniform:7"
-        state = qt.QuantizeState(model, scheme=scheme, levels=levels, types="role", seed=0)
+        collective = "sra" if config.endswith("-sra") else "allgather"
+        state = qt.QuantizeState(model, scheme=scheme, levels=levels, types="role", seed=0, collective=collective)
         ddp.register_comm_hook(state, qt.hook)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     gen = torch.Generator().manual_seed(rank)

@@ -172,6 +172,7 @@ API_MODULES = [
     ("qodasim.experiments", "Experiments"),
     ("qodasim.experiments.analyze", "Analyze your gradients"),
     ("qodasim.torch", "PyTorch: DDP hook and gradient recorder"),
+    ("qodasim.torch.sra", "PyTorch: the hook's scatter-reduce-allgather"),
 ]
 
 

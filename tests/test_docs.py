@@ -24,7 +24,8 @@ PACKAGES = (["qodasim", "qodasim.levels", "qodasim.rng", "qodasim.threads", "qod
              "qodasim.quantize.device", "qodasim.quantize.layers", "qodasim.optimize.schemes",
              "qodasim.experiments.analyze",
              "qodasim.vi.wgan", "qodasim.solvers.budget", "qodasim.solvers.mpi", "qodasim.solvers.network",
-             "qodasim.solvers.sra", "qodasim.solvers.runspec", "qodasim.solvers.sweep", "qodasim.netlab.clock"]
+             "qodasim.solvers.sra", "qodasim.torch.sra", "qodasim.solvers.runspec", "qodasim.solvers.sweep",
+             "qodasim.netlab.clock"]
             + sorted(f"qodasim.{m.name}" for m in pkgutil.iter_modules(qodasim.__path__) if m.ispkg))  # fmt: skip
 
 
@@ -197,3 +198,20 @@ def test_the_readme_examples_print_what_the_readme_shows(capsys, monkeypatch):
         printed = capsys.readouterr().out
         if shown:
             assert printed == shown, f"README shows\n{shown}\nthe code prints\n{printed}"
+
+
+def test_ci_runs_each_of_the_readme_test_runs_and_checks_its_status():
+    """`.ci/run` runs every pytest invocation of the README's test command on its own line: under
+    ``set -e`` a failure in the middle of an ``&&`` list does not stop a script, so a failing run there
+    would be followed by an exit status of 0."""
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    command = next(line for line in readme.splitlines() if line.startswith("python -m pytest"))
+    runs = [run.strip() for run in command.split("&&")]
+    assert len(runs) == 3, runs
+    ci = (root / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    code = [line.split("#")[0] for line in ci]
+    assert "set -euo pipefail" in code[:6]
+    for run in runs:
+        assert any(line.strip().startswith(run) and "||" in line for line in code), run
+    assert not any("pytest" in line and "&&" in line for line in code), "a pytest run joined by &&"

@@ -265,7 +265,12 @@ def _torchrun(tmp: Path, scheme: str, steps: int = 6, world: int = 2) -> list[tu
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(world), "--rdzv_backend", "c10d",
            "--rdzv_endpoint", "localhost:0", str(WORKER), scheme, str(steps), str(out)]  # fmt: skip
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    if r.returncode != 0:  # where each rank stopped, then the output's start and end
+        reached = {p.name: p.read_text().splitlines()[-1:] for p in sorted(out.glob("rank*.progress"))}
+        raise AssertionError(
+            f"torchrun exited {r.returncode}; ranks reached {reached}\n{r.stderr[:2000]}\n...\n"
+            f"{r.stdout[-2000:]}{r.stderr[-3000:]}"
+        )
     ranks = []
     for k in range(world):
         with np.load(out / f"rank{k}.npz") as z:
@@ -331,6 +336,148 @@ def test_two_ranks_layerwise_replay_and_ledger(tmp_path):
         assert data_bytes == sum(max(s) for s in sizes)  # each rank padded only to the longest message
 
 
+def _sra_ranks(m, K, G, steps=2, **kw):
+    """``K`` ranks of the hook's SRA in one process (:mod:`qodasim.torch.sra`'s three steps, the
+    exchanges done by hand): per step, every rank's bucket and its count of what it sent."""
+    from qodasim.torch import sra
+
+    params = list(m.parameters())
+    states = [qt.QuantizeState(m, collective="sra", **kw) for _ in range(K)]
+    plans = [sra.sra_plan(st, *st.bucket_layout(params, G.shape[2]), K) for st in states]
+    out = []
+    for step in range(steps):
+        rnd = step * 2**16  # the key round of bucket 0 at this step
+        s1 = [sra.stage1(states[k], plans[k], G[step, k], k, 0, rnd) for k in range(K)]
+        s2 = [sra.reduce_stage(states[j], plans[j], [s1[k][0][j] for k in range(K)], s1[j][1], j, 0, rnd, s1[j][2])
+              for j in range(K)]  # fmt: skip
+        buckets = [sra.assemble(states[k], plans[k], [s2[j][0] for j in range(K)], s2[k][1], k, 0, rnd)
+                   for k in range(K)]  # fmt: skip
+        out.append((buckets, [s1[k][0] for k in range(K)], [s2[k][0] for k in range(K)], [s1[k][2] for k in range(K)]))
+    return states, plans, out
+
+
+@pytest.mark.parametrize("scheme", ["layerwise", "global", "bucketed", "fp32"])
+@pytest.mark.parametrize("K,exclude", [(3, ()), (4, ("*.bias",)), (2, ("0.*",))])
+def test_sra_ranks_agree_with_the_simulation_bit_for_bit(scheme, K, exclude):
+    """K ranks' SRA (streams, chunk channels, owners' means) give every rank the same bucket: the
+    simulation's two-stage aggregate (``solvers.sra.sra_aggregate``) on the quantized layers, and on
+    the raw layers exactly the all-gather's average; the ledger counts the messages' bits."""
+    from qodasim.solvers.sra import sra_aggregate
+
+    m = _model()
+    params = list(m.parameters())
+    d = sum(p.numel() for p in params)
+    G = np.random.default_rng(K).standard_normal((2, K, d)).astype(np.float32)
+    levels = ("uniform:3", "uniform:7", "uniform:5") if scheme == "layerwise" else "uniform:7"
+    kw = dict(scheme=scheme, levels=levels, types="role", bucket_size=40, seed=9, exclude=exclude)
+    states, plans, out = _sra_ranks(m, K, G, **kw)
+    layout, raw = states[0].bucket_layout(params, d)
+    plain = qt.QuantizeState(m, **kw)  # the all-gather
+    for step, (buckets, s1, s2, sent) in enumerate(out):
+        for b in buckets:
+            assert np.array_equal(b, buckets[0])
+        assert np.array_equal(buckets[0], qt.replay_bucket(states[0], layout, raw, G[step], 0, step))
+        ag = qt.replay_bucket(plain, layout, raw, G[step], 0, step)
+        p = plans[0]
+        assert np.array_equal(buckets[0][p.raw_idx], ag[p.raw_idx].astype(np.float32))
+        if p.chunk_q:  # the quantized layers: the simulation's aggregate of the same keys
+            q = states[0].quantizer(p.sub)
+            V = G[step] if p.idx is None else G[step][:, p.idx]
+            x = buckets[0] if p.idx is None else buckets[0][p.idx]
+            assert np.array_equal(x, sra_aggregate(V, q, 9, step * 2**16).aggregate)
+            assert not np.array_equal(x, ag if p.idx is None else ag[p.idx])
+        for k in range(K):
+            c = sent[k]
+            assert s1[k][k] == b"" and c.nbytes == sum(len(x) for x in s1[k]) + len(s2[k])
+            assert c.bits == sum(c.fields[f] for f in ("header", "level_tables", "norms", "payload", "raw"))
+            assert c.bits + c.fields["padding"] == 8 * c.nbytes
+            sent_raw = raw | (scheme == "fp32")  # fp32 sends every layer raw
+            assert c.layer_bits[sent_raw].sum() == c.fields["raw"]
+            assert c.layer_bits[~sent_raw].sum() == c.fields["payload"]
+            assert (c.fields["level_tables"] > 0) == (step == 0 and scheme != "fp32")  # tables once per channel
+
+
+def test_sra_hook_on_one_rank_and_its_fallback():
+    """The hook's SRA on a world of one rank: the replay bit for bit (two quantizations, so not the
+    all-gather's result), a ledger row marked ``sra``; a bucket whose quantized part has fewer
+    coordinates than ranks goes by the all-gather."""
+    from qodasim.torch import sra
+
+    m = _model()
+    params = list(m.parameters())
+    state = qt.QuantizeState(m, levels="uniform:7", seed=4, collective="sra", record_inputs=True)
+    plain = qt.QuantizeState(m, levels="uniform:7", seed=4)
+    for step in range(2):
+        b = FakeBucket(params)
+        g = b.buffer().numpy().copy()
+        out = qt.hook(state, b).value().numpy()
+        layout, raw = state.bucket_layout(params)
+        ref = qt.replay_bucket(state, layout, raw, [g], 0, step)
+        assert np.array_equal(out, torch.from_numpy(ref).float().numpy())
+        assert not np.array_equal(out, qt.hook(plain, FakeBucket(params)).value().numpy())
+    row = state.ledger.messages[-1]
+    assert row["collective"] == "sra" and row["stage1_bytes"] == [0] and row["bytes"] == row["stage2_bytes"]
+    assert plain.ledger.messages[-1]["collective"] == "allgather"
+    tiny = qt.QuantizeState(m, levels="uniform:7", collective="sra", exclude=["*.weight"])
+    lay, r = tiny.bucket_layout(params)  # 3 + 10 quantized coordinates
+    assert sra.sra_plan(tiny, lay, r, 13) is not None and sra.sra_plan(tiny, lay, r, 14) is None
+    with pytest.raises(ValueError, match="collective"):
+        qt.QuantizeState(m, collective="ring")
+    with pytest.raises(ValueError, match="collective"):
+        plain.load_state_dict(state.state_dict())
+
+
+@pytest.mark.integration
+def test_three_ranks_sra_replay_and_ledger(tmp_path):
+    """Three gloo ranks, the hook's SRA (all-to-all of chunk streams, owners' re-quantized chunks
+    all-gathered), biases raw: every rank holds the same parameters, the one-process replay gives
+    them bit for bit, and the ledger's bytes are the bytes the collectives moved; uncompressed
+    (``fp32``) SRA trains as DDP's all-reduce does."""
+    ranks = _torchrun(tmp_path, "layerwise:sra:x", world=3)
+    (a0, info0) = ranks[0]
+    for a, _ in ranks[1:]:
+        for n in a0:
+            if n.startswith("param/"):
+                assert np.array_equal(a0[n], a[n]), n
+    sys.path.insert(0, str(WORKER.parent))
+    try:
+        from worker import Net
+    finally:
+        sys.path.pop(0)
+    torch.manual_seed(0)
+    model = Net()
+    params = dict(model.named_parameters())
+    state = qt.QuantizeState(model, levels=("uniform:3", "uniform:7", "uniform:15"), types="role", seed=11,
+                             collective="sra", exclude=("*.bias",))  # fmt: skip
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    buckets = {int(b): names for b, names in info0["buckets"].items()}
+    for t in sorted({int(k.split("/")[1]) for k in a0 if k.startswith("input/")}):
+        opt.zero_grad()
+        for b, names in buckets.items():
+            layout, raw = state.bucket_layout([params[n] for n in names])
+            grads = [a[f"input/{t}/{b}"] for a, _ in ranks]
+            avg = torch.from_numpy(qt.replay_bucket(state, layout, raw, grads, b, t)).float()
+            for n, sl in zip(names, (layout.layer_slice(i) for i in range(layout.n_layers))):
+                params[n].grad = avg[sl].reshape(params[n].shape).clone()
+        opt.step()
+    for n, p in model.named_parameters():
+        assert np.array_equal(p.detach().numpy(), a0[f"param/{n}"]), f"{n} differs from the replay"
+    for k, (_, info) in enumerate(ranks):
+        rows = info["ledger"]["messages"]
+        assert {r["collective"] for r in rows} == {"sra"}
+        a2a, gathered = info["moved"]["a2a_sizes"], info["moved"]["sizes"]
+        assert len(a2a) == len(gathered) == len(rows)
+        for r, sent, got in zip(rows, a2a, gathered):
+            assert sent == r["stage1_bytes"] and sent[k] == 0 and got[k] == r["stage2_bytes"]
+            assert r["bytes"] == sum(sent) + got[k] and r["bits"] + r["padding"] == 8 * r["bytes"]
+    base = _torchrun(tmp_path, "default", world=3)
+    mine = _torchrun(tmp_path, "fp32:sra", world=3)
+    for (a, _), (b, _) in zip(base, mine):
+        for n in a:
+            if n.startswith("param/"):
+                np.testing.assert_allclose(b[n], a[n], rtol=1e-5, atol=1e-6, err_msg=n)
+
+
 @pytest.mark.cudasim
 def test_the_cuda_engine_gives_the_hook_the_same_bits():
     """``engine="cuda"`` (the toolkit's CUDA kernels; here under the simulator) sends the same bytes
@@ -342,13 +489,15 @@ def test_the_cuda_engine_gives_the_hook_the_same_bits():
     m = _model()
     params = list(m.parameters())
     outs = {}
+    cases = [("layerwise", "allgather"), ("bucketed", "allgather"), ("layerwise", "sra")]
     for engine in ("numba", "cuda"):
-        for scheme in ("layerwise", "bucketed"):
+        for scheme, collective in cases:
             levels = ("uniform:3", "uniform:7", "uniform:5") if scheme == "layerwise" else "uniform:7"
-            state = qt.QuantizeState(m, scheme=scheme, levels=levels, types="role", bucket_size=32, engine=engine)
+            state = qt.QuantizeState(m, scheme=scheme, levels=levels, types="role", bucket_size=32, engine=engine,
+                                     collective=collective)  # fmt: skip
             out = qt.hook(state, FakeBucket(params)).value().numpy().copy()
-            outs[engine, scheme] = (out, state.ledger.messages[0])
+            outs[engine, (scheme, collective)] = (out, state.ledger.messages[0])
             assert {qz.engine for _, qz in state._quantizers.values()} == {engine}
-    for scheme in ("layerwise", "bucketed"):
-        assert np.array_equal(outs["numba", scheme][0], outs["cuda", scheme][0])
-        assert outs["numba", scheme][1] == outs["cuda", scheme][1]
+    for case in cases:
+        assert np.array_equal(outs["numba", case][0], outs["cuda", case][0])
+        assert outs["numba", case][1] == outs["cuda", case][1]

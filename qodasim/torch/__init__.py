@@ -11,7 +11,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "qodasim.torch needs PyTorch: pip install torch==2.13.0 (the CPU build), or pip install 'qodasim[torch]'"
     ) from exc
 
-from .hook import SCHEMES, HookLedger, QuantizeState, hook, replay_bucket
+from .hook import COLLECTIVES, SCHEMES, HookLedger, QuantizeState, hook, replay_bucket
 from .recorder import GradientRecorder
 
-__all__ = ["SCHEMES", "GradientRecorder", "HookLedger", "QuantizeState", "hook", "replay_bucket"]
+__all__ = ["COLLECTIVES", "SCHEMES", "GradientRecorder", "HookLedger", "QuantizeState", "hook", "replay_bucket"]

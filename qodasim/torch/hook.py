@@ -20,6 +20,11 @@ For every gradient bucket DDP hands over, each rank
 4. decodes every rank's message, and averages the ``K`` vectors in rank order in float64 (the same
    bits on every rank), written back in the bucket's dtype.
 
+With ``collective="sra"`` steps 2–4 are the compressed scatter-reduce-allgather of the paper's system
+instead (:mod:`qodasim.torch.sra`): chunks to their owners by an all-to-all, the owners' means
+re-quantized and all-gathered — ``2(K−1)/K`` of a message per rank instead of ``K − 1``, at the price
+of a second quantization (THEORY §8).
+
 The rounding draws are counter-based (THEORY §5), so the run can be replayed in one process bit for
 bit (:func:`replay_bucket`).  Each rank's :class:`HookLedger` records the bits of its messages, read
 from the streams, per step, bucket and layer.  Gradients in fp16/bf16 are quantized from their
@@ -43,11 +48,14 @@ from ..levels import Levels
 from ..quantize import LayerLayout, LayerwiseQuantizer, Quantizer
 from ..quantize.layers import types_of
 from ..rng import Key
+from . import sra as _sra
 
-__all__ = ["SCHEMES", "HookLedger", "QuantizeState", "hook", "replay_bucket"]
+__all__ = ["COLLECTIVES", "SCHEMES", "HookLedger", "QuantizeState", "hook", "replay_bucket"]
 
 #: The hook's quantization schemes (module docstring).
 SCHEMES = ("fp32", "global", "bucketed", "layerwise")
+#: How the hook moves the messages (module docstring; :mod:`qodasim.torch.sra`).
+COLLECTIVES = ("allgather", "sra")
 #: Buckets per step a key can tell apart (the key's round is ``step · 2^16 + bucket``).
 MAX_BUCKETS = 2**16
 
@@ -67,7 +75,7 @@ class HookLedger:
     The compression ratio is defined once: uncompressed bits (32 per coordinate) over the bits sent.
     """
 
-    messages: list = field(default_factory=list)  # dicts: step, bucket, coords, bits, bytes, header, ...
+    messages: list = field(default_factory=list)  # dicts: step, bucket, collective, coords, bits, bytes, ...
     layers: list = field(default_factory=list)  # dicts: step, bucket, layer, coords, bits
 
     def total_bits(self) -> int:
@@ -126,11 +134,16 @@ class QuantizeState:
     engine : {"auto", "numba", "cuda"}
         Quantization engine: ``"auto"`` uses the toolkit's CUDA kernels for gradients on a GPU when
         numba-cuda can run there, else the CPU kernels; every engine gives the same bits.
+    collective : {"allgather", "sra"}
+        How the messages travel: every rank's whole message to every rank, or the compressed
+        scatter-reduce-allgather (:mod:`qodasim.torch.sra`; a bucket whose quantized part has fewer
+        coordinates than ranks goes by the all-gather).  A ledger row per (step, bucket) either way:
+        for SRA the bits of the ``K − 1`` chunks this rank sent and of its re-quantized chunk.
     """
 
     def __init__(self, model, scheme: str = "layerwise", levels=None, types=None, bucket_size: int = 512,
                  exclude=(), seed: int = 0, process_group=None, code: str = "gamma",
-                 record_inputs: bool = False, engine: str = "auto") -> None:  # fmt: skip
+                 record_inputs: bool = False, engine: str = "auto", collective: str = "allgather") -> None:  # fmt: skip
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
         if not hasattr(model, "named_parameters"):
@@ -145,6 +158,9 @@ class QuantizeState:
         if engine not in ("auto", "numba", "cuda"):
             raise ValueError(f"engine must be 'auto', 'numba' or 'cuda', got {engine!r}")
         self.engine = engine
+        if collective not in COLLECTIVES:
+            raise ValueError(f"collective must be one of {COLLECTIVES}, got {collective!r}")
+        self.collective = collective
         if code not in CODES:
             raise ValueError(f"code must be one of {CODES}, got {code!r}")
         if isinstance(exclude, str):
@@ -179,6 +195,7 @@ class QuantizeState:
         self._layouts: dict = {}
         self._splits: dict = {}
         self._quantizers: dict = {}
+        self._sra_plans: dict = {}
         self.bucket_names: dict[int, tuple] = {}  # bucket index -> its parameters' names, as first seen
 
     # -- what a bucket is -------------------------------------------------------------------------
@@ -236,12 +253,14 @@ class QuantizeState:
     # -- saving -----------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         """What a restart needs: the step and the ledger (the channels restart self-describing)."""
-        return {"step": self.step, "seed": self.seed, "scheme": self.scheme, "ledger": self.ledger.state_dict()}
+        return {"step": self.step, "seed": self.seed, "scheme": self.scheme, "collective": self.collective,
+                "ledger": self.ledger.state_dict()}  # fmt: skip
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict` (the same scheme and seed); the channels restart self-describing."""
-        if state.get("scheme") != self.scheme or state.get("seed") != self.seed:
-            raise ValueError("state: saved with another scheme or seed")
+        if (state.get("scheme"), state.get("seed"), state.get("collective", "allgather")) != (
+                self.scheme, self.seed, self.collective):  # fmt: skip
+            raise ValueError("state: saved with another scheme, seed or collective")
         self.step = int(state["step"])
         self.ledger.load_state_dict(state["ledger"])
         self._encoders.clear()
@@ -347,6 +366,24 @@ def _all_gather_bytes(data: bytes, group, world: int) -> list[bytes]:
     return [bytes(g[:k].numpy().tobytes()) for g, k in zip(got, n)]
 
 
+def _all_to_all_bytes(msgs: list[bytes], group, world: int) -> list[bytes]:
+    """``msgs[j]`` to rank ``j``; returns what every rank sent this one (the sizes first, then the bytes
+    of every pair exactly, by ``all_to_all_single``)."""
+    if world == 1:
+        return list(msgs)
+    sizes = torch.tensor([len(m) for m in msgs], dtype=torch.int64)
+    got = torch.empty(world, dtype=torch.int64)
+    dist.all_to_all_single(got, sizes, group=group)
+    n = [int(k) for k in got.tolist()]
+    send = torch.frombuffer(bytearray(b"".join(msgs)), dtype=torch.uint8) if sum(sizes.tolist()) else \
+        torch.empty(0, dtype=torch.uint8)  # fmt: skip
+    recv = torch.empty(sum(n), dtype=torch.uint8)
+    dist.all_to_all_single(recv, send, output_split_sizes=n, input_split_sizes=sizes.tolist(), group=group)
+    data = recv.numpy().tobytes()
+    at = np.concatenate([[0], np.cumsum(n)])
+    return [data[at[k] : at[k + 1]] for k in range(world)]
+
+
 def _bucket_vector(bucket) -> np.ndarray:
     """The bucket's gradients as float32 on the host (a view of a float32 CPU buffer)."""
     buf = bucket.buffer().detach()
@@ -355,6 +392,36 @@ def _bucket_vector(bucket) -> np.ndarray:
     if buf.dtype != torch.float32:
         return buf.to(torch.float32).numpy()
     return buf.numpy()
+
+
+def _allgather_round(state: QuantizeState, flat, layout, raw, rank: int, world: int, b: int, engine: str):
+    """One bucket by the all-gather: the average and this rank's ledger rows."""
+    data, head, per_layer, mine = _encode(state, flat, layout, raw, rank, b, engine)
+    msgs = _all_gather_bytes(data, state.process_group, world)
+    acc = np.zeros(flat.size, np.float64)
+    for sender, m in enumerate(msgs):  # rank order: the same sum on every rank
+        acc += mine if sender == rank else _decode(state, m, layout, raw, sender, b)
+    acc /= world
+    row = {"collective": "allgather", "bytes": len(data), **{k: int(v) for k, v in head.items()},
+           "collective_bytes": (max(len(m) for m in msgs) * world + 8 * world) if world > 1 else 0}  # fmt: skip
+    return acc, row, per_layer
+
+
+def _sra_round(state: QuantizeState, plan, flat, rank: int, world: int, b: int):
+    """One bucket by the compressed scatter-reduce-allgather (:mod:`qodasim.torch.sra`): the average
+    and this rank's ledger rows."""
+    group, rnd = state.process_group, state.step * MAX_BUCKETS + b
+    out, own, sent = _sra.stage1(state, plan, flat, rank, b, rnd)
+    received = _all_to_all_bytes(out, group, world)
+    msg2, own2 = _sra.reduce_stage(state, plan, received, own, rank, b, rnd, sent)
+    gathered = _all_gather_bytes(msg2, group, world)
+    acc = _sra.assemble(state, plan, gathered, own2, rank, b, rnd)
+    moved = sum(len(m) for m in received) + max(len(m) for m in gathered) * world + 16 * world if world > 1 else 0
+    row = {"collective": "sra", "bytes": sent.nbytes, "bits": sent.bits, **sent.fields,
+           "stage1_bytes": [len(m) for m in out], "stage2_bytes": len(msg2), "collective_bytes": moved}  # fmt: skip
+    per_layer = [(plan.names[l], int(sent.layer_coords[l]), int(sent.layer_bits[l]))
+                 for l in np.flatnonzero(sent.layer_coords)]  # fmt: skip
+    return acc, row, per_layer
 
 
 def hook(state: QuantizeState, bucket):
@@ -377,16 +444,12 @@ def hook(state: QuantizeState, bucket):
     if state.record_inputs:
         state.inputs.append((state.step, b, flat.copy()))
     engine = state.engine_for(buf.is_cuda)
-    data, head, per_layer, mine = _encode(state, flat, layout, raw, rank, b, engine)
-    msgs = _all_gather_bytes(data, group, world)
-    acc = np.zeros(flat.size, np.float64)
-    for sender, m in enumerate(msgs):  # rank order: the same sum on every rank
-        acc += mine if sender == rank else _decode(state, m, layout, raw, sender, b)
-    acc /= world
-    state.ledger.messages.append({"step": state.step, "bucket": b, "coords": int(flat.size), "bytes": len(data),
-                                  **{k: int(v) for k, v in head.items()},
-                                  "collective_bytes": (max(len(m) for m in msgs) * world + 8 * world) if world > 1
-                                  else 0})  # fmt: skip
+    plan = _sra.sra_plan(state, layout, raw, world, engine) if state.collective == "sra" else None
+    if plan is not None:
+        acc, row, per_layer = _sra_round(state, plan, flat, rank, world, b)
+    else:
+        acc, row, per_layer = _allgather_round(state, flat, layout, raw, rank, world, b, engine)
+    state.ledger.messages.append({"step": state.step, "bucket": b, "coords": int(flat.size), **row})
     for name, n, bits in per_layer:
         state.ledger.layers.append({"step": state.step, "bucket": b, "layer": name, "coords": n, "bits": bits})
     buf.copy_(torch.from_numpy(acc))  # rounds to the bucket's dtype (to nearest), on its device
@@ -401,8 +464,12 @@ def replay_bucket(state: QuantizeState, layout: LayerLayout, raw: np.ndarray, gr
                   step: int) -> np.ndarray:  # fmt: skip
     """The averaged bucket the hook computes from every rank's local gradient, in one process and
     without streams: each rank's vector quantized with its key and dequantized, summed in rank order
-    in float64 and divided by ``K`` — the hook's result bit for bit (tested)."""
+    in float64 and divided by ``K`` — the hook's result bit for bit (tested).  With
+    ``collective="sra"`` the hook's SRA (:func:`qodasim.torch.sra.replay_sra`) for buckets it sends so."""
     K = len(grads_by_rank)
+    plan = _sra.sra_plan(state, layout, raw, K) if state.collective == "sra" else None
+    if plan is not None:
+        return _sra.replay_sra(state, plan, grads_by_rank, step * MAX_BUCKETS + bucket)
     acc = np.zeros(layout.d, np.float64)
     sub, idx, raw_idx = _split(state, layout, np.asarray(raw, bool))
     for r, g in enumerate(grads_by_rank):

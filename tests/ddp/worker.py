@@ -2,7 +2,8 @@
 
 Usage: torchrun --nproc_per_node K worker.py SCHEME STEPS OUTDIR
 
-SCHEME is ``default`` (DDP's own all-reduce, no hook) or a qodasim hook scheme.  Writes, per rank,
+SCHEME is ``default`` (DDP's own all-reduce, no hook) or a qodasim hook scheme, optionally followed by
+``:sra`` (the hook's scatter-reduce-allgather) and ``:x`` (biases sent raw).  Writes, per rank,
 ``OUTDIR/rank{r}.npz`` (final parameters, every bucket input of the hook, the buckets' parameter
 names) and ``OUTDIR/rank{r}.json`` (the ledger, the bytes the collectives moved, the hook state).
 """
@@ -47,12 +48,19 @@ def main() -> None:
     scheme, steps, out = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
+    progress = out / f"rank{rank}.progress"  # how far this rank got, for the test's failure message
+
+    def reached(what: str) -> None:
+        with progress.open("a") as f:
+            f.write(what + "\n")
+
+    reached("init")
     torch.manual_seed(0)
     model = Net()
     init = {n: p.detach().clone().numpy() for n, p in model.named_parameters()}
     ddp = DDP(model, find_unused_parameters=True, bucket_cap_mb=0.004)  # several buckets
-    moved = {"calls": 0, "bytes_in": 0, "sizes": []}
-    real = dist.all_gather
+    moved = {"calls": 0, "bytes_in": 0, "sizes": [], "a2a_sizes": []}
+    real, real_a2a = dist.all_gather, dist.all_to_all_single
 
     def counting(tensor_list, tensor, group=None, async_op=False):
         out = real(tensor_list, tensor, group=group, async_op=async_op)
@@ -62,16 +70,26 @@ def main() -> None:
             moved["sizes"].append([int(t.item()) for t in tensor_list])
         return out
 
-    dist.all_gather = counting
+    def counting_a2a(output, input, *args, **kwargs):
+        out = real_a2a(output, input, *args, **kwargs)
+        if input.dtype == torch.int64:  # the sizes this rank sends to every rank
+            moved["a2a_sizes"].append([int(t) for t in input.tolist()])
+        return out
+
+    dist.all_gather, dist.all_to_all_single = counting, counting_a2a
     state = None
-    if scheme != "default":
-        state = qt.QuantizeState(model, scheme=scheme, levels=("uniform:3", "uniform:7", "uniform:15"),
-                                 types="role", seed=11, record_inputs=True)  # fmt: skip
+    name, *opts = scheme.split(":")
+    if name != "default":
+        state = qt.QuantizeState(model, scheme=name, levels=("uniform:3", "uniform:7", "uniform:15"),
+                                 types="role", seed=11, record_inputs=True,
+                                 collective="sra" if "sra" in opts else "allgather",
+                                 exclude=("*.bias",) if "x" in opts else ())  # fmt: skip
         ddp.register_comm_hook(state, qt.hook)
     X, y = data()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     gen = torch.Generator().manual_seed(5)
-    for _ in range(steps):
+    for t in range(steps):
+        reached(f"step {t}")
         idx = torch.randperm(X.shape[0], generator=gen)[: 16 * world]
         mine = idx[rank::world]
         opt.zero_grad()
@@ -89,7 +107,10 @@ def main() -> None:
         info["state"] = {k: v for k, v in state.state_dict().items() if k != "ledger"}
     np.savez(out / f"rank{rank}.npz", **arrays)
     (out / f"rank{rank}.json").write_text(json.dumps(info))
+    reached("saved")
+    dist.barrier()  # no rank tears gloo down while another still talks to it
     dist.destroy_process_group()
+    reached("destroyed")
 
 
 if __name__ == "__main__":
