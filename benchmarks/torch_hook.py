@@ -4,10 +4,11 @@ Part 1 (torchrun, K = 2 gloo ranks on this machine, a CNN of ~0.6M parameters on
 step time (forward + backward + hook + SGD step; best and median over timed steps) and payload bytes
 per rank per step for DDP's default all-reduce, ``allreduce_hook``, ``fp16_compress_hook``,
 PowerSGD (rank 4, from the third step; the timed steps start at the fourth) and qodasim's hook with
-the global, bucketed (512) and layer-wise schemes (the last also by SRA, ``collective="sra"``); every configuration with ``bucket_cap_mb=64``
-(PowerSGD's chained gloo collectives abort with a mismatch across several buckets).  Payload
-bytes: what one rank puts into the collective — 4d for fp32, 2d for fp16, the P and Q factors plus
-the uncompressed vectors for PowerSGD, the encoded message for qodasim.
+the global, bucketed (512) and layer-wise schemes (the last also by SRA, ``collective="sra"``); every
+configuration with ``bucket_cap_mb=64`` (PowerSGD's chained gloo collectives abort with a mismatch
+across several buckets).  Payload bytes: what one rank puts into the collective — 4d for fp32, 2d for
+fp16, the P and Q factors plus the uncompressed vectors for PowerSGD, the encoded message for qodasim
+(for SRA the chunks it sends and its re-quantized chunk).
 
 Part 2 (one process): the hook's own time per coordinate on a bucket (quantize → encode → decode →
 dequantize → average, world of one rank) against the toolkit's kernels alone on the same vector

@@ -97,6 +97,39 @@ def test_link_fit_and_model_by_hand():
     assert m["comm"] == pytest.approx(sra_time([[864, 864], [864, 864]], [1664, 1664], net))
 
 
+def test_ring_fit_takes_the_slowest_rank_and_the_slope():
+    """``fit_ring``: per size the slowest rank's best ring step, β from the slope (the intercept takes
+    the latency and the shaper's burst); a faster rank does not raise β."""
+    from qodasim.netlab.clock import RING_SIZES, fit_ring
+
+    beta, slow_beta, lat = 4.8e9, 3.1e9, 2e-4
+
+    def rank(b):
+        return [{"bytes": n, "best": lat + 8 * n / b} for n in RING_SIZES]
+
+    assert fit_ring([rank(beta)] * 3) == pytest.approx(beta, rel=1e-9)
+    assert fit_ring([rank(beta), rank(slow_beta), rank(beta)]) == pytest.approx(slow_beta, rel=1e-9)
+    assert fit_ring([rank(beta), rank(20 * beta)]) == pytest.approx(beta, rel=1e-9)
+    with pytest.raises(ValueError, match="two message sizes"):
+        fit_ring([[{"bytes": 1 << 20, "best": 1.0}]])
+    with pytest.raises(ValueError, match="do not grow"):
+        fit_ring([[{"bytes": 1 << 18, "best": 2.0}, {"bytes": 1 << 20, "best": 1.0}]])
+
+
+def test_codec_on_the_critical_path_is_the_sum_of_the_step_maxima():
+    """``codec_path``: Σ over phases of the slowest rank's phase, averaged over iterations; with the
+    ranks' slow phases at different steps it exceeds every rank's own total (the waiting)."""
+    from qodasim.netlab.clock import codec_path
+
+    # 2 ranks, 2 iterations, 3 phases: rank 0 slow in phase 0, rank 1 slow in phase 2
+    P = [[[3.0, 1.0, 1.0], [3.0, 1.0, 1.0]], [[1.0, 1.0, 3.0], [1.0, 2.0, 3.0]]]
+    assert codec_path(P) == pytest.approx(((3 + 1 + 3) + (3 + 2 + 3)) / 2)
+    assert codec_path(P) > max(sum(r[0]) for r in P)  # waiting: the path is longer than any rank's work
+    assert codec_path([[[1.0, 2.0]]] * 3) == pytest.approx(3.0)  # equal ranks: no waiting
+    with pytest.raises(ValueError, match="phases"):
+        codec_path([[[1.0, 2.0]], [[1.0]]])
+
+
 # ------------------------------------------------------------------------------ with a lab
 @needs_lab
 @pytest.mark.integration
@@ -221,3 +254,6 @@ def test_the_lab_transport_gives_the_simulations_aggregates_bit_for_bit():
         m = res["modes"][mode]
         assert m["measured"] > 0 and m["modelled"] > 0 and m["comm"] >= 0
     assert res["beta"] > 0 and res["alpha"] > 0
+    # β of a ring step of all ranks at once: at most the link's (one pair's, by ping-pong) plus noise
+    assert 0.3 * res["beta_pingpong"] < res["beta"] < 1.1 * res["beta_pingpong"]
+    assert len(res["ring"]) == K and all(len(r) == 3 for r in res["ring"])

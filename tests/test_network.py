@@ -282,6 +282,36 @@ def test_measure_codec_reports_its_spread():
     assert c["spread"] >= 0 and c["noisy"] == (c["spread"] > NOISY)
 
 
+def test_the_gpu_codec_is_timed_only_on_a_gpu(monkeypatch):
+    """``codec_gpu``: measured with the GPU engine where numba-cuda finds a device, else why not (the
+    CUDA simulator is not timed); ``measure_codec`` takes the engine and says which it timed."""
+    from qodasim.experiments import speedup
+    from qodasim.quantize import core
+
+    monkeypatch.delenv("NUMBA_ENABLE_CUDASIM", raising=False)
+    monkeypatch.setattr(core, "cuda_available", lambda: False)
+    assert "no GPU" in speedup._gpu_codec()["unavailable"]
+    monkeypatch.setattr(core, "cuda_available", lambda: True)
+    seen = {}
+    monkeypatch.setattr(speedup, "measure_codec", lambda **kw: seen.update(kw) or {"encode": 1e-9})
+    assert speedup._gpu_codec()["source"].endswith("GPU engine") and seen == {"engine": "cuda"}
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
+    assert "simulator" in speedup._gpu_codec()["unavailable"]
+    monkeypatch.undo()
+    assert speedup.measure_codec(d=2**12, repeats=1)["engine"] == "numba"
+
+
+@pytest.mark.cudasim
+def test_measure_codec_runs_on_the_cuda_engine():
+    from qodasim.experiments.speedup import measure_codec
+    from qodasim.quantize.core import cuda_available
+
+    if not cuda_available():
+        pytest.skip("needs a GPU or NUMBA_ENABLE_CUDASIM=1")
+    c = measure_codec(d=2**10, repeats=1, engine="cuda")
+    assert c["engine"] == "cuda" and c["encode"] > 0 and c["decode"] > 0
+
+
 def test_pattern_region_is_where_the_speedup_table_shows_the_pattern():
     from qodasim.experiments.speedup import pattern, pattern_region, speedup_table
 

@@ -34,7 +34,9 @@ Verdicts:
 With ``lab_Ks`` (the full setting) and a network lab on the machine (:mod:`qodasim.netlab`: root,
 iproute2), the experiment also times real ranks at each ``K`` on links of ``lab_rate`` Gbit/s
 (:func:`qodasim.netlab.clock.measure`, d = ``d_model``) and draws measured beside modelled seconds per
-iteration; without a lab it records why.  These numbers depend on the machine and are not verdicts.
+iteration; without a lab it records why.  On a machine with a GPU the codec is also timed with the
+quantization on the GPU engine (``codec_gpu``, and tables ``gpu_engine_codec`` beside the free codec's);
+elsewhere ``codec_gpu`` says why not.  These numbers depend on the machine and are not verdicts.
 
 QODA also runs by SRA (the solver's ``collective="sra"``): the detail of ``paper_pattern`` puts its
 final gap beside the all-gather run's at equal iterations, the assumption the speed-up tables make.
@@ -45,6 +47,7 @@ iteration against two) and is reported, not checked.
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -147,10 +150,13 @@ def describe_region(region: dict, scaling: str) -> str:
     return "; ".join(parts) if parts else "no input on the grid"
 
 
-def measure_codec(d: int = 2**20, levels: str = "uniform:3", repeats: int = 5, seed: int = 0) -> dict:
-    """This machine's CPU codec on one core (:func:`qodasim.threads.serial`, as each rank of a job that
+def measure_codec(d: int = 2**20, levels: str = "uniform:3", repeats: int = 5, seed: int = 0,
+                  engine: str = "numba") -> dict:  # fmt: skip
+    """This machine's codec on one core (:func:`qodasim.threads.serial`, as each rank of a job that
     shares the cores runs): seconds per coordinate to quantize + encode one Gaussian ``d``-vector
-    (dense γ) and to decode + dequantize it.
+    (dense γ) and to decode + dequantize it.  With ``engine="cuda"`` the quantization runs on the GPU
+    (the vector uploaded and the result downloaded each call) and the coding on the host, as the DDP
+    hook does with gradients on a GPU.
 
     Returns ``{"encode", "decode", "reduce"}`` (best of ``repeats`` after a warm-up call; ``reduce``:
     adding a decoded vector into a float64 sum), the medians ``{"encode_median", "decode_median"}``,
@@ -165,7 +171,7 @@ def measure_codec(d: int = 2**20, levels: str = "uniform:3", repeats: int = 5, s
     from ..rng import Key
 
     v = np.random.default_rng(seed).standard_normal(d).astype(np.float32)
-    quant = Quantizer(Levels.parse(levels))
+    quant = Quantizer(Levels.parse(levels), engine=engine)
     enc, dec, red = [], [], []
     acc = np.zeros(d)
     with serial():
@@ -182,7 +188,8 @@ def measure_codec(d: int = 2**20, levels: str = "uniform:3", repeats: int = 5, s
                 dec.append((t2 - t1) / d)
                 red.append((t3 - t2) / d)
     out = {"encode": min(enc), "decode": min(dec), "reduce": min(red), "encode_median": float(np.median(enc)),
-           "decode_median": float(np.median(dec)), "d": d, "repeats": repeats, "levels": levels}  # fmt: skip
+           "decode_median": float(np.median(dec)), "d": d, "repeats": repeats, "levels": levels,
+           "engine": quant.engine}  # fmt: skip
     out["spread"] = max(out["encode_median"] / out["encode"], out["decode_median"] / out["decode"]) - 1
     out["noisy"] = bool(out["spread"] > NOISY)
     return out
@@ -385,6 +392,18 @@ def _codec(config: dict) -> dict:
     return codec
 
 
+def _gpu_codec() -> dict:
+    """The codec with the quantization on this machine's GPU (:func:`measure_codec` with
+    ``engine="cuda"``), or ``{"unavailable": why}`` (no GPU; the CUDA simulator is not timed)."""
+    from ..quantize.core import cuda_available
+
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return {"unavailable": "the CUDA simulator is not a GPU: not timed"}
+    if not cuda_available():
+        return {"unavailable": "no GPU here (numba-cuda finds no device)"}
+    return measure_codec(engine="cuda") | {"source": "measured on this machine's GPU engine"}
+
+
 def _ledger_times(runs: dict, config: dict, d_run: int, bpc: float) -> dict:
     """Modelled seconds per iteration of each run from its own ledger (every message one all-gather)."""
     work = Workload(int(config["d_model"]), float(config["compute"]), config["scaling"], bpc)
@@ -468,8 +487,13 @@ def run(config: dict, progress: bool = True) -> Result:
                 f"({gaps['qoda-sra'] / gaps['qoda']:.2f}x)"),
     ]  # fmt: skip
     bar.step()
+    gpu = _gpu_codec()
+    if "unavailable" not in gpu:  # the tables with the GPU engine's codec beside the free one
+        tables["gpu_engine_codec"] = {coll: speedup_table(_workload(bits, config, coll, gpu), config["Ks"],
+                                                          config["bandwidths"], float(config["latency"]), coll)
+                                      for coll in COLLECTIVES}  # fmt: skip
     data = {"lab": _lab(config), "bits_per_coord_run": run_bits, "d_run": problem.d, "model_size": bits,
-            "codec": codec, "tables": tables,
+            "codec": codec, "codec_gpu": gpu, "tables": tables,
             "per_iteration_from_ledger": _ledger_times(runs, config, problem.d, run_bits["qoda"]),
             "breakdown_top_bandwidth": _breakdown(bits, config), "regions": regions, "sra_monte_carlo": mc,
             "paper": {m: {str(k): v for k, v in t.items()} for m, t in PAPER_SPEEDUP.items()},

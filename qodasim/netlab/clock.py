@@ -17,13 +17,19 @@ over TCP between the nodes (:class:`Mesh`: one connection per pair; in each ring
 thread sends while the caller receives).  Every rank records its seconds per iteration, the part spent
 in the codec (its own, timed where it runs) and the bytes it sent.
 
-:func:`measure` fits the latency ``α`` and bandwidth ``β`` of one link by a ping-pong (one-way time
-= half the round trip, least squares over message sizes), then puts each measured iteration beside
-the model (:mod:`qodasim.solvers.network`) fed with the fitted ``α``, ``β``, the messages' real sizes,
-the compute, and the codec and reduction seconds measured in the run (per iteration the slowest
-rank's: a ring waits for it): its one unmeasured term is the communication.  On a 2-core machine the
-ranks share the cores: the codec seconds are those measured in the run (slower than on an idle core),
-and the compute is a sleep so that it does not compete for them.
+:func:`measure` fits the latency ``α`` of one link by a ping-pong (one-way time = half the round
+trip) and the bandwidth ``β`` the ranks get when all of them send at once, as in every step of a ring
+(:func:`ring_calibration`: every rank sends to its right neighbour while receiving from its left, over
+the ranks' own transport; :func:`fit_ring`).  A ping-pong's ``β`` (one pair, the other ranks idle) is
+kept beside it: on a machine whose cores the ranks share, their sockets' copies compete for the cores
+and a link of 5 Gbit/s gives each rank less (``BENCHMARKS.md``, *netlab*).  Each measured iteration is
+then put beside the model (:mod:`qodasim.solvers.network`) fed with ``α``, ``β``, the messages' real sizes,
+the compute, and the codec and reduction seconds measured in the run on the iteration's critical path
+(:func:`codec_path`: between two exchanges the slowest rank's work, since each exchange step waits for
+it): its one unmeasured term is the communication.  On a 2-core machine the ranks share the cores: the
+codec seconds are those measured in the run (slower than on an idle core), ranks finish their phases at
+different times and wait for one another inside the exchanges (the path's excess over the slowest
+rank's own codec time), and the compute is a sleep so that it does not compete for the cores.
 """
 
 from __future__ import annotations
@@ -38,9 +44,12 @@ import time
 
 import numpy as np
 
-__all__ = ["Mesh", "fit_link", "measure", "modelled_seconds"]
+__all__ = ["Mesh", "codec_path", "fit_link", "fit_ring", "measure", "modelled_seconds", "ring_calibration"]
 
 PORT = 5301
+#: Message sizes (bytes) of :func:`ring_calibration`: from past the shaper's 128 KiB burst up to the
+#: all-reduce's 4 MiB chunks at ``d = 4·10^6``, ``K = 4``.
+RING_SIZES = (1 << 18, 1 << 20, 1 << 22)
 #: Exchanges timed: QODA's one message per iteration by each collective, and Q-GenX's two
 #: (``"qgenx-…"``: two oracles and two exchanges per iteration).
 COLLECTIVE_MODES = ("allreduce", "allgather", "sra", "qgenx-allgather", "qgenx-sra")
@@ -61,6 +70,7 @@ class Mesh:
         self.conns: dict[int, socket.socket] = {}
         self.sent = 0
         self.seconds = 0.0  # inside exchanges: sending, receiving and waiting for the peers
+        self.on_exchange = None  # called as each exchange starts (the codec's phase boundaries)
         srv = socket.socket()
         srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         srv.bind((addresses[rank], port))
@@ -109,6 +119,8 @@ class Mesh:
 
     def exchange(self, to: int, data: bytes, frm: int) -> bytes:
         """Send ``data`` to ``to`` while receiving one message from ``frm``."""
+        if self.on_exchange is not None:
+            self.on_exchange()
         t0 = time.perf_counter()
         t = threading.Thread(target=self.send, args=(to, data))
         t.start()
@@ -132,24 +144,39 @@ class Mesh:
         return out
 
     def ring_allreduce(self, x: np.ndarray, timer=None) -> np.ndarray:
-        """The float32 sum of every rank's ``x``: ring reduce-scatter, then ring all-gather of the chunks
-        (the additions timed by ``timer.add`` if given)."""
+        """The float32 sum of every rank's ``x``: ring reduce-scatter, then ring all-gather of the chunks.
+        With ``timer``, the host's work is timed as the reduction: the additions (``timer.add``) and the
+        copies between the vector and the messages (``timer.host``: the uncompressed counterpart of a
+        codec's encode and decode)."""
         K, r = self.K, self.rank
         b = np.arange(K + 1) * x.size // K
+        clock = time.perf_counter
+        t0 = clock()
         acc = [x[b[j] : b[j + 1]].copy() for j in range(K)]
         right, left = (r + 1) % K, (r - 1) % K
         for s in range(K - 1):
             send_j, recv_j = (r - s) % K, (r - s - 1) % K
-            got = np.frombuffer(self.exchange(right, acc[send_j].tobytes(), left), np.float32)
+            data = acc[send_j].tobytes()
+            if timer is not None:
+                timer.host(clock() - t0)
+            got = np.frombuffer(self.exchange(right, data, left), np.float32)
             if timer is None:
                 acc[recv_j] += got
             else:
                 timer.add(acc[recv_j], got)
+            t0 = clock()
         for s in range(K - 1):
             send_j, recv_j = (r + 1 - s) % K, (r - s) % K
-            got = self.exchange(right, acc[send_j].tobytes(), left)
+            data = acc[send_j].tobytes()
+            if timer is not None:
+                timer.host(clock() - t0)
+            got = self.exchange(right, data, left)
+            t0 = clock()
             acc[recv_j] = np.frombuffer(got, np.float32).copy()
-        return np.concatenate(acc)
+        out = np.concatenate(acc)
+        if timer is not None:
+            timer.host(clock() - t0)
+        return out
 
     def close(self) -> None:
         """Close every connection."""
@@ -178,31 +205,49 @@ class _Codec:
         self._enc, self._dec, self._E, self._D = {}, {}, Encoder, Decoder
         self.seconds = 0.0
         self.reduce_seconds = 0.0
+        self.phase = 0.0  # codec + reduction seconds since the last exchange began
+        self.phases: list[float] = []
+
+    def boundary(self) -> None:
+        """An exchange begins (or the iteration ends): close the phase of work since the last one."""
+        self.phases.append(self.phase)
+        self.phase = 0.0
+
+    def _tick(self, dt: float) -> None:
+        self.seconds += dt
+        self.phase += dt
+
+    def host(self, dt: float) -> None:
+        """``dt`` seconds of the reduction's host work other than adding (the all-reduce's copies)."""
+        self.reduce_seconds += dt
+        self.phase += dt
 
     def add(self, total: np.ndarray, x: np.ndarray) -> None:
         """``total += x``, timed as the reduction."""
         t0 = time.perf_counter()
         total += x
-        self.reduce_seconds += time.perf_counter() - t0
+        dt = time.perf_counter() - t0
+        self.reduce_seconds += dt
+        self.phase += dt
 
     def encode(self, stream, quant, v, key) -> tuple[bytes, object]:
         """The message's bytes and the quantized vector (the sender uses its own, exactly as decoded)."""
         t0 = time.perf_counter()
         qv = quant.quantize(v, key)
         data = self._enc.setdefault(stream, self._E()).encode(qv).data
-        self.seconds += time.perf_counter() - t0
+        self._tick(time.perf_counter() - t0)
         return data, qv
 
     def own(self, qv) -> np.ndarray:
         t0 = time.perf_counter()
         out = qv.dequantize(np.float64)
-        self.seconds += time.perf_counter() - t0
+        self._tick(time.perf_counter() - t0)
         return out
 
     def decode(self, stream, data: bytes) -> np.ndarray:
         t0 = time.perf_counter()
         out = self._dec.setdefault(stream, self._D()).decode(data).dequantize(np.float64)
-        self.seconds += time.perf_counter() - t0
+        self._tick(time.perf_counter() - t0)
         return out
 
 
@@ -251,33 +296,70 @@ def worker(spec: dict) -> dict:
     v, layout = _vector(d, seed, rank)
     quant = LayerwiseQuantizer(layout, tuple(Levels.parse(x) for x in spec["levels"]))
     subs, bounds = chunk_quantizers(quant, d, K), chunk_bounds(d, K)
-    out = {"rank": rank, "K": K, "modes": {}}
+    out = {"rank": rank, "K": K, "modes": {}, "ring": ring_calibration(mesh, spec.get("ring_sizes", RING_SIZES))}
     for mode in spec["modes"]:
         codec = _Codec()
-        times, codec_s, comm_s, red_s, sent, sizes = [], [], [], [], [], []
+        times, codec_s, comm_s, red_s, sent, sizes, phases = [], [], [], [], [], [], []
         mesh.barrier()
         for it in range(int(spec["warmup"]) + int(spec["iterations"])):
             c0, s0, m0, r0 = codec.seconds, mesh.sent, mesh.seconds, codec.reduce_seconds
+            codec.phase, codec.phases, mesh.on_exchange = 0.0, [], codec.boundary
             t0 = time.perf_counter()
             m, coll = _split_mode(mode)
             for i in range(m):  # Q-GenX: a second oracle and exchange (another round of keys)
                 time.sleep(float(spec["compute"]) / K)
                 agg, sz = _iteration(coll, mesh, codec, v, quant, subs, bounds, seed, m * it + i)
             t1 = time.perf_counter()
+            codec.boundary()
+            mesh.on_exchange = None
             if it >= int(spec["warmup"]):
+                phases.append(codec.phases)
                 times.append(t1 - t0)
                 codec_s.append(codec.seconds - c0)
                 comm_s.append(mesh.seconds - m0)
                 red_s.append(codec.reduce_seconds - r0)
                 sent.append(mesh.sent - s0)
                 sizes.append(sz)
-        out["modes"][mode] = {"seconds": times, "codec": codec_s, "comm": comm_s, "reduce": red_s, "sent_bytes": sent,
+        out["modes"][mode] = {"seconds": times, "codec": codec_s, "comm": comm_s, "reduce": red_s, "phases": phases,
+                              "sent_bytes": sent,
                               "encoded_bytes": sizes, "last": hashlib.sha256(agg.tobytes()).hexdigest(),
                               "last_round": m * (it + 1) - 1,
                               "last_sum": float(np.sum(agg, dtype=np.float64))}  # fmt: skip
     mesh.barrier()
     mesh.close()
     return out
+
+
+def ring_calibration(mesh: Mesh, sizes=RING_SIZES, repeats: int = 3) -> list[dict]:
+    """This rank's best time (seconds) of one ring step per message size: after a barrier, every rank
+    sends ``bytes`` to its right neighbour while receiving as many from its left, over ``mesh`` (the
+    collectives' own transport: framing, copies, a sending thread).  ``[{"bytes", "best"}]``."""
+    right, left = (mesh.rank + 1) % mesh.K, (mesh.rank - 1) % mesh.K
+    out = []
+    for n in sizes:
+        data, best = bytes(int(n)), float("inf")
+        for _ in range(repeats):
+            mesh.barrier()
+            t0 = time.perf_counter()
+            mesh.exchange(right, data, left)
+            best = min(best, time.perf_counter() - t0)
+        out.append({"bytes": int(n), "best": best})
+    return out
+
+
+def fit_ring(per_rank: list[list[dict]]) -> float:
+    """``β`` (bits per second) from every rank's :func:`ring_calibration`: per size the slowest rank's
+    best step (a ring step ends when its last rank has its message), then the least-squares slope of
+    time against bits (its intercept absorbs the latency and the shaper's burst)."""
+    sizes = sorted({r["bytes"] for rank in per_rank for r in rank})
+    if len(sizes) < 2:
+        raise ValueError("per_rank: needs at least two message sizes")
+    t = np.array([max(r["best"] for rank in per_rank for r in rank if r["bytes"] == n) for n in sizes])
+    x = 8.0 * np.array(sizes, np.float64)
+    slope = np.polyfit(x, t, 1)[0]
+    if not slope > 0:
+        raise ValueError(f"per_rank: step times do not grow with the message size ({t.tolist()})")
+    return float(1.0 / slope)
 
 
 def fit_link(round_trips: list[dict]) -> tuple[float, float]:
@@ -313,19 +395,62 @@ def modelled_seconds(mode: str, K: int, d: int, alpha: float, beta: float, compu
     return {"comm": m * comm, "total": m * (compute / K + comm) + codec + reduce}
 
 
+def codec_path(phases) -> float:
+    """The codec and reduction seconds on an iteration's critical path: ``phases[k][i][p]`` is rank
+    ``k``'s work in iteration ``i`` between its exchanges ``p − 1`` and ``p`` (the last phase after the
+    last exchange); every exchange step waits for the slowest rank's phase before it, so the path takes
+    ``Σ_p max_k`` (mean over iterations).  It exceeds the slowest rank's own total ``max_k Σ_p`` by the
+    time ranks spend waiting for one another (on a machine whose cores the ranks share, their phases
+    end at different times)."""
+    try:
+        P = np.asarray(phases, np.float64)
+    except ValueError:  # ragged: ranks with different numbers of phases
+        P = np.zeros(0)
+    if P.ndim != 3 or P.size == 0:
+        raise ValueError(f"phases must be (ranks, iterations, phases) with the same counts, got shape {P.shape}")
+    return float(P.max(axis=0).sum(axis=1).mean())
+
+
+def _summary(mode: str, runs: list[dict], K: int, d: int, alpha: float, beta: float, compute: float) -> dict:
+    """One mode's measured and modelled seconds from every rank's record (see :func:`measure`)."""
+    per_rank = np.array([o["seconds"] for o in runs])  # (K, iterations)
+    slow = int(np.argmax(per_rank.mean(axis=1)))
+    comm = float(np.mean(runs[slow]["comm"]))
+    # the slowest rank of each iteration's own codec + reduction (without waiting for others)
+    c, r = np.array([o["codec"] for o in runs]), np.array([o["reduce"] for o in runs])
+    worst = np.argmax(c + r, axis=0)
+    cols = np.arange(c.shape[1])
+    codec, reduce = float(c[worst, cols].mean()), float(r[worst, cols].mean())
+    path = codec_path([o["phases"] for o in runs])
+    enc = runs[0]["encoded_bytes"][-1]
+    measured = float(per_rank.max(axis=0).mean())
+    model = modelled_seconds(mode, K, d, alpha, beta, compute, path, enc, 0.0)
+    lump = modelled_seconds(mode, K, d, alpha, beta, compute, codec, enc, reduce)
+    return {"measured": measured, "codec": codec, "reduce": reduce, "codec_path": path, "comm": comm,
+            "comm_modelled": model["comm"], "other": measured - compute / K - codec - reduce - comm,
+            "modelled": model["total"], "error": model["total"] / measured - 1,
+            "modelled_slowest": lump["total"], "error_slowest": lump["total"] / measured - 1,
+            "per_rank": per_rank.mean(axis=1).tolist(), "sent_bytes": float(np.mean(runs[0]["sent_bytes"])),
+            "last": [o["last"] for o in runs], "last_sum": [o["last_sum"] for o in runs],
+            "last_round": runs[0]["last_round"], "encoded_bytes": enc}  # fmt: skip
+
+
 def measure(K: int = 4, rate_gbit: float = 1.0, d: int = 4_000_000, compute: float = 0.1, iterations: int = 5,
             warmup: int = 2, levels=("uniform:3", "uniform:3"), seed: int = 0, modes=COLLECTIVE_MODES,
             timeout: float = 600.0) -> dict:  # fmt: skip
     """Run the ranks in a fresh lab and return the measured and modelled seconds per iteration.
 
-    Returns ``{"K", "rate_gbit", "d", "compute", "alpha", "beta", "round_trips", "modes": {mode: {...}}}``;
+    Returns ``{"K", "rate_gbit", "d", "compute", "alpha", "beta", "beta_pingpong", "round_trips", "ring",
+    "modes": {mode: {...}}}`` (``beta``: :func:`fit_ring` of every rank's ``ring`` calibration, the
+    model's; ``beta_pingpong``: :func:`fit_link`'s);
     per mode: ``measured`` (mean over iterations of the slowest rank's seconds); ``codec`` and
-    ``reduce``: per iteration those of the rank whose codec + reduction took longest (a synchronous
-    collective waits for it), averaged; ``comm``: the seconds inside the exchanges (waiting for peers
-    included) of the slowest rank on average; ``other`` (the rest: copies, Python, the sleep's
-    overshoot), the model's ``modelled`` seconds and ``comm_modelled`` part,
-    ``error`` (``modelled/measured − 1``), ``per_rank`` means, ``sent_bytes`` and ``encoded_bytes``;
-    ``reduce`` (that rank's seconds adding received values into sums) and the model's ``comm_modelled``;
+    ``reduce``: per iteration those of the rank whose codec + reduction took longest, averaged;
+    ``codec_path``: the codec and reduction seconds on the critical path (:func:`codec_path`: per step
+    the slowest rank's); ``comm``: the seconds inside the exchanges (waiting for peers included) of the
+    slowest rank on average; ``other`` (the rest: copies, Python, the sleep's overshoot); the model's
+    ``modelled`` seconds (with ``codec_path``), its ``comm_modelled`` part and ``error``
+    (``modelled/measured − 1``); ``modelled_slowest`` and ``error_slowest``: the model with the slowest
+    rank's own codec + reduction instead (no waiting); ``per_rank`` means, ``sent_bytes`` and ``encoded_bytes``;
     ``last``/``last_sum``: every rank's SHA-256 and sum of its aggregate in the last round
     (``last_round``), to check the transport against an in-process computation.
     """
@@ -336,34 +461,15 @@ def measure(K: int = 4, rate_gbit: float = 1.0, d: int = 4_000_000, compute: flo
     env = dict(os.environ, QODASIM_THREADS="1", NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1")
     with Lab(K, rate_gbit) as lab:
         rt = lab.ping_pong(sizes=(1, 1 << 18, 1 << 20, 1 << 22), repeats=5)
-        alpha, beta = fit_link(rt)
+        alpha, beta_pp = fit_link(rt)
         argv = [sys.executable, "-m", "qodasim.netlab.clock", json.dumps(spec)]
         outs = lab.run_json([(k, argv) for k in range(K)], timeout, env=env, what="a rank")
+    ring = [o["ring"] for o in outs]
+    beta = fit_ring(ring)
     res = {"K": K, "rate_gbit": rate_gbit, "d": d, "compute": compute, "alpha": alpha, "beta": beta,
-           "round_trips": rt, "modes": {}}  # fmt: skip
+           "beta_pingpong": beta_pp, "round_trips": rt, "ring": ring, "modes": {}}  # fmt: skip
     for mode in modes:
-        per_rank = np.array([o["modes"][mode]["seconds"] for o in outs])  # (K, iterations)
-        slow = int(np.argmax(per_rank.mean(axis=1)))
-        comm = float(np.mean(outs[slow]["modes"][mode]["comm"]))
-        # a synchronous collective waits for the slowest rank of each iteration: its codec + reduction
-        c = np.array([o["modes"][mode]["codec"] for o in outs])
-        r = np.array([o["modes"][mode]["reduce"] for o in outs])
-        worst = np.argmax(c + r, axis=0)
-        cols = np.arange(c.shape[1])
-        codec, reduce = float(c[worst, cols].mean()), float(r[worst, cols].mean())
-        enc = outs[0]["modes"][mode]["encoded_bytes"][-1]
-        measured = float(per_rank.max(axis=0).mean())
-        model = modelled_seconds(mode, K, d, alpha, beta, compute, codec, enc, reduce)
-        modelled = model["total"]
-        res["modes"][mode] = {"measured": measured, "codec": codec, "reduce": reduce, "comm": comm,
-                              "comm_modelled": model["comm"], "other": measured - compute / K - codec - reduce - comm,
-                              "modelled": modelled,
-                              "error": modelled / measured - 1, "per_rank": per_rank.mean(axis=1).tolist(),
-                              "sent_bytes": float(np.mean(outs[0]["modes"][mode]["sent_bytes"])),
-                              "last": [o["modes"][mode]["last"] for o in outs],
-                              "last_sum": [o["modes"][mode]["last_sum"] for o in outs],
-                              "last_round": outs[0]["modes"][mode]["last_round"],
-                              "encoded_bytes": enc}  # fmt: skip
+        res["modes"][mode] = _summary(mode, [o["modes"][mode] for o in outs], K, d, alpha, beta, compute)
     return res
 
 
