@@ -159,6 +159,56 @@ SWEEP = (
 )
 
 
+def _session_processes(sid: int) -> list[int]:
+    """The live (not zombie) processes of session ``sid``."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_a_killed_sweep_leaves_no_worker_and_a_corrupt_point_runs_again(tmp_path):
+    """SIGKILL to ``qodasim sweep`` alone (not its process group): its pool workers die with it.  A
+    finished point whose JSON is corrupt runs again on the next start instead of a traceback at the end."""
+    sweep = tmp_path / "sweep.toml"
+    sweep.write_text(SWEEP.replace("T = 80", "T = 3000"))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "qodasim", "sweep", str(sweep), "--out", str(out), "--pool", "process",
+           "--workers", "2"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(_session_processes(proc.pid)) < 3:  # the sweep and 2 workers
+        time.sleep(0.1)
+    assert len(_session_processes(proc.pid)) >= 3
+    proc.kill()
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _session_processes(proc.pid):
+        time.sleep(0.1)
+    left = _session_processes(proc.pid)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"pool workers outlived the sweep: {left}"
+    small = tmp_path / "small.toml"
+    small.write_text(SWEEP.replace("[0, 1, 2, 3]", "[0]"))
+    out2 = tmp_path / "out2"
+    cmd2 = [sys.executable, "-m", "qodasim", "sweep", str(small), "--out", str(out2), "--pool", "process",
+            "--workers", "1"]  # fmt: skip
+    assert subprocess.run(cmd2, capture_output=True, text=True, timeout=300, env=ENV).returncode == 0
+    victim = sorted((out2 / "runs").glob("*.json"))[0]
+    victim.write_text("{")
+    again = subprocess.run(cmd2, capture_output=True, text=True, timeout=300, env=ENV)
+    assert again.returncode == 0, again.stderr
+    assert "1 already finished, 1 run (1 of them finished before but unreadable)" in again.stdout
+    assert json.loads(victim.read_text())["status"] == "ok"
+    assert len(json.loads((out2 / "summary.json").read_text())) == 2
+
+
 @pytest.mark.parametrize("pool", ["process", "mpi"])
 def test_sweep_killed_midway_resumes_with_the_finished_points(tmp_path, pool):
     """Start a sweep of 8 points with one worker, kill the whole process group once at least two
@@ -183,7 +233,7 @@ def test_sweep_killed_midway_resumes_with_the_finished_points(tmp_path, pool):
     assert 2 <= len(done) < 8
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=ENV)
     assert again.returncode == 0, again.stderr
-    assert f"{len(done)} already finished, {8 - len(done)} to run" in again.stdout
+    assert f"{len(done)} already finished, {8 - len(done)} run" in again.stdout
     for p, mtime in done.items():
         assert p.stat().st_mtime_ns == mtime
     assert len(finished()) == 8

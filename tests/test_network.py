@@ -371,6 +371,32 @@ def test_sweep_expansion_and_errors():
             expand_sweep({**base, "sweep": sweep})
 
 
+def test_a_large_sweep_says_its_size_before_expanding_it(tmp_path):
+    """90,000 points: the count comes from the lists' lengths at once, and ``run_sweep`` reports it
+    before it expands a single point or starts a pool."""
+    import time
+
+    from qodasim.solvers.sweep import iter_sweep, run_sweep, sweep_size
+
+    big = {"problem": {"name": "bilinear_game", "n": 3}, "solver": {"T": 10},
+           "sweep": {"solver.seed": list(range(300)), "problem.seed": list(range(300))}}  # fmt: skip
+    t0 = time.perf_counter()
+    assert sweep_size(big) == 90_000
+    first = next(iter_sweep(big))
+    assert time.perf_counter() - t0 < 2 and first["values"] == {"solver.seed": 0, "problem.seed": 0}
+    said = []
+
+    def report(line):
+        said.append(line)
+        raise KeyboardInterrupt  # stop at the first line
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(big, tmp_path / "out", pool="process", report=report)
+    assert said == ["sweep: 90000 points"] and time.perf_counter() - t0 < 3
+    with pytest.raises(ValueError, match="problem.<arg>"):
+        sweep_size({**big, "sweep": {"seed": [1]}})
+
+
 # ------------------------------------------------------------------------------ CLI
 def test_cli_solve_and_speedup(tmp_path, capsys):
     run = tmp_path / "run.toml"

@@ -433,3 +433,76 @@ def test_silent_acceptances_are_clear_errors():
     assert qv.dequantize(np.float32).dtype == np.float32
     with pytest.raises(ValueError, match="overflows"):
         optimize_layerwise([np.full(10, 1e308)], [0], 2)
+
+
+def test_a_run_too_large_for_memory_is_refused_at_once(monkeypatch):
+    """T, K or replicas of 10^9 are refused in one line before anything is allocated (not a
+    MemoryError after minutes); the estimate names what drives it; ``record`` above T is capped."""
+    from qodasim.solvers import genx
+
+    est = genx.memory_estimate(8, SolverConfig(method="qgenx", K=4, T=100, replicas=3))
+    assert est["ledger"] == 4 * 100 * 2 * genx.LEDGER_ROW_BYTES  # Q-GenX: two messages per iteration
+    assert est["arrays"] == 8 * (3 * 3 * 4 * 8 + 8 * 3 * 8 + 3 * 100)
+    with monkeypatch.context() as m:  # a machine just too small for this run
+        m.setattr(genx, "_available_memory", lambda: est["total"] - 1)
+        with pytest.raises(SolverError, match="lower T, K or replicas"):
+            solve(bilinear_game(8, seed=0), SolverConfig(method="qgenx", K=4, T=100, replicas=3))
+        m.setattr(genx, "_available_memory", lambda: None)  # unknown: not checked
+        assert solve(bilinear_game(8, seed=0), SolverConfig(method="qgenx", K=4, T=100, replicas=3)).status == "ok"
+    p = bilinear_game(4, seed=0)
+    for kw, what in (({"T": 10**9}, "ledger"), ({"K": 10**9, "T": 10}, "ledger"),
+                     ({"replicas": 10**9, "T": 10}, "channels")):  # fmt: skip
+        t0 = time.perf_counter()
+        with pytest.raises(SolverError, match="GiB available") as err:
+            solve(p, SolverConfig(**{"K": 2, **kw}))
+        assert time.perf_counter() - t0 < 5 and ("ledger" in str(err.value)) == (what == "ledger")
+    assert solve(p, SolverConfig(K=2, T=10, record=10**9)).status == "ok"
+    pts = genx.record_points(10, 10**9)
+    assert pts[-1] == 10 and pts.size <= 10 and np.all(np.diff(pts) > 0)
+
+
+def test_result_files_of_the_wrong_shape_are_failed_rows_not_passes_or_hangs(tmp_path):
+    """``"passed": "no"`` is not a PASS, a ``meta`` that is not a table, JSON nested 100k deep and a
+    FIFO named ``*.json`` each become a failed row naming the file; a good file still loads."""
+    import os
+
+    from qodasim.experiments.base import load_results, results_table
+
+    good = Result("variance", {}, {}, [Verdict("unbiased", True, "ok")], {"setting": "quick"})
+    good.save(tmp_path / "variance.json")
+    raw = json.loads((tmp_path / "variance.json").read_text())
+    (tmp_path / "a_no.json").write_text(json.dumps({**raw, "verdicts": [{**raw["verdicts"][0], "passed": "no"}]}))
+    (tmp_path / "b_meta.json").write_text(json.dumps({**raw, "meta": [1, 2]}))
+    (tmp_path / "c_deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    os.mkfifo(tmp_path / "d_fifo.json")
+    signal.signal(signal.SIGALRM, lambda *a: (_ for _ in ()).throw(TimeoutError("hung")))
+    signal.alarm(20)
+    try:
+        results = load_results(tmp_path)
+    finally:
+        signal.alarm(0)
+    by = {r.experiment: r for r in results}
+    assert by["variance"].passed and by["variance"].verdicts[0].name == "unbiased"
+    for name, why in (("a_no", "passed: true/false"), ("b_meta", "'meta' must be a dict"),
+                      ("c_deep", "nested too deeply"), ("d_fifo", "not a regular file")):  # fmt: skip
+        assert not by[name].passed and why in by[name].verdicts[0].detail, (name, by[name].verdicts[0].detail)
+    table = results_table(results)
+    assert table.count("| PASS |") == 1
+
+
+def test_solver_results_compare_by_value(tmp_path):
+    """``SolverResult == SolverResult`` compares the runs (arrays element-wise, NaN equal to NaN, ledgers
+    row by row, the wall time left out), never raises; another seed is another run."""
+    from qodasim.solvers.genx import SolverResult
+
+    cfg = SolverConfig(K=2, T=6, compression="global", levels="uniform:3")
+    a, b = solve(bilinear_game(4, seed=0), cfg), solve(bilinear_game(4, seed=0), cfg)
+    assert a == b and not (a != b)
+    assert a != solve(bilinear_game(4, seed=0), dataclasses.replace(cfg, seed=1))
+    assert (a == 1) is False and a != "x"
+    a2, b2 = SolverResult.load(a.save(tmp_path / "a")), SolverResult.load(b.save(tmp_path / "b"))
+    assert a2 == b2  # loaded runs (their x_avg, x_last and quantizer are not saved)
+    b2.measures["gap_avg"][0, 0] += 1e-12
+    assert a2 != b2
+    with pytest.raises(TypeError):
+        hash(a)

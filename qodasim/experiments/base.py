@@ -60,10 +60,41 @@ class Result:
 
     @classmethod
     def load(cls, path: Path) -> Result:
-        """Read a result written by :meth:`save`."""
-        raw = json.loads(Path(path).read_text())
-        raw["verdicts"] = [Verdict(**v) for v in raw["verdicts"]]
-        return cls(**raw)
+        """Read a result written by :meth:`save`; anything else (not a regular file, not JSON, JSON nested
+        too deeply, fields of the wrong type — a verdict's ``passed`` must be ``true`` or ``false``) is a
+        ``ValueError`` naming the file."""
+        path = Path(path)
+        if not path.is_file():  # a FIFO or a device would block the read
+            raise ValueError(f"{path.name}: not a regular file")
+        try:
+            raw = json.loads(path.read_text())
+        except RecursionError:
+            raise ValueError(f"{path.name}: JSON nested too deeply") from None
+        return cls(**_checked_result(raw, path.name))
+
+
+_RESULT_FIELDS = {"experiment": str, "config": dict, "data": dict, "verdicts": list, "meta": dict}
+_VERDICT_FIELDS = {"name": str, "passed": bool, "detail": str}
+
+
+def _checked_result(raw, name: str) -> dict:
+    """The fields of a result file, each of its type, with the verdicts as :class:`Verdict` objects."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{name}: a result is a JSON object, got {type(raw).__name__}")
+    unknown, missing = set(raw) - set(_RESULT_FIELDS), {"experiment", "config", "data", "verdicts"} - set(raw)
+    if unknown or missing:
+        raise ValueError(f"{name}: unknown fields {sorted(unknown)} / missing fields {sorted(missing)}")
+    for key, typ in _RESULT_FIELDS.items():
+        if key in raw and not isinstance(raw[key], typ):
+            raise ValueError(f"{name}: {key!r} must be a {typ.__name__}, got {type(raw[key]).__name__}")
+    verdicts = []
+    for v in raw["verdicts"]:
+        if not isinstance(v, dict) or set(v) != set(_VERDICT_FIELDS) or not all(
+                isinstance(v[k], t) for k, t in _VERDICT_FIELDS.items()):  # fmt: skip
+            raise ValueError(f"{name}: a verdict must be {{name: string, passed: true/false, detail: string}}, "
+                             f"got {str(v)[:80]}")  # fmt: skip
+        verdicts.append(Verdict(**v))
+    return {**raw, "verdicts": verdicts}
 
 
 def strict_json(x):

@@ -30,8 +30,9 @@ in the ledger comes from a stream that decodes.
 from __future__ import annotations
 
 import json
+import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -311,7 +312,26 @@ class SolverConfig:
         return out
 
 
-@dataclass
+def _same(a, b) -> bool:
+    """Value equality of result fields: arrays (shape, dtype and elements, NaN equal to NaN), dicts,
+    lists, ledgers (their tables), anything else by ``==``."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        a, b = np.asarray(a), np.asarray(b)
+        nan = np.issubdtype(a.dtype, np.inexact) and np.issubdtype(b.dtype, np.inexact)
+        return a.shape == b.shape and a.dtype == b.dtype and bool(np.array_equal(a, b, equal_nan=nan))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, BitLedger) and isinstance(b, BitLedger):
+        return _same(a.table(), b.table())
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):  # objects holding arrays compare by identity
+        return a is b
+
+
+@dataclass(eq=False)
 class SolverResult:
     """Everything a run records; saves to ``.npz`` + ``.json`` and loads back for re-plotting."""
 
@@ -328,6 +348,15 @@ class SolverResult:
     x_avg: np.ndarray | None = None
     x_last: np.ndarray | None = None
     quantizer: object = None  # the workers' quantizer at the end (a level policy may have changed it)
+
+    def __eq__(self, other) -> bool:
+        """Equal when every field is (arrays element by element, NaN equal to NaN; ledgers row by row),
+        except ``wall_time``: a measurement of the machine, not of the run."""
+        if not isinstance(other, SolverResult):
+            return NotImplemented
+        return all(_same(getattr(self, f.name), getattr(other, f.name)) for f in fields(self) if f.name != "wall_time")
+
+    __hash__ = None  # mutable, compared by value
 
     @property
     def diverged(self) -> bool:
@@ -366,8 +395,8 @@ class SolverResult:
 
 
 def record_points(T: int, n: int) -> np.ndarray:
-    """``n`` log-spaced iterations in ``[1, T]`` (always including ``T``)."""
-    pts = np.unique(np.round(np.geomspace(1, T, n)).astype(np.int64))
+    """``n`` log-spaced iterations in ``[1, T]`` (always including ``T``; at most ``T`` of them)."""
+    pts = np.unique(np.round(np.geomspace(1, T, min(n, T))).astype(np.int64))
     return np.unique(np.concatenate([pts, [T]]))
 
 
@@ -588,11 +617,62 @@ def _checked_config(problem, config, overrides) -> SolverConfig:
     return replace(config or SolverConfig(), **overrides) if overrides else (config or SolverConfig())
 
 
+#: Bytes one ledger row takes in memory (a tuple of two ints and four floats, and its list slot).
+LEDGER_ROW_BYTES = 200
+#: Bytes each worker's encoder and decoder state takes at least (objects, tables).
+CHANNEL_BYTES = 1000
+
+
+def memory_estimate(d: int, cfg: SolverConfig) -> dict:
+    """A lower estimate of the bytes a run of ``cfg`` on a ``d``-coordinate problem holds at once:
+    ``{"ledger", "channels", "arrays", "total"}`` — the bit ledger (a row per worker and message:
+    ``K · T · messages`` rows), the ``R · K`` workers' channels, and the float64 arrays (the ``(R, K, d)``
+    worker draws, a few ``(R, d)`` iterates, the ``(R, T)`` bits per iteration)."""
+    R, K, T = cfg.replicas, cfg.K, cfg.T
+    msgs = TEMPLATES[cfg.method].messages
+    ledger = K * T * msgs * LEDGER_ROW_BYTES
+    channels = R * K * CHANNEL_BYTES
+    arrays = 8 * (3 * R * K * d + 8 * R * d + R * T)
+    return {"ledger": ledger, "channels": channels, "arrays": arrays, "total": ledger + channels + arrays}
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux: ``MemAvailable``), or ``None`` if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _check_memory(d: int, cfg: SolverConfig) -> None:
+    """Refuse, before allocating anything, a run whose :func:`memory_estimate` exceeds the memory
+    available (a one-line :class:`SolverError` naming what drives it), instead of a ``MemoryError``
+    after minutes."""
+    avail = _available_memory()
+    est = memory_estimate(d, cfg)
+    if avail is None or est["total"] <= avail:
+        return
+    part = max(("ledger", "channels", "arrays"), key=est.get)
+    why = {"ledger": f"its bit ledger: K·T·messages = {cfg.K}·{cfg.T}·{TEMPLATES[cfg.method].messages} rows",
+           "channels": f"the R·K = {cfg.replicas}·{cfg.K} workers' channels",
+           "arrays": f"(R, K, d) = ({cfg.replicas}, {cfg.K}, {d}) worker draws and (R, T) bits"}[part]  # fmt: skip
+    raise SolverError(f"this run needs at least {est['total'] / 2**30:.3g} GiB, more than the "
+                      f"{avail / 2**30:.3g} GiB available (mostly {why}): lower T, K or replicas")  # fmt: skip
+
+
 def _run_template(problem: Problem, cfg: SolverConfig, make_oracle, progress=None) -> SolverResult:
     """The template loop of :func:`solve` with the oracle built by ``make_oracle(limit, keep_workers)``
     (the in-process :class:`_Oracle`, or the MPI one of :mod:`qodasim.solvers.mpi`); ``progress(t)``
     after each iteration when given."""
     R, T, method = cfg.replicas, cfg.T, cfg.method
+    _check_memory(problem.d, cfg)
     X1 = np.asarray(problem.x0(), np.float64)
     if X1.shape != (problem.d,):
         raise SolverError(f"problem.x0() has shape {X1.shape}, expected ({problem.d},)")
