@@ -506,3 +506,111 @@ def test_solver_results_compare_by_value(tmp_path):
     assert a2 != b2
     with pytest.raises(TypeError):
         hash(a)
+
+
+def test_a_header_declaring_too_many_types_is_refused_and_uniform_tables_are_shared():
+    """A header declaring more layer types than ``max_types`` (a hostile one: 10^6 types fit in 750 kB,
+    each one a level table) is a DecodeError before any table is read; uniform level tables are one
+    shared object per ``s``, so an honest message with many types costs one table."""
+    from qodasim import LayerwiseQuantizer
+    from qodasim.coding import MAX_TYPES, Decoder, Encoder
+    from qodasim.coding import protocol as P
+    from qodasim.quantize.plan import PlanSpec
+
+    m = MAX_TYPES + 1
+    spec = PlanSpec(LayerLayout(np.array([8]), np.array([0]), n_types=m), "layer", (2.0,) * m, (0,) * m, 0)
+    bits = P._header(0, 0, np.float32, spec, (Levels.uniform(3),) * m, [True] * m)[0]
+    data = int(bits + "0" * (-len(bits) % 8), 2).to_bytes((len(bits) + 7) // 8, "big")
+    with pytest.raises(DecodeError, match="max_types"):
+        Decoder().decode(data)
+    with pytest.raises(DecodeError, match="truncated"):  # allowed: read to the end of the tables
+        Decoder(max_types=m).decode(data)
+    with pytest.raises(ValueError, match="max_types"):
+        Decoder(max_types=0)
+    layout = LayerLayout(np.array([5, 3]), np.array([0, 299]), n_types=300)
+    q = LayerwiseQuantizer(layout, (Levels.uniform(3),) * 299 + (Levels.uniform(7),))
+    qv = q.quantize(np.arange(8.0) - 3.5, Key(1))
+    back = Decoder(max_types=300).decode(Encoder().encode(qv))
+    assert back.equals(qv) and len({id(lv) for lv in back.levels}) == 2
+    with pytest.raises(DecodeError, match="max_types"):
+        Decoder(max_types=299).decode(Encoder().encode(qv))
+
+
+@pytest.mark.parametrize("sigma", ["x", None, [1.0], True, float("nan"), -1.0])
+def test_a_noise_level_that_is_not_a_number_is_named(sigma):
+    with pytest.raises(ValueError, match="sigma must be a finite number >= 0"):
+        NoiseModel("absolute", sigma)
+
+
+def _fill_reference(points, alpha):
+    """The quadratic filling: split the widest gap (the first of equal ones) at its midpoint, re-sort."""
+    inner = list(np.unique(points[(points > 0) & (points < 1)]))
+    while len(inner) < alpha:
+        grid = np.concatenate([[0.0], inner, [1.0]])
+        k = int(np.argmax(np.diff(grid)))
+        inner.append(0.5 * (grid[k] + grid[k + 1]))
+        inner.sort()
+    return Levels.from_interior(inner)
+
+
+def test_level_filling_is_the_widest_gap_rule_and_fast_for_large_alpha():
+    """Fewer distinct samples than levels: the filled levels equal the widest-gap-midpoint rule (ties to
+    the left) on random and tie-heavy points; α = 10^5 takes well under a second (was > 60 s);
+    α at the level table's limit is refused."""
+    from qodasim.optimize import exact_levels
+    from qodasim.optimize.levels import _fill_levels
+
+    rng = np.random.default_rng(3)
+    for case in range(40):
+        pts = rng.random(rng.integers(0, 12)) if case % 2 else rng.integers(0, 5, 6) / 4  # ties: equal gaps
+        alpha = int(rng.integers(pts.size, 60))
+        assert np.array_equal(_fill_levels(pts, alpha).values, _fill_reference(pts, alpha).values), case
+    t0 = time.perf_counter()
+    res = exact_levels(np.array([0.1, 0.5, 0.9]), 10**5)
+    assert res.levels.alpha == 10**5 and time.perf_counter() - t0 < 5
+    with pytest.raises(ValueError, match="alpha must be below"):
+        exact_levels(np.array([0.1, 0.5]), 2**20)
+
+
+def test_auto_types_cost_matrix_is_psi_exactly_and_a_thousand_layers_are_quick(monkeypatch):
+    """The cost matrix's rows computed at once equal ``psi`` pair by pair bit for bit (zero and tiny
+    layers included); 1,000 layers take seconds (was 21 s: one ``psi`` call per pair)."""
+    from qodasim.optimize import auto_types, normalized_magnitudes, psi
+    from qodasim.optimize.autotype import cost_matrix
+    from qodasim.optimize.distributions import Empirical
+
+    rng = np.random.default_rng(5)
+    layers = [rng.standard_normal(int(rng.integers(2, 200))) * (rng.random() < 0.3 or rng.random()) for _ in range(60)]
+    layers[3] = np.zeros(7)
+    rs = [normalized_magnitudes(v, 2.0) if np.any(v) else np.zeros(v.size) for v in layers]
+    for alpha in (1, 3, 6):
+        C, _, levels = cost_matrix(rs, alpha)
+        ref = np.array([[psi(lv, Empirical(r[1::2])) for lv in levels] for r in rs])
+        assert np.array_equal(C, ref), alpha
+    from qodasim.optimize import autotype
+
+    calls = []
+    monkeypatch.setattr(autotype, "psi", lambda lv, t: calls.append(1) or psi(lv, t))
+    cost_matrix(rs, 3)
+    assert len(calls) == 0  # not one call per pair (L² Python calls: 21 s at L = 1,000)
+    t0 = time.perf_counter()
+    found = auto_types([rng.standard_normal(50) * rng.random() for _ in range(1000)], 3)
+    assert found.types.size == 1000 and time.perf_counter() - t0 < 10
+
+
+def test_lgreco_refuses_a_table_that_cannot_fit_and_stores_choices_small(monkeypatch):
+    """1,000 layers × 10^7 buckets: one line naming ``buckets`` (was a MemoryError asking 74.5 GiB); the
+    choice table takes one byte per entry for up to 256 options, with the same allocation."""
+    from qodasim import _memory
+    from qodasim.optimize import lgreco
+
+    rng = np.random.default_rng(2)
+    bits = [np.sort(rng.random(4))[::-1] * 10 for _ in range(1000)]
+    errors = [np.sort(rng.random(4)) for _ in range(1000)]
+    default = np.full(1000, 1)
+    monkeypatch.setattr(_memory, "available_memory", lambda: 8 * 2**30)
+    with pytest.raises(ValueError, match="lower buckets"):
+        lgreco(bits, errors, default, buckets=10**7)
+    small = lgreco(bits[:30], errors[:30], default[:30], buckets=2000)
+    monkeypatch.setattr(_memory, "available_memory", lambda: 30 * 2001)  # fits only at one byte per entry
+    assert np.array_equal(lgreco(bits[:30], errors[:30], default[:30], buckets=2000), small)

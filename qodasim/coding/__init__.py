@@ -16,10 +16,11 @@ from .expected import (
     tight_expected_dense_bits,
 )
 from .ledger import CATEGORIES, BitLedger
-from .protocol import MAX_D, Decoder, Encoder, Message, decode, encode, fixed_bits
+from .protocol import MAX_D, MAX_TYPES, Decoder, Encoder, Message, decode, encode, fixed_bits
 
 __all__ = [
     "MAX_D",
+    "MAX_TYPES",
     "CATEGORIES",
     "CODES",
     "BitLedger",

@@ -52,6 +52,10 @@ _QCODES = {2.0: 0, np.inf: 1, 1.0: 2}
 #: Decoders refuse messages claiming more coordinates than this by default (a corrupt or hostile
 #: header must not allocate): 2^24 coordinates, 32 MiB of output.  Pass ``max_d`` for larger vectors.
 MAX_D = 2**24
+#: Decoders refuse headers declaring more layer types than this by default: every type costs the
+#: decoder its own level table (a hostile header declaring 10^6 types fits in 750 kB).  Pass
+#: ``max_types`` for more.
+MAX_TYPES = 2**16
 #: Bit offset of the CRC field (right after the 19 fixed header bits) and its width.
 _CRC_AT, _CRC_BITS = 19, 32
 
@@ -145,7 +149,7 @@ class _Reader:
         return self.total - self.pos
 
 
-def _read_spec(r: _Reader, max_d: int = MAX_D) -> PlanSpec:
+def _read_spec(r: _Reader, max_d: int = MAX_D, max_types: int = MAX_TYPES) -> PlanSpec:
     scope = "layer" if r.uint(1) else "global"
     gb = r.omega() - 1
     if gb > max_d:
@@ -162,6 +166,8 @@ def _read_spec(r: _Reader, max_d: int = MAX_D) -> PlanSpec:
         if d > max_d:
             raise DecodeError(f"header: d >= {d} exceeds the decoder's limit max_d = {max_d}")
     m = r.omega()
+    if m > max_types:
+        raise DecodeError(f"header: {m} types exceed the decoder's limit max_types = {max_types}")
     if m > r.remaining() // 3 or (types and max(types) >= m):
         raise DecodeError(f"header: inconsistent number of types ({m})")
     qs, buckets = [], []
@@ -187,12 +193,19 @@ def _read_spec(r: _Reader, max_d: int = MAX_D) -> PlanSpec:
     return PlanSpec(layout, scope, tuple(qs), tuple(buckets), gb)
 
 
+@functools.lru_cache(maxsize=4096)
+def _uniform_levels(s: int) -> Levels:
+    """``Levels.uniform(s)``, one shared object per ``s`` (levels are immutable): a header whose types
+    all name the same family costs one table, not one per type."""
+    return Levels.uniform(s)
+
+
 def _read_levels(r: _Reader) -> Levels:
     if r.uint(1):  # uniform family: ω(s)
         s = r.omega()
         if s > MAX_INTERVALS:
             raise DecodeError(f"level table: uniform s = {s} exceeds {MAX_INTERVALS}")
-        return Levels.uniform(s)
+        return _uniform_levels(s)
     n = r.omega()
     if n < 2 or (n - 2) * 64 > r.remaining():
         raise DecodeError(f"level table: {n} levels cannot fit in the message")
@@ -390,12 +403,15 @@ class Decoder:
         :class:`DecodeError` before anything is allocated.
     require_crc : bool
         Refuse messages without a CRC.
+    max_types : int
+        Most layer types a header may declare (default :data:`MAX_TYPES`).
     """
 
-    def __init__(self, max_d: int = MAX_D, require_crc: bool = False):
-        if isinstance(max_d, bool) or not isinstance(max_d, (int, np.integer)) or max_d < 1:
-            raise ValueError(f"max_d must be a positive integer, got {max_d!r}")
-        self.max_d = int(max_d)
+    def __init__(self, max_d: int = MAX_D, require_crc: bool = False, max_types: int = MAX_TYPES):
+        for name, val in (("max_d", max_d), ("max_types", max_types)):
+            if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1:
+                raise ValueError(f"{name} must be a positive integer, got {val!r}")
+        self.max_d, self.max_types = int(max_d), int(max_types)
         self.require_crc = bool(require_crc)
         self._spec: PlanSpec | None = None
         self._levels: dict[int, Levels] = {}
@@ -435,7 +451,7 @@ class Decoder:
         elif self.require_crc:
             raise DecodeError("message has no CRC and this decoder requires one")
         if has_spec:
-            spec = _read_spec(r, self.max_d)
+            spec = _read_spec(r, self.max_d, self.max_types)
             levels: dict[int, Levels] = {}
         else:
             if self._spec is None:

@@ -34,6 +34,17 @@ def _units(errors, budget: float, buckets: int) -> list[np.ndarray]:
     return [np.minimum(np.ceil(e / budget * buckets - 1e-12), buckets + 1).astype(np.int64) for e in errors]
 
 
+def _check_table(n_layers: int, buckets: int, itemsize: int) -> None:
+    """Refuse a DP whose choice table (``L × (buckets + 1)`` entries) cannot fit in the memory available."""
+    from .._memory import available_memory
+
+    need, avail = n_layers * (buckets + 1) * itemsize, available_memory()
+    if avail is not None and need > avail:
+        gib, have = need / 2**30, avail / 2**30
+        raise ValueError(f"buckets: {n_layers} layers × {buckets + 1} buckets need {gib:.3g} GiB for the DP's "
+                         f"choice table, more than the {have:.3g} GiB available: lower buckets")  # fmt: skip
+
+
 def lgreco(bits, errors, default, alpha: float = 1.0, buckets: int = 1000) -> np.ndarray:
     """L-GreCo knapsack DP (Markov et al. 2024): choose one option per layer minimizing total bits
     subject to total error ≤ ``alpha`` × the error of the ``default`` choice.
@@ -57,9 +68,12 @@ def lgreco(bits, errors, default, alpha: float = 1.0, buckets: int = 1000) -> np
     budget = alpha * float(sum(e[d] for e, d in zip(errors, default)))
     units = _units(errors, budget, buckets)
     n_layers = len(bits)
+    n_opts = max(b.size for b in bits)
+    dtype = np.uint8 if n_opts <= 2**8 else np.uint16 if n_opts <= 2**16 else np.int64
+    _check_table(n_layers, buckets, np.dtype(dtype).itemsize)
     dp = np.full(buckets + 1, np.inf)
     dp[0] = 0.0
-    choice = np.zeros((n_layers, buckets + 1), np.int64)
+    choice = np.zeros((n_layers, buckets + 1), dtype)
     for l in range(n_layers):
         new = np.full(buckets + 1, np.inf)
         for o in range(bits[l].size):

@@ -30,7 +30,6 @@ in the ledger comes from a stream that decodes.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -637,18 +636,10 @@ def memory_estimate(d: int, cfg: SolverConfig) -> dict:
 
 
 def _available_memory() -> int | None:
-    """Bytes of memory available to a new allocation (Linux: ``MemAvailable``), or ``None`` if unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (AttributeError, OSError, ValueError):
-        return None
+    """Bytes of memory available to a new allocation, or ``None`` if unknown."""
+    from .._memory import available_memory
+
+    return available_memory()
 
 
 def _check_memory(d: int, cfg: SolverConfig) -> None:

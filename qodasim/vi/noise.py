@@ -116,8 +116,9 @@ class NoiseModel:
             raise ValueError(f"noise kind must be one of {KINDS}, got {self.kind!r}")
         for name in ("sigma", "sigma_rel"):
             val = getattr(self, name)
-            if not (np.isfinite(val) and val >= 0):
-                raise ValueError(f"{name} must be finite and >= 0, got {val!r}")
+            if isinstance(val, bool) or not isinstance(val, (int, float, np.integer, np.floating)) or not (
+                    np.isfinite(val) and val >= 0):  # fmt: skip
+                raise ValueError(f"{name} must be a finite number >= 0, got {val!r}")
         if isinstance(self.batch, bool) or not isinstance(self.batch, (int, np.integer)) or self.batch < 1:
             raise ValueError(f"batch must be an integer >= 1, got {self.batch!r}")
         if isinstance(self.dof, bool) or not isinstance(self.dof, (int, float)) or not (2 < self.dof < np.inf):
