@@ -169,7 +169,7 @@ def _solve_mpi(run, args) -> int:
     comm = MPI.COMM_WORLD
     try:  # K defaults to the number of ranks
         cfg = run.make_config() if "K" in run["solver"] else run.make_config(K=comm.size)
-        res = solve_mpi(run.make_problem(), cfg, comm=comm, timeout=args.timeout)
+        res = solve_mpi(run.make_problem(), cfg, comm=comm, timeout=args.timeout, crc=args.crc)
     except (SolverError, ValueError) as exc:
         if comm.size == 1:
             raise
@@ -418,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run", help="a TOML run file ([problem] and [solver] tables)")
     s.add_argument("--mpi", action="store_true", help="run as worker <rank> of mpiexec's ranks (K = ranks)")
     s.add_argument("--timeout", type=_seconds, default=30.0, help="MPI collective deadline in seconds (default 30)")
+    s.add_argument("--crc", action="store_true", help="with --mpi: a CRC-32 on every stream, checked on receipt")
     s.add_argument("--out", help="save the result to OUT.npz + OUT.json (the folder is checked first)")
     s.add_argument("--no-progress", action="store_true", help=no_progress)
     s.set_defaults(func=cmd_solve)

@@ -106,6 +106,23 @@ def test_a_stream_that_does_not_decode_ends_the_job_with_a_message_on_every_rank
         assert line in proc.stderr, proc.stderr
 
 
+def test_a_flipped_bit_goes_unnoticed_without_crc_and_ends_the_job_with_it(tmp_path):
+    """A payload bit flipped on the wire still decodes (a wrong iterate, silently) unless the streams
+    carry a CRC: with ``crc=True`` every rank names the worker and round, and the job ends."""
+    out = tmp_path / "flip.json"
+    proc, _ = mpirun(4, WORKER, "flip", out, timeout=120)
+    assert proc.returncode == 0 and json.loads(out.read_text())["status"] == "ok", proc.stderr[-2000:]
+    env = {**ENV, "QODASIM_TEST_CRC": "1"}
+    t0 = time.monotonic()
+    proc = subprocess.run([MPIEXEC, "-n", "4", sys.executable, str(WORKER), "flip", "-"], capture_output=True,
+                          text=True, timeout=120, env=env)  # fmt: skip
+    assert proc.returncode != 0 and time.monotonic() - t0 < 60
+    for rank in range(4):
+        line = f"qodasim[rank {rank}/4]: error: the message of worker 1 (replica 0) in iteration 4 (round 3) does not"
+        assert line in proc.stderr, proc.stderr
+    assert "CRC" in proc.stderr and "Traceback" not in proc.stderr
+
+
 RUN = """
 [problem]
 name = "bilinear_game"
@@ -147,6 +164,45 @@ def test_cli_solve_mpi_with_a_wrong_K_is_a_one_line_error_on_every_rank(tmp_path
     assert proc.returncode != 0 and dt < 30
     for rank in (0, 1):
         assert f"qodasim[rank {rank}/2]: error: K = 3 but the communicator has 2 ranks" in proc.stderr
+
+
+@pytest.mark.parametrize("change,what", [("sigma = 1.0", "configuration"), ("seed = 1\n[solver]", "problem")])
+def test_ranks_started_with_different_runs_stop_before_the_first_step(tmp_path, change, what):
+    """``mpiexec -n 1 … solve a.toml --mpi : -n 1 … solve b.toml --mpi`` with files that differ in the
+    noise level (or the problem's seed): every rank says so in one line and the job fails — it used to
+    finish with a wrong gap.  Nothing is printed after the message (no traceback)."""
+    a, b = tmp_path / "a.toml", tmp_path / "b.toml"
+    a.write_text(RUN)
+    new = "sigma = 5.0" if what == "configuration" else "seed = 7\n[solver]"
+    b.write_text(RUN.replace(change, new, 1))
+    assert a.read_text() != b.read_text()
+    cmd = [MPIEXEC, "-n", "1", sys.executable, "-m", "qodasim", "solve", str(a), "--mpi", ":",
+           "-n", "1", sys.executable, "-m", "qodasim", "solve", str(b), "--mpi"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=ENV)
+    assert proc.returncode != 0
+    for rank in (0, 1):
+        assert f"qodasim[rank {rank}/2]: error: rank(s) [1] were started with another {what} than rank 0" in (
+            proc.stderr), proc.stderr  # fmt: skip
+    assert "Traceback" not in proc.stderr and "gap" not in proc.stdout
+
+
+def test_cli_solve_mpi_with_crc_equals_the_run_without(tmp_path):
+    """``--crc``: the same iterates; every message 32 header bits longer in the ledger (the CRC field; the
+    flag saying whether there is one is always sent)."""
+    run = tmp_path / "run.toml"
+    run.write_text(RUN)
+    results = {}
+    for flag in ((), ("--crc",)):
+        out = tmp_path / ("crc" if flag else "plain")
+        proc, _ = mpirun(2, "-m", "qodasim", "solve", run, "--mpi", *flag, "--out", out, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        from qodasim.solvers import SolverResult
+
+        results[bool(flag)] = SolverResult.load(out)
+    a, b = results[False], results[True]
+    assert np.array_equal(a.measures["gap_avg"], b.measures["gap_avg"])
+    extra = b.bits_per_iteration - a.bits_per_iteration
+    assert np.all(extra == 2 * 32)  # two workers' messages per iteration
 
 
 SWEEP = (

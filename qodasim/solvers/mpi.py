@@ -17,7 +17,10 @@ Faults: every collective is non-blocking and waited on with a deadline (``timeou
 that dies, hangs or errors leaves the others waiting; at the deadline each prints one line to stderr
 (``qodasim[rank k/K]: …``) and the job is aborted with ``MPI.Abort``.  A stream that does not decode
 is seen by every rank (all decode every stream), each raises :class:`~qodasim.solvers.SolverError`
-naming the worker and round, and the job ends with that message on every rank.
+naming the worker and round, and the job ends with that message on every rank.  A flipped bit that
+leaves a stream decodable is caught only with ``crc=True`` (``qodasim solve --mpi --crc``: a CRC-32 on
+every stream).  Before the first step the ranks compare :func:`run_fingerprint` (their configuration
+and problem): ranks started with different run files stop with one line each instead of a wrong answer.
 
 Launch (``mpi`` extra: ``pip install 'qodasim[mpi]'``, which brings the MPICH wheel and its
 ``mpiexec``)::
@@ -32,6 +35,10 @@ give the same floating-point results for the problem's BLAS calls.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -54,7 +61,7 @@ from .genx import (
 )
 from .sra import chunk_bounds, chunk_quantizers, stage1_key, stage2_key
 
-__all__ = ["solve_mpi", "MPIResult", "CollectiveTimeout", "DEFAULT_TIMEOUT", "wait", "abort"]
+__all__ = ["solve_mpi", "MPIResult", "CollectiveTimeout", "DEFAULT_TIMEOUT", "wait", "abort", "run_fingerprint"]
 
 #: Seconds a rank waits for a collective before it declares the job broken.
 DEFAULT_TIMEOUT = 30.0
@@ -110,17 +117,19 @@ class MPIResult(SolverResult):
 class _MPIOracle(_Oracle):
     """Worker ``comm.rank``'s oracle; exchanges real encoded bytes with the other ranks."""
 
-    def __init__(self, problem: Problem, cfg: SolverConfig, comm, timeout: float, limit: float, keep_workers: bool):
+    def __init__(self, problem: Problem, cfg: SolverConfig, comm, timeout: float, limit: float, keep_workers: bool,
+                 crc: bool = False):  # fmt: skip
         super().__init__(problem, cfg, limit, keep_workers)
         self.comm, self.timeout, self.rank = comm, float(timeout), comm.rank
         R, K = cfg.replicas, cfg.K
-        self.encoders = [Encoder(cfg.protocol, cfg.code) for _ in range(R)]  # this worker's channels
-        self.decoders = [[Decoder() for _ in range(K)] for _ in range(R)]
+        self.encoders = [Encoder(cfg.protocol, cfg.code, crc=crc) for _ in range(R)]  # this worker's channels
+        self.decoders = [[Decoder(require_crc=crc) for _ in range(K)] for _ in range(R)]
         self.wire_bytes = 0
         self._meta = np.zeros((K, 1 + 5 * R), np.int64)
-        # SRA channels: this worker's encoders to each receiver j and for its re-quantized chunk (index K)
-        self._sra_enc = [[Encoder(cfg.protocol, cfg.code) for _ in range(K + 1)] for _ in range(R)]
-        self._sra_dec = [[Decoder() for _ in range(2 * K)] for _ in range(R)]  # from sender j; from owner j (K + j)
+        # SRA channels: this worker's encoders to each receiver j and for its re-quantized chunk (index K);
+        # decoders from each sender j and from each owner j (index K + j)
+        self._sra_enc = [[Encoder(cfg.protocol, cfg.code, crc=crc) for _ in range(K + 1)] for _ in range(R)]
+        self._sra_dec = [[Decoder(require_crc=crc) for _ in range(2 * K)] for _ in range(R)]
 
     def _gather(self, send: np.ndarray, recv: np.ndarray, counts=None, what: str = "") -> None:
         MPI = _mpi()
@@ -340,8 +349,54 @@ class _MPIOracle(_Oracle):
         self.quant = self.comm.bcast(self.quant, root=0)
 
 
+def _digest(*parts) -> bytes:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, bytes) else str(p).encode())
+        h.update(b"\x00")
+    return h.digest()[:16]
+
+
+def _problem_values(problem: Problem):
+    """What identifies a problem: its class, dimension and data fields (arrays as float32, so hosts
+    whose BLAS round the last bits differently still agree), else its start point."""
+    yield type(problem).__qualname__
+    yield problem.d
+    if dataclasses.is_dataclass(problem):
+        for f in dataclasses.fields(problem):
+            v = getattr(problem, f.name)
+            if isinstance(v, np.ndarray) and np.issubdtype(v.dtype, np.number):
+                yield f.name
+                yield np.ascontiguousarray(v, np.float32).tobytes()
+            elif isinstance(v, (int, float, str, bool, type(None))):
+                yield f"{f.name}={v!r}"
+    yield np.ascontiguousarray(problem.x0(), np.float32).tobytes()
+
+
+def run_fingerprint(problem: Problem, cfg: SolverConfig) -> tuple[bytes, bytes]:
+    """16-byte digests of a run's configuration (its JSON) and of its problem (class, dimension, data):
+    the ranks of one job compare them before the first step, so a rank started with another run
+    file (another noise level or seed, another problem) stops the job instead of a wrong answer."""
+    conf = json.dumps(cfg.to_dict(), sort_keys=True, default=repr)
+    return _digest(conf), _digest(*_problem_values(problem))
+
+
+def _check_same_run(problem: Problem, cfg: SolverConfig, comm, timeout: float) -> None:
+    """Every rank's :func:`run_fingerprint` against rank 0's (one all-gather); a mismatch is the same
+    :class:`SolverError` on every rank, naming the ranks and what differs."""
+    conf, prob = run_fingerprint(problem, cfg)
+    mine = np.frombuffer(conf + prob, np.uint8)
+    every = np.empty((comm.size, mine.size), np.uint8)
+    wait(comm.Iallgather(mine, every), timeout, "the check that every rank runs the same run")
+    for what, cols in (("configuration", slice(0, 16)), ("problem", slice(16, 32))):
+        bad = [r for r in range(comm.size) if not np.array_equal(every[r, cols], every[0, cols])]
+        if bad:
+            raise SolverError(f"rank(s) {bad} were started with another {what} than rank 0: every rank must run "
+                              f"the same run (same file, noise, seed and problem)")  # fmt: skip
+
+
 def solve_mpi(problem: Problem, config: SolverConfig | None = None, comm=None, timeout: float = DEFAULT_TIMEOUT,
-              **overrides) -> MPIResult:  # fmt: skip
+              crc: bool = False, **overrides) -> MPIResult:  # fmt: skip
     """Run the configured method with this process as worker ``comm.rank`` of ``comm.size`` (= ``K``).
 
     Every rank must call it with the same problem and config; every rank returns the same
@@ -359,11 +414,16 @@ def solve_mpi(problem: Problem, config: SolverConfig | None = None, comm=None, t
     timeout : float
         Seconds to wait for any collective before the job is declared broken (printed on every rank
         that waits, then ``MPI.Abort``).
+    crc : bool
+        Send every stream with a CRC-32 (32 more header bits, counted in the ledger) and refuse any
+        stream without a valid one (a flipped bit on the wire is a :class:`SolverError`, not a wrong
+        iterate).
 
     Raises
     ------
     SolverError
-        Bad config (on every rank, before any communication), or a stream that does not decode.
+        Bad config (on every rank, before any communication), ranks started with different runs
+        (:func:`run_fingerprint`, compared before the first step), or a stream that does not decode.
     """
     MPI = _mpi()
     comm = MPI.COMM_WORLD if comm is None else comm
@@ -376,13 +436,16 @@ def solve_mpi(problem: Problem, config: SolverConfig | None = None, comm=None, t
         raise SolverError("the MPI backend sends real streams: bits must be 'stream' for compressed runs")
     if not (np.isfinite(timeout) and timeout > 0):
         raise SolverError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if not isinstance(crc, (bool, np.bool_)):
+        raise SolverError(f"crc must be True or False, got {crc!r}")
     holder: list[_MPIOracle] = []
 
     def make(limit, keep):
-        holder.append(_MPIOracle(problem, cfg, comm, timeout, limit, keep))
+        holder.append(_MPIOracle(problem, cfg, comm, timeout, limit, keep, bool(crc)))
         return holder[0]
 
     try:
+        _check_same_run(problem, cfg, comm, timeout)
         res = _run_template(problem, cfg, make)
     except CollectiveTimeout as exc:
         abort(comm, str(exc))
@@ -394,7 +457,10 @@ def solve_mpi(problem: Problem, config: SolverConfig | None = None, comm=None, t
 
 def abort(comm, message: str, code: int = 3, grace: float = 1.0) -> None:
     """Print ``qodasim[rank k/K]: message`` to stderr, give the other ranks ``grace`` seconds to print
-    theirs, then end the whole job with ``MPI.Abort``."""
+    theirs, then end the whole job with ``MPI.Abort``; where ``MPI.Abort`` returns (some MPICH builds),
+    the process exits at once with ``code``, so nothing else is printed after the message."""
     print(f"qodasim[rank {comm.rank}/{comm.size}]: {message}; aborting the job", file=sys.stderr, flush=True)
     time.sleep(grace)
     comm.Abort(code)
+    sys.stdout.flush()
+    os._exit(code)

@@ -3,7 +3,8 @@
 MODE ``equal``: several configs through :func:`solve_mpi`; rank 0 compares each with the in-process
 :func:`solve` and writes the comparison to OUT (JSON).  ``kill``: rank 2 kills itself (SIGKILL) in
 round 5.  ``corrupt``: rank 1 flips a byte of its stream in round 3.  ``hang``: rank 1 sleeps forever
-in round 4 (never reaches the collective).
+in round 4 (never reaches the collective).  ``flip``: rank 1 flips the last bit of its stream in round 3
+(a payload bit: the stream still decodes); with ``QODASIM_TEST_CRC=1`` the streams carry a CRC.
 """
 
 from __future__ import annotations
@@ -142,6 +143,10 @@ def faulty(self, qv):
         data = bytearray(msg.data)
         data[0] ^= 0xFF  # the magic byte: every decoder must refuse it
         msg = type(msg)(bytes(data), msg.nbits, msg.bits)
+    if mode == "flip" and comm.rank == 1 and rnd == 3:
+        data = bytearray(msg.data)
+        data[(msg.nbits - 1) // 8] ^= 0x80 >> ((msg.nbits - 1) % 8)  # the stream's last bit
+        msg = type(msg)(bytes(data), msg.nbits, msg.bits)
     return msg
 
 
@@ -151,7 +156,10 @@ cfg = SolverConfig(method="qoda", K=K, T=200, compression="global", levels="unif
                    noise=NoiseModel("absolute", 1.0))  # fmt: skip
 timeout = float(os.environ.get("QODASIM_TEST_TIMEOUT", "5"))
 try:
-    solve_mpi(p, cfg, timeout=timeout)
+    res = solve_mpi(p, cfg, timeout=timeout, crc=os.environ.get("QODASIM_TEST_CRC") == "1")
+    if comm.rank == 0 and out != "-":
+        with open(out, "w") as f:
+            json.dump({"gap": float(res.measures["gap_avg"][0, -1]), "status": res.status}, f)
 except SolverError as exc:
     from qodasim.solvers.mpi import abort
 
