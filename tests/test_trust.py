@@ -614,3 +614,18 @@ def test_lgreco_refuses_a_table_that_cannot_fit_and_stores_choices_small(monkeyp
     small = lgreco(bits[:30], errors[:30], default[:30], buckets=2000)
     monkeypatch.setattr(_memory, "available_memory", lambda: 30 * 2001)  # fits only at one byte per entry
     assert np.array_equal(lgreco(bits[:30], errors[:30], default[:30], buckets=2000), small)
+
+
+def test_a_stream_given_as_an_integer_array_must_hold_bytes():
+    """An int64 array holding a message decodes; one value above 255 is refused (it wrapped to the same
+    byte and decoded silently); float arrays are refused."""
+    from qodasim.coding import decode, encode
+
+    qv = Quantizer(Levels.uniform(3)).quantize(np.arange(8.0), Key(0))
+    arr = np.frombuffer(encode(qv).data, np.uint8).astype(np.int64)
+    assert decode(arr).equals(qv)
+    arr[-1] += 256
+    with pytest.raises(TypeError, match="values outside 0…255"):
+        decode(arr)
+    with pytest.raises(TypeError, match="float64 array"):
+        decode(arr.astype(np.float64))

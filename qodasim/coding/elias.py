@@ -76,6 +76,10 @@ SLACK = 16
 def slack_buffer(data) -> np.ndarray:
     """A copy of ``data`` as uint8 with :data:`SLACK` zero bytes after it for the readers."""
     if isinstance(data, np.ndarray):
+        ints = np.issubdtype(data.dtype, np.integer)
+        if data.dtype != np.uint8 and (not ints or (data.size and (data.min() < 0 or data.max() > 255))):
+            why = " with values outside 0…255" if ints else ""  # an integer array's would wrap silently
+            raise TypeError(f"data must be bytes or a uint8 array (values 0…255), got a {data.dtype} array{why}")
         raw = data.astype(np.uint8, copy=False).ravel()
     elif isinstance(data, (bytes, bytearray, memoryview)):
         raw = np.frombuffer(bytes(data), np.uint8)
