@@ -634,6 +634,20 @@ def dequantize_batch(qvs: list[QuantizedVector], dtype=np.float64, engine: str =
     return out.reshape(len(qvs), plan.d)
 
 
+def worker_sums(D: np.ndarray) -> np.ndarray:
+    """``S[r] = Σ_k D[r, k]`` summed in worker order (the reference of the device's fused kernel).
+
+    Parameters
+    ----------
+    D : ndarray, shape (R, K, d)
+        Dequantized worker vectors.
+    """
+    out = D[:, 0].astype(np.float64, copy=True)
+    for k in range(1, D.shape[1]):
+        out += D[:, k]
+    return out
+
+
 def dequantize_sum(qvs: list[QuantizedVector], workers: int, engine: str = "numba") -> np.ndarray:
     """Sums of dequantized vectors in worker order, without the dequantized vectors themselves.
 
@@ -664,8 +678,6 @@ def dequantize_sum(qvs: list[QuantizedVector], workers: int, engine: str = "numb
     plan, levels = qvs[0].plan, qvs[0].levels
     eng = get_engine(engine)
     if not hasattr(eng, "dequantize_sum") or not _one_plan(qvs):
-        from .device import worker_sums
-
         D = dequantize_batch(qvs, engine=engine)
         return worker_sums(D.reshape(len(qvs) // workers, workers, D.shape[-1]))
     return eng.dequantize_sum(*_stacked(qvs), plan, int(workers), *level_tables(levels)[:2])

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..rng import as_key
-from .core import (
+from .core import (  # worker_sums is defined in core (its sums use it) and public here
     BaseQuantizer,
     QuantizedVector,
     _cached_tile,
@@ -38,24 +38,11 @@ from .core import (
     get_engine,
     round_up_to_float32,
     segment_scales,
+    worker_sums,
 )
 from .plan import LayerLayout
 
 __all__ = ["DeviceWorkspace", "worker_sums"]
-
-
-def worker_sums(D: np.ndarray) -> np.ndarray:
-    """``S[r] = Σ_k D[r, k]`` summed in worker order (the reference of the device's fused kernel).
-
-    Parameters
-    ----------
-    D : ndarray, shape (R, K, d)
-        Dequantized worker vectors.
-    """
-    out = D[:, 0].astype(np.float64, copy=True)
-    for k in range(1, D.shape[1]):
-        out += D[:, k]
-    return out
 
 
 def _positive_int(x, name: str) -> int:

@@ -32,6 +32,7 @@ from ..coding import Decoder, Encoder, _payload
 from ..coding.elias import code_id
 from ..quantize import LayerLayout
 from ..solvers.sra import chunk_bounds, chunk_quantizers, sra_aggregate, stage1_key, stage2_key
+from ._parts import _assemble, _split
 
 __all__ = ["SRAPlan", "sra_plan", "stage1", "reduce_stage", "assemble", "replay_sra"]
 
@@ -78,8 +79,6 @@ class SRAPlan:
 def sra_plan(state, layout: LayerLayout, raw: np.ndarray, K: int, engine: str = "numba") -> SRAPlan | None:
     """The bucket's SRA plan for ``K`` ranks, or ``None`` when its quantized part has fewer than ``K``
     coordinates (the hook then uses the all-gather for it); cached on ``state``."""
-    from .hook import _split
-
     key = (id(layout), np.asarray(raw, bool).tobytes(), int(K), engine)
     hit = state._sra_plans.get(key)
     if hit is not None and hit[0] is layout:
@@ -212,8 +211,6 @@ def assemble(state, plan: SRAPlan, gathered: list, own, rank: int, bucket: int, 
 
 
 def _place(plan: SRAPlan, x, raw) -> np.ndarray:
-    from .hook import _assemble
-
     return _assemble(plan.d, plan.idx, x, plan.raw_idx, raw)
 
 
