@@ -210,6 +210,14 @@ class SolverConfig:
     collective: str = "allgather"
 
     def __post_init__(self) -> None:
+        rule = self._check_method_and_step()
+        self._check_compression()
+        self._check_policy()
+        self._check_collective(rule)
+        self._check_numbers()
+
+    def _check_method_and_step(self):
+        """The method, the counts and the step rule (returned)."""
         if self.method not in METHODS:
             raise SolverError(f"method must be one of {METHODS}, got {self.method!r}")
         for name in ("K", "T", "replicas", "record"):
@@ -222,6 +230,10 @@ class SolverConfig:
             raise SolverError(str(exc)) from None
         if getattr(rule, "per_worker", False) and self.engine == "cuda":
             raise SolverError("step: per-worker differences need the workers' vectors on the host (engine numba/numpy)")
+        return rule
+
+    def _check_compression(self) -> None:
+        """Compression, bit accounting, levels and the noise model."""
         if self.compression not in ("none", "global", "layerwise"):
             raise SolverError(f"compression must be 'none', 'global' or 'layerwise', got {self.compression!r}")
         if self.bits not in ("stream", "expected", "none"):
@@ -229,6 +241,9 @@ class SolverConfig:
         _check_levels(self.levels, self.compression)
         if not isinstance(self.noise, NoiseModel):
             raise SolverError("noise must be a qodasim.vi.NoiseModel")
+
+    def _check_policy(self) -> None:
+        """The level policy (or ``reoptimize_every``) and the buckets it allows."""
         if self.reoptimize_every < 0:
             raise SolverError("reoptimize_every must be >= 0")
         try:
@@ -237,20 +252,24 @@ class SolverConfig:
             raise SolverError(str(exc)) from None
         if pol is not None and self.reoptimize_every:
             raise SolverError("give either reoptimize_every or policy, not both")
-        if isinstance(pol, (LGreCo, FindTypes)) and self.compression != "layerwise":
+        per_layer = isinstance(pol, (LGreCo, FindTypes))
+        if per_layer and self.compression != "layerwise":
             raise SolverError(f"policy {policy_to_dict(pol)['policy']} needs compression 'layerwise'")
         if isinstance(pol, LGreCo) and self.scope != "layer":
             raise SolverError("policy lgreco needs scope 'layer' (one norm per layer)")
-        if self.bucket_size is not None:
-            b = self.bucket_size
-            if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1:
-                raise SolverError(f"bucket_size must be an integer >= 1 or None, got {b!r}")
-            if self.compression == "layerwise" and self.scope != "layer":
-                raise SolverError("bucket_size needs scope 'layer' (buckets have their own norms)")
-            if isinstance(pol, (LGreCo, FindTypes)):
-                raise SolverError(f"policy {policy_to_dict(pol)['policy']} picks per-layer levels with a norm per "
-                                  "layer: leave bucket_size unset")  # fmt: skip
-        self._check_collective(rule)
+        if self.bucket_size is None:
+            return
+        b = self.bucket_size
+        if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1:
+            raise SolverError(f"bucket_size must be an integer >= 1 or None, got {b!r}")
+        if self.compression == "layerwise" and self.scope != "layer":
+            raise SolverError("bucket_size needs scope 'layer' (buckets have their own norms)")
+        if per_layer:
+            raise SolverError(f"policy {policy_to_dict(pol)['policy']} picks per-layer levels with a norm per "
+                              "layer: leave bucket_size unset")  # fmt: skip
+
+    def _check_numbers(self) -> None:
+        """The divergence threshold, the engine, the seed and the gap radius."""
         try:
             thr = float(self.divergence_threshold)
         except (TypeError, ValueError):
@@ -450,7 +469,26 @@ class _Oracle:
 
     def __call__(self, X: np.ndarray, t: int, rnd: int) -> tuple[np.ndarray, np.ndarray | None]:
         """``(V̂, W)``: the workers' average ``(R, d)`` and, with ``keep_workers``, each worker's own
-        (quantized) vector ``(R, K, d)`` (else ``None``)."""
+        (quantized) vector ``(R, K, d)`` (else ``None``): the noisy oracle → quantization (on the host
+        or the device) → the bits counted (streams, exact expectations, or none)."""
+        V = self._sample(X, t, rnd)
+        K = V.shape[1]
+        if self.quant is None:
+            return self._uncompressed(V, t, rnd)
+        if self.cfg.collective == "sra":
+            return self._sra(V, t, rnd), None
+        if self.quant.engine == "cuda":
+            out, workers = self._quantize_device(V, t, rnd)
+        else:
+            out, workers = self._quantize_host(V, t, rnd)
+        if self.cfg.bits == "stream":
+            self._count_streams(t, rnd)
+        elif self.cfg.bits == "expected":
+            self._count_expected(V, t, rnd)
+        return out / K, (workers if self.keep_workers else None)
+
+    def _sample(self, X: np.ndarray, t: int, rnd: int) -> np.ndarray:
+        """The ``K`` workers' oracle outputs at ``X`` ``(R, K, d)``, checked finite."""
         cfg = self.cfg
         with np.errstate(over="ignore", invalid="ignore"):
             V = cfg.noise.sample_at(self.p, X, cfg.K, cfg.seed, rnd)
@@ -459,54 +497,73 @@ class _Oracle:
         self.last_raw = V[0, 0]
         self.calls += 1
         self.messages += 1
+        return V
+
+    def _uncompressed(self, V: np.ndarray, t: int, rnd: int):
+        """The plain mean; 32 bits per coordinate and worker in the ledger (a float32 system's)."""
         R, K, d = V.shape
-        if self.quant is not None and cfg.collective == "sra":
-            return self._sra(V, t, rnd), None
-        if self.quant is None:
-            if cfg.bits != "none":
-                self.bits[:, t - 1] += 32.0 * d * K
-                self.ledger.record_all(K, rnd, {"payload": 32.0 * d})
-            return V.mean(axis=1), (V if self.keep_workers else None)
-        keys = [Key._trusted(self.seeds[r], k, rnd) for r in range(R) for k in range(K)]
-        if self.quant.engine == "cuda":  # the workers' vectors stay on the device (DeviceWorkspace)
-            if self.device is None or self.device.dtype != V.dtype:
-                self.device = DeviceWorkspace(self.quant, d, K, R, dtype=V.dtype)
-            try:
-                self.device.quantize(V.reshape(R * K, d), keys)
-            except NormRangeError as exc:
-                raise _Diverged(f"an oracle output at iteration {t} cannot be sent: {exc}") from None
-            out = self.device.worker_sums()
-            qvs = self.device.quantized() if cfg.bits == "stream" else None
-            J, RHO = self.device.intervals() if cfg.bits == "expected" else (None, None)
-        else:
-            try:
-                qvs = self.quant.quantize_batch(V.reshape(R * K, d), keys)
-            except NormRangeError as exc:
-                raise _Diverged(f"an oracle output at iteration {t} cannot be sent: {exc}") from None
-            out, workers = _sum_messages(qvs, R, K, d, self.quant.engine, self.keep_workers)
-        plan = self.quant.plan(d) if cfg.bits == "expected" else None
-        spec = plan.spec if plan is not None else None
+        if self.cfg.bits != "none":
+            self.bits[:, t - 1] += 32.0 * d * K
+            self.ledger.record_all(K, rnd, {"payload": 32.0 * d})
+        return V.mean(axis=1), (V if self.keep_workers else None)
+
+    def _keys(self, R: int, K: int, rnd: int) -> list:
+        return [Key._trusted(self.seeds[r], k, rnd) for r in range(R) for k in range(K)]
+
+    def _quantize_host(self, V: np.ndarray, t: int, rnd: int):
+        """Quantize every worker's vector on the host: the sum over workers and the workers' vectors;
+        the quantized vectors kept for the count (``self._qvs``)."""
+        R, K, d = V.shape
+        try:
+            qvs = self.quant.quantize_batch(V.reshape(R * K, d), self._keys(R, K, rnd))
+        except NormRangeError as exc:
+            raise _Diverged(f"an oracle output at iteration {t} cannot be sent: {exc}") from None
+        self._qvs, self._intervals = qvs, None
+        return _sum_messages(qvs, R, K, d, self.quant.engine, self.keep_workers)
+
+    def _quantize_device(self, V: np.ndarray, t: int, rnd: int):
+        """Quantize on the device (:class:`DeviceWorkspace`: the workers' vectors stay there); only what
+        the count needs comes back (streams' quantized vectors, or the intervals of the expected bits)."""
+        R, K, d = V.shape
+        if self.device is None or self.device.dtype != V.dtype:
+            self.device = DeviceWorkspace(self.quant, d, K, R, dtype=V.dtype)
+        try:
+            self.device.quantize(V.reshape(R * K, d), self._keys(R, K, rnd))
+        except NormRangeError as exc:
+            raise _Diverged(f"an oracle output at iteration {t} cannot be sent: {exc}") from None
+        self._qvs = self.device.quantized() if self.cfg.bits == "stream" else None
+        self._intervals = self.device.intervals() if self.cfg.bits == "expected" else None
+        return self.device.worker_sums(), None
+
+    def _count_streams(self, t: int, rnd: int) -> None:
+        """Encode every worker's quantized vector on its own channel: bits read from the streams."""
+        R, K = self.cfg.replicas, self.cfg.K
+        for r in range(R):
+            for k in range(K):
+                msg = self.encoders[r][k].encode(self._qvs[r * K + k])
+                self.bits[r, t - 1] += msg.nbits
+                if r == 0:
+                    self.ledger.record(k, rnd, msg)
+
+    def _count_expected(self, V: np.ndarray, t: int, rnd: int) -> None:
+        """The exact expected bits of every worker's message (header and tables as its channel sends
+        them, norms and payload in expectation)."""
+        cfg, (R, K, d) = self.cfg, V.shape
+        plan = self.quant.plan(d)
         vdtype = np.float64 if V.dtype == np.float64 else np.float32
         for r in range(R):
             for k in range(K):
-                if cfg.bits == "stream":
-                    msg = self.encoders[r][k].encode(qvs[r * K + k])
-                    self.bits[r, t - 1] += msg.nbits
-                    if r == 0:
-                        self.ledger.record(k, rnd, msg)
-                elif cfg.bits == "expected":
-                    if self.device is not None:  # (j, ρ) of all workers from one device pass
-                        b = r * K + k
-                        e = expected_bits_of_intervals(J[b], RHO[b], plan, self.quant.type_levels, vdtype,
-                                                       cfg.protocol, cfg.code)  # fmt: skip
-                    else:
-                        e = expected_bits(V[r, k], self.quant, cfg.protocol, cfg.code)
-                    parts = self.encoders[r][k].account(spec, self.quant.type_levels, V.dtype)
-                    parts.update(norms=e["norms"], payload=e["payload"])
-                    self.bits[r, t - 1] += sum(parts.values())
-                    if r == 0:
-                        self.ledger.record(k, rnd, parts)
-        return out / K, (workers if self.keep_workers else None)
+                if self._intervals is not None:  # (j, ρ) of all workers from one device pass
+                    J, RHO = self._intervals
+                    e = expected_bits_of_intervals(J[r * K + k], RHO[r * K + k], plan, self.quant.type_levels, vdtype,
+                                                   cfg.protocol, cfg.code)  # fmt: skip
+                else:
+                    e = expected_bits(V[r, k], self.quant, cfg.protocol, cfg.code)
+                parts = self.encoders[r][k].account(plan.spec, self.quant.type_levels, V.dtype)
+                parts.update(norms=e["norms"], payload=e["payload"])
+                self.bits[r, t - 1] += sum(parts.values())
+                if r == 0:
+                    self.ledger.record(k, rnd, parts)
 
     def _sra(self, V: np.ndarray, t: int, rnd: int) -> np.ndarray:
         """Each replica's SRA aggregate (:func:`~qodasim.solvers.sra.sra_aggregate`, the replica's
