@@ -141,33 +141,53 @@ class _MPIOracle(_Oracle):
         wait(req, self.timeout, what)
 
     def __call__(self, X: np.ndarray, t: int, rnd: int):
-        cfg, R, K, k = self.cfg, self.cfg.replicas, self.cfg.K, self.rank
+        """This worker's oracle → its encoded message → every worker's message (sizes, then bytes) →
+        the ledger from the exchanged bit counts → every message decoded and summed in worker order."""
+        cfg, K = self.cfg, self.cfg.K
         with np.errstate(over="ignore", invalid="ignore"):
-            V = cfg.noise.sample_worker(self.p, X, k, cfg.seed, rnd)
+            V = cfg.noise.sample_worker(self.p, X, self.rank, cfg.seed, rnd)
         d = V.shape[1]
         if self.quant is not None and cfg.collective == "sra":
             return self._sra_round(V, X, t, rnd), None
+        meta, payload = self._own_message(V, rnd)
+        if self.rank == 0:
+            self.last_raw = V[0]
+        recv, sizes = self._exchange(meta, payload, X, t, rnd)
+        if cfg.bits != "none":
+            self._record(t, rnd)
+        if self.quant is None:
+            W = np.ascontiguousarray(recv.view(np.float64).reshape(K, cfg.replicas, d).transpose(1, 0, 2))
+            return W.mean(axis=1), (W if self.keep_workers else None)
+        out, workers = _sum_messages(self._decode_all(recv, sizes, t, rnd), cfg.replicas, K, d, self.quant.engine,
+                                     self.keep_workers)  # fmt: skip
+        return out / K, workers
+
+    def _own_message(self, V: np.ndarray, rnd: int) -> tuple[np.ndarray, bytes]:
+        """This worker's status and per-replica ``(bytes, bit counts by category)`` row, and its bytes:
+        the encoded streams, or the raw float64 values of an uncompressed run."""
+        R, d, k = self.cfg.replicas, V.shape[1], self.rank
         meta = np.zeros(1 + 5 * R, np.int64)
-        payload = b""
         if not np.all(np.isfinite(V)):
             meta[0] = _NONFINITE
-        elif self.quant is None:
-            payload = np.ascontiguousarray(V, np.float64).tobytes()
+            return meta, b""
+        if self.quant is None:
             meta[1::5] = 8 * d
             meta[5::5] = 32 * d
-        else:
-            try:
-                qvs = self.quant.quantize_batch(V, [Key(self.seeds[r], k, rnd) for r in range(R)])
-            except NormRangeError:
-                meta[0] = _NORM_RANGE
-            else:
-                msgs = [self.encoders[r].encode(qvs[r]) for r in range(R)]
-                payload = b"".join(m.data for m in msgs)
-                for r, m in enumerate(msgs):
-                    meta[1 + 5 * r] = len(m.data)
-                    meta[2 + 5 * r : 6 + 5 * r] = [m.bits[c] for c in _CATS]
-        if k == 0:
-            self.last_raw = V[0]
+            return meta, np.ascontiguousarray(V, np.float64).tobytes()
+        try:
+            qvs = self.quant.quantize_batch(V, [Key(self.seeds[r], k, rnd) for r in range(R)])
+        except NormRangeError:
+            meta[0] = _NORM_RANGE
+            return meta, b""
+        msgs = [self.encoders[r].encode(qvs[r]) for r in range(R)]
+        for r, m in enumerate(msgs):
+            meta[1 + 5 * r] = len(m.data)
+            meta[2 + 5 * r : 6 + 5 * r] = [m.bits[c] for c in _CATS]
+        return meta, b"".join(m.data for m in msgs)
+
+    def _exchange(self, meta: np.ndarray, payload: bytes, X: np.ndarray, t: int, rnd: int):
+        """Every worker's row (checked: any rank's failure raises on every rank), then every worker's
+        bytes; returns them and the ``(K, R)`` message sizes."""
         self._gather(meta, self._meta, what=f"the size exchange of iteration {t} (round {rnd})")
         self._check_status(self._meta, X, t, rnd)
         sizes = self._meta[:, 1::5]  # (K, R) bytes
@@ -178,16 +198,21 @@ class _MPIOracle(_Oracle):
         self.wire_bytes += int(counts.sum())
         self.calls += 1
         self.messages += 1
-        starts = np.concatenate([[0], np.cumsum(sizes.ravel())])  # worker-major: (j, r)
-        for j in range(K if cfg.bits != "none" else 0):
-            for r in range(R):
+        return recv, sizes
+
+    def _record(self, t: int, rnd: int) -> None:
+        """Every worker's bits of this round, from the exchanged counts (the same on every rank)."""
+        for j in range(self.cfg.K):
+            for r in range(self.cfg.replicas):
                 bits = dict(zip(_CATS, self._meta[j, 2 + 5 * r : 6 + 5 * r].tolist(), strict=True))
                 self.bits[r, t - 1] += sum(bits.values())
                 if r == 0:
                     self.ledger.record(j, rnd, bits)
-        if self.quant is None:
-            W = np.ascontiguousarray(recv.view(np.float64).reshape(K, R, d).transpose(1, 0, 2))
-            return W.mean(axis=1), (W if self.keep_workers else None)
+
+    def _decode_all(self, recv: np.ndarray, sizes: np.ndarray, t: int, rnd: int) -> list:
+        """Every worker's quantized vector, replica-major (``[r·K + j]``), decoded on its channel."""
+        R, K = self.cfg.replicas, self.cfg.K
+        starts = np.concatenate([[0], np.cumsum(sizes.ravel())])  # worker-major: (j, r)
         qvs = []
         for r in range(R):
             for j in range(K):
@@ -198,8 +223,7 @@ class _MPIOracle(_Oracle):
                 except DecodeError as exc:
                     raise SolverError(f"the message of worker {j} (replica {r}) in iteration {t} (round {rnd}) "
                                       f"does not decode: {exc}") from None  # fmt: skip
-        out, workers = _sum_messages(qvs, R, K, d, self.quant.engine, self.keep_workers)
-        return out / K, workers
+        return qvs
 
     def _check_status(self, meta: np.ndarray, X: np.ndarray, t: int, rnd: int) -> None:
         """Raise on every rank if any rank flagged a non-finite output or a norm outside float32."""
