@@ -373,8 +373,8 @@ def test_communication_verdicts_go_red_when_qgenx_wastes_its_first_message(monke
     previous vector (QODA's).  Messages and bits are unchanged; what the second message buys is gone."""
     from qodasim.solvers import genx
 
-    mutant(monkeypatch, genx, "_run_template", "lead, lead_w = oracle(X, t, rnd_a)",
-           "oracle(X, t, rnd_a)\n                    lead, lead_w = Vprev, Wprev")  # fmt: skip
+    mutant(monkeypatch, genx._Loop, "lead", "return self.oracle(it.X, t, rnd)",
+           "self.oracle(it.X, t, rnd)\n        return it.Vprev, it.Wprev")  # fmt: skip
     ok = _communication()
     assert ok["messages"] and not ok["second_message_buys_stability"]
 
@@ -384,7 +384,8 @@ def test_communication_equal_bits_verdict_goes_red_when_a_round_s_bits_overwrite
     shows two) — at equal bits the two methods then look alike."""
     from qodasim.solvers import genx
 
-    mutant(monkeypatch, genx._Oracle, "_count_streams", "self.bits[r, t - 1] += msg.nbits", "self.bits[r, t - 1] = msg.nbits")
+    mutant(monkeypatch, genx._Oracle, "_count_streams", "self.bits[r, t - 1] += msg.nbits",
+           "self.bits[r, t - 1] = msg.nbits")  # fmt: skip
     ok = _communication()
     assert ok["messages"] and not ok["qoda_wins_at_equal_bits"]
 
@@ -406,8 +407,7 @@ def test_communication_per_iteration_verdict_goes_red_when_qgenx_extrapolates_fr
     caught by ``second_message_buys_stability`` instead.)"""
     from qodasim.solvers import genx
 
-    mutant(monkeypatch, genx, "_run_template", "lead, lead_w = oracle(X, t, rnd_a)",
-           "lead, lead_w = oracle(X1b, t, rnd_a)")  # fmt: skip
+    mutant(monkeypatch, genx._Loop, "lead", "return self.oracle(it.X, t, rnd)", "return self.oracle(it.X1b, t, rnd)")
     ok = _communication()
     assert not ok["per_iteration_comparable"]
 

@@ -715,77 +715,129 @@ def _check_memory(d: int, cfg: SolverConfig) -> None:
                       f"{avail / 2**30:.3g} GiB available (mostly {why}): lower T, K or replicas")  # fmt: skip
 
 
+@dataclass
+class _Iterates:
+    """The state the template carries from one iteration to the next (every array ``(R, …)``)."""
+
+    X1b: np.ndarray  # the start point, per replica
+    X: np.ndarray
+    Y: np.ndarray  # dual averaging's sum of oracle outputs
+    Vprev: np.ndarray
+    Wprev: np.ndarray | None  # each worker's previous vector (per-worker step rules)
+    acc: np.ndarray  # the step rule's accumulator
+    xsum: np.ndarray
+    n_sum: int = 0
+
+
+@dataclass
+class _Loop:
+    """What one iteration needs besides the state: the problem, the method's template, the step rule,
+    the oracle and the divergence threshold."""
+
+    problem: Problem
+    method: str
+    tmpl: object
+    rule: object
+    oracle: object
+    limit: float
+    per_worker: bool
+
+    def lead(self, it: _Iterates, t: int, rnd: int):
+        """The extrapolation direction: a fresh oracle call, the previous output, or none."""
+        if self.tmpl.lead == "oracle":
+            return self.oracle(it.X, t, rnd)
+        if self.tmpl.lead == "previous":
+            return it.Vprev, it.Wprev
+        return 0.0, 0.0
+
+    def step(self, it: _Iterates, t: int) -> None:
+        """Iteration ``t`` of the template (THEORY §6), in place; raises :class:`_Diverged` when the run
+        blows up."""
+        p, rule, tmpl = self.problem, self.rule, self.tmpl
+        gamma, eta = rule.steps(it.acc)
+        rnd_a, rnd_b = (2 * t - 2, 2 * t - 1) if tmpl.messages == 2 else (t - 1, t - 1)
+        lead, lead_w = self.lead(it, t, rnd_a)
+        Xh = _checked(p.project(it.X - gamma[:, None] * lead), self.limit, t, self.method)
+        Vh, Wh = self.oracle(Xh, t, rnd_b)
+        it.acc = rule.update(it.acc, Wh - lead_w if self.per_worker else Vh - lead)  # δ_t (THEORY §6)
+        if not np.all(np.isfinite(it.acc)):
+            raise _Diverged(f"the adaptive step's accumulator overflowed at iteration {t} (operator values "
+                            f"too large to square in float64; rescale the problem)")  # fmt: skip
+        if tmpl.dual:
+            it.Y -= Vh
+            it.X = p.project(it.X1b + rule.steps(it.acc)[1][:, None] * it.Y)
+        else:
+            it.X = p.project(it.X - eta[:, None] * Vh)
+        it.Vprev, it.Wprev = Vh, Wh
+        _checked(it.X, self.limit, t, self.method)
+        it.xsum += Xh
+        if not np.isfinite(np.max(np.abs(it.xsum))):
+            raise _Diverged(f"the iterate sum overflowed at iteration {t}")
+        it.n_sum = t
+
+
+class _Recorder:
+    """The measures at the recorded iterations (of the average and of the last iterate)."""
+
+    def __init__(self, fns: dict, rec: np.ndarray, R: int):
+        self.fns, self.rec, self.k = fns, rec, 0
+        self.measures = {f"{m}_{w}": np.full((R, rec.size), np.nan) for m in fns for w in ("avg", "last")}
+
+    def after(self, t: int, it: _Iterates) -> None:
+        if self.k < self.rec.size and t == self.rec[self.k]:
+            xavg = it.xsum / t
+            for m, fn in self.fns.items():
+                self.measures[f"{m}_avg"][:, self.k] = fn(xavg)
+                self.measures[f"{m}_last"][:, self.k] = fn(it.X)
+            self.k += 1
+
+    def done(self) -> tuple[np.ndarray, dict]:
+        """The iterations recorded so far and their measures (a diverged run stops early)."""
+        return self.rec[: self.k], {k: v[:, : self.k] for k, v in self.measures.items()}
+
+
+def _start(problem: Problem, cfg: SolverConfig, per_worker: bool) -> _Iterates:
+    X1 = np.asarray(problem.x0(), np.float64)
+    if X1.shape != (problem.d,):
+        raise SolverError(f"problem.x0() has shape {X1.shape}, expected ({problem.d},)")
+    R = cfg.replicas
+    X1b = np.broadcast_to(X1, (R, problem.d)).copy()
+    return _Iterates(X1b, X1b.copy(), np.zeros_like(X1b), np.zeros_like(X1b),
+                     np.zeros((R, cfg.K, problem.d)) if per_worker else None, cfg.step_rule.init(R),
+                     np.zeros_like(X1b))  # fmt: skip
+
+
 def _run_template(problem: Problem, cfg: SolverConfig, make_oracle, progress=None) -> SolverResult:
     """The template loop of :func:`solve` with the oracle built by ``make_oracle(limit, keep_workers)``
     (the in-process :class:`_Oracle`, or the MPI one of :mod:`qodasim.solvers.mpi`); ``progress(t)``
     after each iteration when given."""
-    R, T, method = cfg.replicas, cfg.T, cfg.method
     _check_memory(problem.d, cfg)
-    X1 = np.asarray(problem.x0(), np.float64)
-    if X1.shape != (problem.d,):
-        raise SolverError(f"problem.x0() has shape {X1.shape}, expected ({problem.d},)")
-    limit = cfg.divergence_threshold * (1.0 + float(np.linalg.norm(X1)))
-    rule, tmpl, policy = cfg.step_rule, TEMPLATES[method], cfg.level_policy
+    rule, policy = cfg.step_rule, cfg.level_policy
     per_worker = bool(getattr(rule, "per_worker", False))  # a user rule without the field: δ of the mean
+    it = _start(problem, cfg, per_worker)
+    X1 = it.X1b[0]
+    limit = cfg.divergence_threshold * (1.0 + float(np.linalg.norm(X1)))
     oracle = make_oracle(limit, per_worker)
-    fns = _measure_fns(problem, cfg, X1)
-    rec = record_points(T, cfg.record)
-    measures = {f"{m}_{w}": np.full((R, rec.size), np.nan) for m in fns for w in ("avg", "last")}
-    X1b = np.broadcast_to(X1, (R, problem.d)).copy()
-    X, Y = X1b.copy(), np.zeros_like(X1b)
-    Vprev, Wprev = np.zeros_like(X1b), (np.zeros((R, cfg.K, problem.d)) if per_worker else None)
-    acc = rule.init(R)
-    xsum = np.zeros_like(X1b)
-    status, message, k_rec = "ok", "", 0
+    loop = _Loop(problem, cfg.method, TEMPLATES[cfg.method], rule, oracle, limit, per_worker)
+    recorder = _Recorder(_measure_fns(problem, cfg, X1), record_points(cfg.T, cfg.record), cfg.replicas)
+    status, message = "ok", ""
     t0 = time.perf_counter()
-    n_sum = 0
     with np.errstate(over="ignore", invalid="ignore"):
         try:
-            for t in range(1, T + 1):
-                gamma, eta = rule.steps(acc)
-                rnd_a, rnd_b = (2 * t - 2, 2 * t - 1) if tmpl.messages == 2 else (t - 1, t - 1)
-                if tmpl.lead == "oracle":
-                    lead, lead_w = oracle(X, t, rnd_a)
-                elif tmpl.lead == "previous":
-                    lead, lead_w = Vprev, Wprev
-                else:
-                    lead, lead_w = 0.0, 0.0
-                Xh = _checked(problem.project(X - gamma[:, None] * lead), limit, t, method)
-                Vh, Wh = oracle(Xh, t, rnd_b)
-                acc = rule.update(acc, Wh - lead_w if per_worker else Vh - lead)  # δ_t (THEORY §6)
-                if not np.all(np.isfinite(acc)):
-                    raise _Diverged(f"the adaptive step's accumulator overflowed at iteration {t} (operator values "
-                                    f"too large to square in float64; rescale the problem)")  # fmt: skip
-                if tmpl.dual:
-                    Y -= Vh
-                    X = problem.project(X1b + rule.steps(acc)[1][:, None] * Y)
-                else:
-                    X = problem.project(X - eta[:, None] * Vh)
-                Vprev, Wprev = Vh, Wh
-                _checked(X, limit, t, method)
-                xsum += Xh
-                if not np.isfinite(np.max(np.abs(xsum))):
-                    raise _Diverged(f"the iterate sum overflowed at iteration {t}")
-                n_sum = t
+            for t in range(1, cfg.T + 1):
+                loop.step(it, t)
                 if policy is not None and t % policy.every == 0:
-                    oracle.update_levels(policy, t, T)
-                if k_rec < rec.size and t == rec[k_rec]:
-                    xavg = xsum / t
-                    for m, fn in fns.items():
-                        measures[f"{m}_avg"][:, k_rec] = fn(xavg)
-                        measures[f"{m}_last"][:, k_rec] = fn(X)
-                    k_rec += 1
+                    oracle.update_levels(policy, t, cfg.T)
+                recorder.after(t, it)
                 if progress is not None:
                     progress(t)
         except _Diverged as exc:
-            status, message = "diverged", f"{method} diverged: {exc}"
-    if status == "diverged":
-        rec = rec[:k_rec]
-        measures = {k: v[:, :k_rec] for k, v in measures.items()}
-    msgs = oracle.messages.copy()
+            status, message = "diverged", f"{cfg.method} diverged: {exc}"
+    rec, measures = recorder.done()
     return SolverResult(
-        cfg.to_dict(), getattr(problem, "name", type(problem).__name__), rec, measures, oracle.bits, msgs,
-        status, message, time.perf_counter() - t0, oracle.ledger, xsum / max(n_sum, 1), X, oracle.quant,
+        cfg.to_dict(), getattr(problem, "name", type(problem).__name__), rec, measures, oracle.bits,
+        oracle.messages.copy(), status, message, time.perf_counter() - t0, oracle.ledger,
+        it.xsum / max(it.n_sum, 1), it.X, oracle.quant,
     )  # fmt: skip
 
 
