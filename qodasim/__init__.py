@@ -8,11 +8,10 @@ from . import threads as _threads
 _threads._select_layer()  # before any parallel kernel runs: the fork-safe layer unless the user chose one
 _threads.apply_env()
 
+from ._version import __version__  # noqa: E402
 from .levels import Levels  # noqa: E402
 from .quantize import LayerLayout, LayerwiseQuantizer, QuantizedVector, Quantizer, dequantize, exact_variance  # noqa: E402
 from .rng import Key  # noqa: E402
-
-__version__ = "0.1.0"
 
 
 def analyze(grads, **options):

@@ -69,7 +69,7 @@ def _summary(results) -> str:
 
 
 def _rebuild_table(outdir: Path, results_dir: Path) -> None:
-    atomic_write_text(outdir / "results.md", results_table(load_results(results_dir)))
+    atomic_write_text(outdir / "results.md", results_table(load_results(results_dir, experiments.REGISTRY)))
 
 
 def cmd_reproduce(args) -> int:

@@ -1,16 +1,12 @@
 """The package's import graph (every ``import`` and ``from … import`` in every module, also those inside
-functions): no cycle between modules but the two known ones, listed below with what closes them.
+functions): no cycle between modules but the known one, listed below with what closes it.
 
-Issue 34 asks for none at all; the two left need its refactor:
+Issue 34 asks for none at all; the one left needs its refactor of ``quantize``: ``quantize.plan``'s
+``LayerLayout`` keeps ``from_arrays``/``flatten``/``unflatten`` in ``quantize.layers`` (which imports
+``plan``), and ``layers`` resolves ``types="auto"`` with ``optimize.autotype``, whose distributions
+import ``quantize.core`` (which imports its engines, which import ``plan``).
 
-* quantize ↔ optimize: ``quantize.plan.LayerLayout``'s ``from_arrays``/``flatten``/``unflatten`` live in
-  ``quantize.layers`` (which imports ``plan``), and ``layers`` resolves ``types="auto"`` with
-  ``optimize.autotype``, whose distributions import ``quantize.core`` (which imports its engines, which
-  import ``plan``);
-* the package ↔ experiments: ``qodasim`` exports ``experiments.analyze``, and ``experiments.base`` imports
-  ``qodasim.__version__`` and the experiments' registry.
-
-The test fails on any other cycle, and when a known one changes (grows, shrinks or disappears: then
+The test fails on any other cycle, and when the known one changes (grows, shrinks or disappears: then
 shrink this list).
 """
 
@@ -25,7 +21,6 @@ KNOWN = {
     frozenset({"qodasim.optimize.autotype", "qodasim.optimize.distributions", "qodasim.optimize.levels",
                "qodasim.quantize._cuda_engine", "qodasim.quantize._numba_engine", "qodasim.quantize._numpy",
                "qodasim.quantize.core", "qodasim.quantize.layers", "qodasim.quantize.plan"}),
-    frozenset({"qodasim", "qodasim.experiments", "qodasim.experiments.analyze", "qodasim.experiments.base"}),
 }  # fmt: skip
 
 

@@ -20,11 +20,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
@@ -150,7 +145,7 @@ def code_version() -> str:
     alike, and the same sources give the same stamp on every machine."""
     import hashlib
 
-    from .. import __version__
+    from .._version import __version__
 
     root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
@@ -166,7 +161,7 @@ def metadata(seed: int | None = None) -> dict:
     import numpy as np
     import scipy
 
-    from .. import __version__
+    from .._version import __version__
 
     return {
         "qodasim": __version__,
@@ -256,52 +251,11 @@ def check_config(name: str, schema: dict[str, Param], config: dict) -> dict:
     return out
 
 
-def load_config(path_or_name: str | Path, setting: str = "quick") -> tuple[str, dict]:
-    """Read a config: a TOML file with ``experiment = NAME`` and tables ``[quick]`` / ``[full]``
-    (or flat parameters).  A bare name loads the packaged ``configs/NAME.toml``.
-
-    The merged parameters are checked against the experiment's ``SCHEMA`` (:func:`check_config`):
-    unknown or missing keys and bad values raise ``ValueError`` naming the file and the key.
-    """
-    from . import get
-
-    path = Path(path_or_name)
-    if not path.suffix and not path.is_file():
-        path = CONFIG_DIR / f"{path_or_name}.toml"
-        if not path.is_file():
-            known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
-            raise ValueError(f"config {str(path_or_name)!r}: not a file and not a packaged config ({known})")
-    if not path.is_file():
-        raise ValueError(f"config file not found: {path}")
-    try:
-        with path.open("rb") as fh:
-            raw = tomllib.load(fh)
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read config: {exc}") from None
-    name = raw.get("experiment")
-    if not isinstance(name, str):
-        raise ValueError(f"{path}: missing 'experiment = \"NAME\"'")
-    tables = sorted(k for k, v in raw.items() if isinstance(v, dict))
-    if set(tables) - {"quick", "full"}:
-        raise ValueError(f"{path}: unknown table(s) {tables}; only [quick] and [full] are allowed")
-    base = {k: v for k, v in raw.items() if not isinstance(v, dict) and k != "experiment"}
-    if setting in raw:
-        base.update(raw[setting])
-    elif tables:
-        raise ValueError(f"{path}: no [{setting}] table")
-    module = get(name)
-    try:
-        return name, check_config(name, module.SCHEMA, base)
-    except ValueError as exc:
-        raise ValueError(f"{path.name} [{setting}]: {exc}") from None
-
-
-def load_results(results_dir: Path) -> list[Result]:
-    """Every ``*.json`` result in ``results_dir`` (registry order first, then by name); a file that
-    does not load is reported as a failed pseudo-result rather than skipped silently."""
-    from . import REGISTRY
-
-    order = {name: i for i, name in enumerate(REGISTRY)}
+def load_results(results_dir: Path, order=()) -> list[Result]:
+    """Every ``*.json`` result in ``results_dir`` (the experiments named in ``order`` first, in that order
+    — e.g. ``qodasim.experiments.REGISTRY`` —, then by name); a file that does not load is reported as a
+    failed pseudo-result rather than skipped silently."""
+    order = {name: i for i, name in enumerate(order)}
     out = []
     for path in sorted(Path(results_dir).glob("*.json"), key=lambda p: (order.get(p.stem, len(order)), p.stem)):
         try:
