@@ -282,6 +282,8 @@ def cmd_netlab(args) -> int:
 
     signal.signal(signal.SIGTERM, _exit)
     signal.signal(signal.SIGHUP, _exit)
+    # Ctrl-C tears the lab down even when SIGINT came in ignored (a background job, `nohup`)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with lab:
         print(f"lab {lab.tag}: {args.K} nodes at {args.rate:g} Gbit/s each way ({', '.join(lab.addresses)})",
               flush=True)  # fmt: skip

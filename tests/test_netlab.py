@@ -26,12 +26,20 @@ def _namespaces_of(pid: int) -> list[str]:
 
 
 def _sleepers(marker: str) -> list[str]:
-    return subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True, text=True).stdout.split()
+    """The processes whose whole command line is ``sleep MARKER`` (not ``qodasim netlab run -- sleep
+    MARKER`` itself, nor an ``ip netns exec … sleep MARKER`` that has not yet become the command)."""
+    return subprocess.run(["pgrep", "-f", f"^sleep {marker}$"], capture_output=True, text=True).stdout.split()
+
+
+def _ignore_int_and_hup() -> None:  # as a background job under `nohup` starts: the lab must still go
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 def _start_lab_run(marker: str) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "qodasim", "netlab", "run", "--K", "2", "--", "sleep", marker],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_ignore_int_and_hup)  # fmt: skip
     deadline = time.monotonic() + 60
     while len(_sleepers(marker)) < 2:  # the lab is up and both nodes run the command
         assert proc.poll() is None, proc.communicate()

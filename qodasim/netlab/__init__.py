@@ -270,8 +270,10 @@ class Lab:
     def run(self, argv: list[str], timeout: float | None = None, **kwargs) -> list[int]:
         """Run ``argv`` on every node at once; returns the exit codes (the processes are killed on a
         timeout or an exception, before the lab can be removed)."""
-        procs = [self.popen(k, argv, **kwargs) for k in range(self.K)]
-        try:
+        procs: list[subprocess.Popen] = []
+        try:  # started inside the try: an interrupt between two starts still reaps the first
+            for k in range(self.K):
+                procs.append(self.popen(k, argv, **kwargs))
             return [p.wait(timeout=timeout) for p in procs]
         finally:
             _reap(procs)
@@ -281,10 +283,11 @@ class Lab:
         """Start every ``(node, argv)`` job at once and return each one's last line of output parsed as
         JSON, in job order; a job that fails raises :class:`NetlabError` naming ``what`` with the end
         of its error output (the others are killed)."""
-        procs = [self.popen(k, argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for k, argv in jobs]  # fmt: skip
+        procs: list[subprocess.Popen] = []
         out = []
         try:
+            for k, argv in jobs:
+                procs.append(self.popen(k, argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
             for p in procs:
                 stdout, stderr = p.communicate(timeout=timeout)
                 if p.returncode:
