@@ -407,7 +407,7 @@ def run_fingerprint(problem: Problem, cfg: SolverConfig) -> tuple[bytes, bytes]:
 
 def _check_same_run(problem: Problem, cfg: SolverConfig, comm, timeout: float) -> None:
     """Every rank's :func:`run_fingerprint` against rank 0's (one all-gather); a mismatch is the same
-    :class:`SolverError` on every rank, naming the ranks and what differs."""
+    :class:`~qodasim.solvers.SolverError` on every rank, naming the ranks and what differs."""
     conf, prob = run_fingerprint(problem, cfg)
     mine = np.frombuffer(conf + prob, np.uint8)
     every = np.empty((comm.size, mine.size), np.uint8)
@@ -440,8 +440,8 @@ def solve_mpi(problem: Problem, config: SolverConfig | None = None, comm=None, t
         that waits, then ``MPI.Abort``).
     crc : bool
         Send every stream with a CRC-32 (32 more header bits, counted in the ledger) and refuse any
-        stream without a valid one (a flipped bit on the wire is a :class:`SolverError`, not a wrong
-        iterate).
+        stream without a valid one (a flipped bit on the wire is a :class:`~qodasim.solvers.SolverError`,
+        not a wrong iterate).
 
     Raises
     ------
