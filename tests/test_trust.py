@@ -438,16 +438,17 @@ def test_silent_acceptances_are_clear_errors():
 def test_a_run_too_large_for_memory_is_refused_at_once(monkeypatch):
     """T, K or replicas of 10^9 are refused in one line before anything is allocated (not a
     MemoryError after minutes); the estimate names what drives it; ``record`` above T is capped."""
+    from qodasim import _memory
     from qodasim.solvers import genx
 
     est = genx.memory_estimate(8, SolverConfig(method="qgenx", K=4, T=100, replicas=3))
     assert est["ledger"] == 4 * 100 * 2 * genx.LEDGER_ROW_BYTES  # Q-GenX: two messages per iteration
     assert est["arrays"] == 8 * (3 * 3 * 4 * 8 + 8 * 3 * 8 + 3 * 100)
     with monkeypatch.context() as m:  # a machine just too small for this run
-        m.setattr(genx, "_available_memory", lambda: est["total"] - 1)
+        m.setattr(_memory, "available_memory", lambda: est["total"] - 1)
         with pytest.raises(SolverError, match="lower T, K or replicas"):
             solve(bilinear_game(8, seed=0), SolverConfig(method="qgenx", K=4, T=100, replicas=3))
-        m.setattr(genx, "_available_memory", lambda: None)  # unknown: not checked
+        m.setattr(_memory, "available_memory", lambda: None)  # unknown: not checked
         assert solve(bilinear_game(8, seed=0), SolverConfig(method="qgenx", K=4, T=100, replicas=3)).status == "ok"
     p = bilinear_game(4, seed=0)
     for kw, what in (({"T": 10**9}, "ledger"), ({"K": 10**9, "T": 10}, "ledger"),

@@ -692,18 +692,13 @@ def memory_estimate(d: int, cfg: SolverConfig) -> dict:
     return {"ledger": ledger, "channels": channels, "arrays": arrays, "total": ledger + channels + arrays}
 
 
-def _available_memory() -> int | None:
-    """Bytes of memory available to a new allocation, or ``None`` if unknown."""
-    from .._memory import available_memory
-
-    return available_memory()
-
-
 def _check_memory(d: int, cfg: SolverConfig) -> None:
     """Refuse, before allocating anything, a run whose :func:`memory_estimate` exceeds the memory
     available (a one-line :class:`SolverError` naming what drives it), instead of a ``MemoryError``
     after minutes."""
-    avail = _available_memory()
+    from .. import _memory
+
+    avail = _memory.available_memory()
     est = memory_estimate(d, cfg)
     if avail is None or est["total"] <= avail:
         return

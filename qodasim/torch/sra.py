@@ -207,11 +207,7 @@ def assemble(state, plan: SRAPlan, gathered: list, own, rank: int, bucket: int, 
                                              stage2_key(state.seed, j, round))  # fmt: skip
         qs.append(x)
         rs.append(raw)
-    return _place(plan, np.concatenate(qs) if plan.chunk_q else None, np.concatenate(rs))
-
-
-def _place(plan: SRAPlan, x, raw) -> np.ndarray:
-    return _assemble(plan.d, plan.idx, x, plan.raw_idx, raw)
+    return _assemble(plan.d, plan.idx, np.concatenate(qs) if plan.chunk_q else None, plan.raw_idx, np.concatenate(rs))
 
 
 def replay_sra(state, plan: SRAPlan, grads_by_rank, round: int) -> np.ndarray:
@@ -228,4 +224,4 @@ def replay_sra(state, plan: SRAPlan, grads_by_rank, round: int) -> np.ndarray:
     for g in G[:, plan.raw_idx].astype(np.float64):
         sr = g if sr is None else sr + g
     raw = (sr / len(G)).astype(np.float32) if sr is not None else np.zeros(0, np.float32)
-    return _place(plan, x, raw)
+    return _assemble(plan.d, plan.idx, x, plan.raw_idx, raw)
