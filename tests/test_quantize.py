@@ -132,6 +132,62 @@ def test_round_int_identity_exact():
     assert n_checked > 400
 
 
+def test_double_of_53_bits_is_the_exact_conversion():
+    """The bit-level conversion equals ``float(k)`` on the edges of its two halves and at random."""
+    from numba import njit
+
+    from qodasim.quantize._numba import double_of_53_bits
+
+    f = njit(lambda k: double_of_53_bits(k))
+    rng = np.random.default_rng(53)
+    edges = [0, 1, 2**32 - 1, 2**32, 2**32 + 1, 2**52, 2**53 - 1, 2**53 - 2**32, (2**21 - 1) << 32]
+    for k in edges + [int(x) for x in rng.integers(0, 2**53, 2000)]:
+        assert f(np.uint64(k)) == float(k), k
+
+
+def test_uniform_avx2_equals_uniform_of():
+    """The uniform without AVX-512DQ is :func:`uniform_of`'s double for states along a stream."""
+    from numba import njit
+
+    from qodasim.quantize._numba import _GOLDEN, uniform_avx2, uniform_of
+
+    @njit
+    def both(z, n):
+        out = np.empty((n, 2))
+        for i in range(n):
+            out[i, 0], out[i, 1] = uniform_of(z), uniform_avx2(z)
+            z += _GOLDEN
+        return out
+
+    for z in (0, 1, 2**63, 2**64 - 1, 0x9E3779B97F4A7C15):
+        out = both(np.uint64(z), 5000)
+        assert np.array_equal(out[:, 0], out[:, 1]) and out.min() >= 0.0 and out.max() < 1.0
+
+
+@pytest.mark.parametrize("s", [1, 2, 15, 255, 1023])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_uniform_avx2_rounding_equals_the_integer_path(s, dtype):
+    """:func:`_round_uniform_avx2` (what a CPU without AVX-512DQ runs) writes the same indices and signs
+    as :func:`_round_uniform_int` (the AVX-512 path), both called directly on this CPU: scales that put
+    the largest coordinate exactly on ``s``, one ulp above it, ``s + 0.75`` (``t > s``: the clamp) and
+    the L2 one;
+    zeros, negative zeros, tiny and huge coordinates; an odd start and length."""
+    from qodasim.quantize import _numba as K
+
+    v = _awkward_vector(20_011, dtype, np.random.default_rng(s))
+    top = float(np.abs(v).max())
+    idx_dtype = np.uint8 if s < 256 else np.uint16
+    scales = (s / top, np.nextafter(s / top, np.inf), s / top * (1 + 2**-40), (s + 0.75) / top)
+    for c in scales + (s / np.linalg.norm(v.astype(float)),):
+        outs = []
+        for f in (K._round_uniform_int, K._round_uniform_avx2):
+            idx, sign = np.full(v.size, 7, idx_dtype), np.full(v.size, 5, np.int8)
+            f(v, 3, v.size - 2, c, np.uint64(s), np.uint64(0x1234567), idx, sign)
+            outs.append((idx, sign))
+        assert np.array_equal(outs[0][0], outs[1][0]) and np.array_equal(outs[0][1], outs[1][1]), c
+        assert outs[0][0][3:-2].max() == s or c < s / top  # the written range reaches s
+
+
 @pytest.mark.parametrize("engine", ["numba", "numpy"])
 def test_quantize_into_preallocated_output(engine):
     quant = Quantizer(Levels.uniform(15), bucket_size=100, engine=engine)
@@ -639,18 +695,18 @@ def test_bucket_tables_once_per_quantizer_equal_the_per_type_tables_and_any_cap(
         assert np.array_equal(idx, want.indices) and np.array_equal(sign, want.signs)
 
 
-@pytest.mark.parametrize("generic", [False, True], ids=["permute", "per-lane"])
-def test_vector_search_equals_split_for_every_level_count(generic):
-    """:func:`_simd.search16` (AVX-512 permutes, or the per-lane fallback) gives :func:`split`'s interval
-    ``j`` and the levels ``ℓ_j, ℓ_{j+1}`` bit for bit, for every level count 3..16 — random levels,
-    levels one ulp apart, exponential ones — on ratios on the levels, one ulp either side, at 0 and 1,
-    and random; for lengths that are and are not multiples of the vector group."""
+@pytest.mark.parametrize("variant", ["native", "lanes", "avx2"])
+def test_vector_search_equals_split_for_every_level_count(variant):
+    """:func:`_simd.search16` (as compiled for this CPU), its per-lane fallback and its AVX2 version give
+    :func:`split`'s interval ``j`` and the levels ``ℓ_j, ℓ_{j+1}`` bit for bit, for every level count
+    3..16 — random levels, levels one ulp apart, exponential ones — on ratios on the levels, one ulp
+    either side, at 0 and 1, and random; for lengths that are and are not multiples of the group."""
     from numba import njit
 
     from qodasim.quantize import _numba as K
     from qodasim.quantize import _simd
 
-    search = _simd.search16_generic if generic else _simd.search16
+    search = {"native": _simd.search16, "lanes": _simd.search16_generic, "avx2": _simd.search16_avx2}[variant]
 
     g = _simd.GROUP
 
@@ -695,8 +751,9 @@ def test_vector_search_equals_split_for_every_level_count(generic):
 @pytest.mark.slow
 def test_non_avx512_target_takes_the_per_lane_search_with_the_same_indices(tmp_path):
     """Compiled for a CPU without AVX-512 (``NUMBA_CPU_NAME=haswell`` and its feature list, a fresh
-    cache), the vector search emits no zmm code and the quantizer's indices for ≤ 16 and > 16
-    non-uniform levels equal the NumPy engine's (and so the AVX-512 build's)."""
+    cache), the vector search takes its AVX2 permutes and the uniform rounding its AVX2 form (no zmm
+    code, no scalar float → int conversion), and the quantizer's indices for ≤ 16 and > 16 non-uniform
+    levels and for uniform ones equal the NumPy engine's (and so the AVX-512 build's)."""
     import os
     import subprocess
     import sys
@@ -707,12 +764,19 @@ def test_non_avx512_target_takes_the_per_lane_search_with_the_same_indices(tmp_p
         "from qodasim import Key, Levels, Quantizer\n"
         "from qodasim.quantize import _numba as K\n"
         "v = np.random.default_rng(3).standard_normal(70001).astype(np.float32)\n"
-        "for lv in (Levels.exponential(14), Levels.exponential(6, 0.3), Levels.exponential(20, 0.6)):\n"
+        "for lv in (Levels.exponential(14), Levels.exponential(6, 0.3), Levels.exponential(20, 0.6),\n"
+        "           Levels.uniform(15), Levels.uniform(1023)):\n"
         "    a = Quantizer(lv).quantize(v, Key(4))\n"
         "    b = Quantizer(lv, engine='numpy').quantize(v, Key(4))\n"
         "    assert a.equals(b), lv.name\n"
         "asm = '\\n'.join(K._round_table_range.inspect_asm().values())\n"
         "assert 'zmm' not in asm and 'vpermt2pd' not in asm and 'vpermi2pd' not in asm\n"
+        "assert 'vpermps' in asm or 'vpermd' in asm  # the AVX2 search (LLVM may pick the integer form)\n"
+        "from numba import njit\n"
+        "from qodasim.quantize import _simd\n"
+        "assert not njit(lambda: _simd.target_has_avx512dq())()  # so _round_uniform_range takes the AVX2 form\n"
+        "asm = '\\n'.join(K._round_uniform_avx2.inspect_asm().values())\n"
+        "assert 'zmm' not in asm and 'vcvttpd2dq' in asm and 'vpmuludq' in asm  # packed conversion, vector hash\n"
         "print('ok')\n"
     )
     features = "+64bit,+avx,+avx2,+bmi,+bmi2,+cx16,+f16c,+fma,+lzcnt,+movbe,+popcnt,+sse,+sse2,+sse3,+sse4.1,"

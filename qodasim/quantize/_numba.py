@@ -22,6 +22,7 @@ _S53 = np.uint64(53)
 _U0 = np.uint64(0)
 _LOW53 = np.uint64((1 << 53) - 1)
 _TWO53 = 2.0**53
+_TWOM53 = 2.0**-53
 #: Largest ``s`` of uniform levels rounded by the integer path (needs ``⌈s·2^53⌉ + 2^53 < 2^64``).
 INT_PATH_MAX_S = 1 << 10
 
@@ -136,14 +137,81 @@ def mix_bits(z):
 def round_int(t, h):
     """``⌊t⌋ + [u < t − ⌊t⌋]`` for ``0 ≤ t < 2^{10}`` and ``u = (h >> 11)·2^{-53}``, in integers.
 
-    See :func:`_round_uniform_range` for the derivation; returns uint64.
+    See :func:`_round_uniform_int` for the derivation; returns uint64.
     """
     big = np.uint64(np.ceil(t * _TWO53))
     return (big + ((h >> _S11) ^ _LOW53)) >> _S53
 
 
+_MAGIC52 = np.uint64(0x4330000000000000)  # the bits of 2^52
+_MAGIC84 = np.uint64(0x4530000000000000)  # the bits of 2^84
+_LOW32 = np.uint64(0xFFFFFFFF)
+_S32 = np.uint64(32)
+
+
+@njit(inline="always", cache=True)
+def double_of_53_bits(k):
+    """``float64(k)`` for ``k < 2^53`` without an int → float conversion (AVX2 has no packed one).
+
+    ``k = h·2^32 + l``: the double with bits ``0x453… | h`` is ``2^84 + h·2^32`` and with bits
+    ``0x433… | l`` is ``2^52 + l``; subtracting ``2^84`` and ``2^52`` is exact, and so is the sum
+    (``k < 2^53``).
+    """
+    hi = _simd.double_of_bits((k >> _S32) | _MAGIC84) - 2.0**84
+    return hi + (_simd.double_of_bits((k & _LOW32) | _MAGIC52) - 2.0**52)
+
+
+@njit(inline="always", cache=True)
+def uniform_avx2(z):
+    """:func:`uniform_of` ``(z)``, the same double, by :func:`double_of_53_bits`."""
+    return double_of_53_bits(mix_bits(z) >> _S11) * _TWOM53
+
+
+@njit(inline="always", cache=True)
+def uniform_vectorizing(z):
+    """:func:`uniform_of` on AVX-512DQ, else :func:`uniform_avx2` (vectorizes where LLVM would convert
+    each lane with a scalar instruction)."""
+    if _simd.target_has_avx512dq():
+        return uniform_of(z)
+    return uniform_avx2(z)
+
+
 @njit(cache=True)
 def _round_uniform_range(v, a, b, c, smax, z, out_idx, out_sign):
+    """Uniform levels on ``[a, b)``: :func:`_round_uniform_int` on AVX-512DQ, else
+    :func:`_round_uniform_avx2` (the same indices; the choice is made when the kernel is compiled)."""
+    if _simd.target_has_avx512dq():
+        _round_uniform_int(v, a, b, c, smax, z, out_idx, out_sign)
+    else:
+        _round_uniform_avx2(v, a, b, c, smax, z, out_idx, out_sign)
+
+
+@njit(cache=True)
+def _round_uniform_avx2(v, a, b, c, smax, z, out_idx, out_sign):
+    """Uniform levels on ``[a, b)`` with 32-bit integer indices and the uniform as a double.
+
+    ``t = min(|x|·c, s)``, ``j = ⌊t⌋`` (a 32-bit truncation: ``t < 2^{10}``), ``ρ = t − j`` (exact) and
+    the index ``j + [u < ρ]`` with ``u = (h >> 11)·2^{-53}`` from :func:`double_of_53_bits` — the
+    definition itself (THEORY §1).  Clamping ``t`` at ``s`` before rounding gives
+    :func:`_round_uniform_int`'s ``min(k, s)``: for ``t ≥ s`` both give ``s``.  On AVX2 (no packed
+    float64 → 64-bit integer conversion) this vectorizes without scalar conversions (BENCHMARKS.md).
+    """
+    fs = np.float64(smax)
+    ua = np.uint64(a)
+    for p in range(np.uint64(b) - ua):
+        i = ua + np.uint64(p)
+        x = np.float64(v[i])
+        t = min(abs(x) * c, fs)
+        j = np.int32(t)
+        u = uniform_avx2(z)
+        z += _GOLDEN
+        k = j + np.int32(u < t - np.float64(j))
+        out_idx[i] = k
+        out_sign[i] = np.int8(1 - 2 * np.int32((x < 0.0) & (k > 0)))
+
+
+@njit(cache=True)
+def _round_uniform_int(v, a, b, c, smax, z, out_idx, out_sign):
     """Uniform levels on coordinates ``[a, b)`` in integer arithmetic (branch-free, vectorizes).
 
     With ``t = |x|·c``, ``j = ⌊t⌋``, ``ρ = t − j`` (exact, Sterbenz) and the uniform ``u = K·2^{-53}``,
@@ -310,7 +378,7 @@ def _round_table_range(v, a, b, c, lv, lo, nl, table, G, z, out_idx, out_sign):
             i = s + up
             lj = l0[up]
             rho = (rr[up] - lj) / (l1[up] - lj)
-            k = jj[up] + np.uint64(uniform_of(z) < rho)
+            k = jj[up] + np.uint64(uniform_vectorizing(z) < rho)
             z += _GOLDEN
             out_idx[i] = k
             out_sign[i] = np.int8(1 - 2 * np.int64((np.float64(v[i]) < 0.0) & (k > _U0)))

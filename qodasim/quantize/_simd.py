@@ -13,9 +13,16 @@ over ``S = (ℓ_0, …, ℓ_{nl−2}, +∞, …)`` — the largest ``j ∈ [0, n
 is never ``≤ r``) — then reads ``ℓ_j`` and ``ℓ_{j+1}`` from ``V = (ℓ_0, …, ℓ_{nl−1}, …)``: the same
 floats as a scalar lookup, so the rounding is bit for bit the same (tested against ``split`` for every
 level count).  (Carrying ``ℓ_j`` and ``ℓ_{j+1}`` along the search instead of the two final lookups
-measured slower: more selects than permutes saved.)  Without AVX-512 (the target's features, read
-when the kernel is compiled) the lookups are per-lane element extractions — the same results, no
-speed-up.
+measured slower: more selects than permutes saved.)
+
+With AVX2 but not AVX-512 (the target's features, read when the kernel is compiled) the search runs
+on vectors of 4: AVX2's ``vpermps`` looks up 4 doubles (as pairs of 32-bit words) in one register, so
+each step reads its candidates from a table of exactly the candidates it can meet —
+``S[8]``; ``S[4]`` or ``S[12]`` (a select); ``(S[2], S[6], S[10], S[14])`` at ``j/4``;
+``(S[1], S[3], …, S[15])`` at ``j/2`` (two registers and a select) — and ``ℓ_j``, ``ℓ_{j+1}`` come
+from the four quarters of ``V`` and of ``V`` shifted by one (four permutes and three selects each).
+The same ``j`` and the same floats (tested against the per-lane lookups).  Without AVX2 the lookups are
+per-lane element extractions.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .._vector_ir import I32, I64, V8D, V8I, array_data, vload, vstore
+from .._vector_ir import F64, I32, I64, V8D, V8I, array_data, vload, vstore
 
 #: The most levels :func:`search16` handles (the table is two registers of 8 doubles).
 MAX_LEVELS = 16
@@ -35,10 +42,15 @@ UNROLL = 4
 GROUP = 8 * UNROLL
 
 
+def target_has(context, feature: str) -> bool:
+    """Whether the CPU target Numba compiles for has ``feature`` (an LLVM name: ``"avx512f"``)."""
+    features = getattr(context.codegen(), "_tm_features", "") or ""
+    return f"+{feature}" in features.split(",")
+
+
 def has_vector_permute(context) -> bool:
     """Whether the CPU target compiles for AVX-512F (``vpermi2pd``)."""
-    features = getattr(context.codegen(), "_tm_features", "") or ""
-    return "+avx512f" in features.split(",")
+    return target_has(context, "avx512f")
 
 
 def _emit_search(context, builder, signature, args, permute: bool):
@@ -80,10 +92,80 @@ def _emit_search(context, builder, signature, args, permute: bool):
     return context.get_dummy_value()
 
 
-def _codegen(permute):
+V4D = ir.VectorType(F64, 4)
+V4I = ir.VectorType(I64, 4)
+_V8F = ir.VectorType(ir.FloatType(), 8)
+_V8W = ir.VectorType(I32, 8)
+#: Vectors of 4 per loop iteration of the AVX2 search (the same :data:`GROUP` of coordinates).
+UNROLL_AVX2 = GROUP // 4
+
+
+def _emit_search_avx2(context, builder, signature, args):
+    rr, S, V, jj, l0, l1 = array_data(context, builder, signature.args[:6], args[:6])
+    n = args[6]
+
+    def shuffle(a, b, lanes):  # lanes 0..3 of a, then 4..7 of b
+        return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(I32, len(lanes)), lanes))
+
+    def k4(x):
+        return ir.Constant(V4I, [x] * 4)
+
+    Sq = [vload(builder, S, ir.Constant(I64, 4 * q), V4D) for q in range(4)]  # S[4q .. 4q + 3]
+    Vq = [vload(builder, V, ir.Constant(I64, 4 * q), V4D) for q in range(4)]
+    T2 = shuffle(shuffle(Sq[0], Sq[1], [2, 6, 0, 0]), shuffle(Sq[2], Sq[3], [2, 6, 0, 0]), [0, 1, 4, 5])
+    T1 = [shuffle(Sq[0], Sq[1], [1, 3, 5, 7]), shuffle(Sq[2], Sq[3], [1, 3, 5, 7])]  # S[1], S[3], …
+    Wq = [shuffle(Vq[q], Vq[q + 1], [1, 2, 3, 4]) for q in range(3)] + [shuffle(Vq[3], Vq[3], [1, 2, 3, 3])]
+    S4, S8, S12 = (shuffle(Sq[q], Sq[q], [0] * 4) for q in (1, 2, 3))
+    as_words = [builder.bitcast(x, _V8F) for x in [T2, *T1, *Vq, *Wq]]
+    T2w, T1w, Vw, Ww = as_words[0], as_words[1:3], as_words[3:7], as_words[7:]
+    fnty = ir.FunctionType(_V8F, [_V8F, _V8W])
+    permps = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.avx2.permps")
+
+    def pairs(q):  # the 32-bit word indices (2q, 2q + 1) of double q; vpermps reads their low 3 bits
+        a = builder.shl(q, k4(1))
+        return builder.bitcast(builder.or_(a, builder.shl(builder.or_(a, k4(1)), k4(32))), _V8W)
+
+    def lookup(table, idx):
+        return builder.bitcast(builder.call(permps, [table, idx]), V4D)
+
+    def bit(j, b):
+        return builder.icmp_unsigned("!=", builder.and_(j, k4(b)), k4(0))
+
+    def lookup16(quarters, j):
+        idx = pairs(j)
+        a = [lookup(t, idx) for t in quarters]
+        b2, b3 = bit(j, 4), bit(j, 8)
+        return builder.select(b3, builder.select(b2, a[3], a[2]), builder.select(b2, a[1], a[0]))
+
+    def step(j, candidate, r, h):
+        return builder.or_(j, builder.select(builder.fcmp_ordered("<=", candidate, r), k4(h), k4(0)))
+
+    def odd(j):
+        idx = pairs(builder.lshr(j, k4(1)))
+        return builder.select(bit(j, 8), lookup(T1w[1], idx), lookup(T1w[0], idx))
+
+    with cgutils.for_range_slice(builder, ir.Constant(I64, 0), n, ir.Constant(I64, GROUP)) as (p0, _):
+        offs = [builder.add(p0, ir.Constant(I64, 4 * u)) for u in range(UNROLL_AVX2)]
+        rs = [vload(builder, rr, off, V4D) for off in offs]
+        js = [step(k4(0), S8, r, 8) for r in rs]
+        js = [step(j, builder.select(bit(j, 8), S12, S4), r, 4) for j, r in zip(js, rs)]
+        js = [step(j, lookup(T2w, pairs(builder.lshr(j, k4(2)))), r, 2) for j, r in zip(js, rs)]
+        js = [step(j, odd(j), r, 1) for j, r in zip(js, rs)]
+        for off, j in zip(offs, js):
+            vstore(builder, j, jj, off)
+            vstore(builder, lookup16(Vw, j), l0, off)
+            vstore(builder, lookup16(Ww, j), l1, off)
+    return context.get_dummy_value()
+
+
+def _codegen(kind):
     def codegen(context, builder, signature, args):
-        use = has_vector_permute(context) if permute is None else permute
-        return _emit_search(context, builder, signature, args, use)
+        use = kind
+        if use is None:
+            use = "avx512" if has_vector_permute(context) else "avx2" if target_has(context, "avx2") else "lanes"
+        if use == "avx2":
+            return _emit_search_avx2(context, builder, signature, args)
+        return _emit_search(context, builder, signature, args, use == "avx512")
 
     return codegen
 
@@ -101,4 +183,31 @@ def search16(typingctx, rr, S, V, jj, l0, l1, n):
 @intrinsic
 def search16_generic(typingctx, rr, S, V, jj, l0, l1, n):
     """:func:`search16` with the per-lane lookups forced (tested against the permute version)."""
-    return types.void(rr, S, V, jj, l0, l1, n), _codegen(False)
+    return types.void(rr, S, V, jj, l0, l1, n), _codegen("lanes")
+
+
+@intrinsic
+def search16_avx2(typingctx, rr, S, V, jj, l0, l1, n):
+    """:func:`search16` with the AVX2 permutes forced (runs on any AVX2 CPU; tested like the others)."""
+    return types.void(rr, S, V, jj, l0, l1, n), _codegen("avx2")
+
+
+@intrinsic
+def target_has_avx512dq(typingctx):
+    """``True`` when the kernel is compiled for AVX-512DQ (packed float64 → uint64 conversion and
+    64-bit multiplies), a compile-time constant: LLVM keeps only the branch it selects."""
+
+    def codegen(context, builder, signature, args):
+        return context.get_constant(types.boolean, target_has(context, "avx512dq"))
+
+    return types.boolean(), codegen
+
+
+@intrinsic
+def double_of_bits(typingctx, x):
+    """The float64 whose IEEE-754 bits are the uint64 ``x`` (a bit cast, no conversion)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], F64)
+
+    return types.float64(types.uint64), codegen
