@@ -167,15 +167,6 @@ def uniform_avx2(z):
     return double_of_53_bits(mix_bits(z) >> _S11) * _TWOM53
 
 
-@njit(inline="always", cache=True)
-def uniform_vectorizing(z):
-    """:func:`uniform_of` on AVX-512DQ, else :func:`uniform_avx2` (vectorizes where LLVM would convert
-    each lane with a scalar instruction)."""
-    if _simd.target_has_avx512dq():
-        return uniform_of(z)
-    return uniform_avx2(z)
-
-
 @njit(cache=True)
 def _round_uniform_range(v, a, b, c, smax, z, out_idx, out_sign):
     """Uniform levels on ``[a, b)``: :func:`_round_uniform_int` on AVX-512DQ, else
@@ -329,10 +320,12 @@ def _round_table_range(v, a, b, c, lv, lo, nl, table, G, z, out_idx, out_sign):
     and ``ℓ_j, ℓ_{j+1}``: with at most 16 levels by the vector binary search :func:`._simd.search16`
     (the table in two registers, 8 lookups per permute), else from the bucket table (one entry, one
     comparison; scalar: table lookups do not vectorize without gathers); (3)
-    ``ρ = (r − ℓ_j)/(ℓ_{j+1} − ℓ_j)``, the uniform and the outputs (vectorized).  Every path finds
-    :func:`split`'s interval and reads the same level floats, so the indices are bit for bit the same
-    (tested).  ``error_model="numpy"`` drops Numba's zero-divisor check, which alone kept pass (3)
-    scalar; the divisor is a gap between distinct levels, never 0.
+    ``ρ = (r − ℓ_j)/(ℓ_{j+1} − ℓ_j)``, the uniform and the outputs (vectorized).  Without AVX-512DQ
+    pass (1) also computes the block's uniforms by :func:`uniform_avx2` (LLVM would convert each lane
+    of :func:`uniform_of` with a scalar instruction, and pass (3) alone runs short of registers).
+    Every path finds :func:`split`'s interval and reads the same level floats, so the indices are bit
+    for bit the same (tested).  ``error_model="numpy"`` drops Numba's zero-divisor check, which alone
+    kept pass (3) scalar; the divisor is a gap between distinct levels, never 0.
     """
     small = nl <= _simd.MAX_LEVELS
     S = np.full(_simd.MAX_LEVELS, np.inf)  # ℓ_0..ℓ_{nl−2}, then +∞: the search's candidates
@@ -347,6 +340,8 @@ def _round_table_range(v, a, b, c, lv, lo, nl, table, G, z, out_idx, out_sign):
     l1 = np.empty(TABLE_BLOCK)
     jj = np.empty(TABLE_BLOCK, np.uint64)
     gg = np.empty(TABLE_BLOCK, np.uint64)
+    uu = np.empty(TABLE_BLOCK)
+    early = not _simd.target_has_avx512dq()  # the uniforms in pass (1)
     ulo = np.uint64(lo)
     one = np.uint64(1)
     jmax = np.uint64(nl - 2)
@@ -355,6 +350,11 @@ def _round_table_range(v, a, b, c, lv, lo, nl, table, G, z, out_idx, out_sign):
     s = np.uint64(a)
     while s < ub:
         n = min(_UBLOCK, ub - s)
+        if early:
+            zz = z
+            for p in range(n):
+                uu[np.uint64(p)] = uniform_avx2(zz)
+                zz += _GOLDEN
         if small:
             for p in range(n):
                 up = np.uint64(p)
@@ -378,7 +378,8 @@ def _round_table_range(v, a, b, c, lv, lo, nl, table, G, z, out_idx, out_sign):
             i = s + up
             lj = l0[up]
             rho = (rr[up] - lj) / (l1[up] - lj)
-            k = jj[up] + np.uint64(uniform_vectorizing(z) < rho)
+            u = uu[up] if early else uniform_of(z)
+            k = jj[up] + np.uint64(u < rho)
             z += _GOLDEN
             out_idx[i] = k
             out_sign[i] = np.int8(1 - 2 * np.int64((np.float64(v[i]) < 0.0) & (k > _U0)))

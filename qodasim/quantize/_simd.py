@@ -19,10 +19,13 @@ With AVX2 but not AVX-512 (the target's features, read when the kernel is compil
 on vectors of 4: AVX2's ``vpermps`` looks up 4 doubles (as pairs of 32-bit words) in one register, so
 each step reads its candidates from a table of exactly the candidates it can meet —
 ``S[8]``; ``S[4]`` or ``S[12]`` (a select); ``(S[2], S[6], S[10], S[14])`` at ``j/4``;
-``(S[1], S[3], …, S[15])`` at ``j/2`` (two registers and a select) — and ``ℓ_j``, ``ℓ_{j+1}`` come
-from the four quarters of ``V`` and of ``V`` shifted by one (four permutes and three selects each).
-The same ``j`` and the same floats (tested against the per-lane lookups).  Without AVX2 the lookups are
-per-lane element extractions.
+``(S[1], S[3], …, S[15])`` at ``j/2`` (two registers and a select).  ``ℓ_j`` and ``ℓ_{j+1}`` are
+carried along by selects instead of looked up: ``ℓ_j`` is the last accepted candidate (``S[0]`` if
+none), ``ℓ_{j+1}`` the last rejected one — the final ``j + 1`` is always tested (at the step of
+``j``'s lowest zero bit) and every later step accepts — except that a rejected ``S[nl − 1] = +∞``
+stands for ``ℓ_{nl−1}``, read as the largest entry of ``V`` (so ``V``'s entries past ``ℓ_{nl−1}`` must
+not exceed it: zeros).  The same ``j`` and the same floats (tested against the per-lane lookups).
+Without AVX2 the lookups are per-lane element extractions.
 """
 
 from __future__ import annotations
@@ -96,8 +99,9 @@ V4D = ir.VectorType(F64, 4)
 V4I = ir.VectorType(I64, 4)
 _V8F = ir.VectorType(ir.FloatType(), 8)
 _V8W = ir.VectorType(I32, 8)
-#: Vectors of 4 per loop iteration of the AVX2 search (the same :data:`GROUP` of coordinates).
-UNROLL_AVX2 = GROUP // 4
+#: Vectors of 4 per loop iteration of the AVX2 search (with 2, 4, 8 the non-uniform rounding took 2.64,
+#: 2.69–3.03, 2.90 ns/coord on one thread: fewer values live in 16 registers); arrays still in GROUPs.
+UNROLL_AVX2 = 2
 
 
 def _emit_search_avx2(context, builder, signature, args):
@@ -110,16 +114,21 @@ def _emit_search_avx2(context, builder, signature, args):
     def k4(x):
         return ir.Constant(V4I, [x] * 4)
 
+    def vmax(a, b):
+        return builder.select(builder.fcmp_ordered(">", a, b), a, b)
+
     Sq = [vload(builder, S, ir.Constant(I64, 4 * q), V4D) for q in range(4)]  # S[4q .. 4q + 3]
     Vq = [vload(builder, V, ir.Constant(I64, 4 * q), V4D) for q in range(4)]
+    top = vmax(vmax(Vq[0], Vq[1]), vmax(Vq[2], Vq[3]))
+    top = vmax(top, shuffle(top, top, [2, 3, 0, 1]))
+    top = vmax(top, shuffle(top, top, [1, 0, 3, 2]))  # ℓ_{nl−1} in every lane
     T2 = shuffle(shuffle(Sq[0], Sq[1], [2, 6, 0, 0]), shuffle(Sq[2], Sq[3], [2, 6, 0, 0]), [0, 1, 4, 5])
     T1 = [shuffle(Sq[0], Sq[1], [1, 3, 5, 7]), shuffle(Sq[2], Sq[3], [1, 3, 5, 7])]  # S[1], S[3], …
-    Wq = [shuffle(Vq[q], Vq[q + 1], [1, 2, 3, 4]) for q in range(3)] + [shuffle(Vq[3], Vq[3], [1, 2, 3, 3])]
-    S4, S8, S12 = (shuffle(Sq[q], Sq[q], [0] * 4) for q in (1, 2, 3))
-    as_words = [builder.bitcast(x, _V8F) for x in [T2, *T1, *Vq, *Wq]]
-    T2w, T1w, Vw, Ww = as_words[0], as_words[1:3], as_words[3:7], as_words[7:]
+    S0, S4, S8, S12 = (shuffle(Sq[q], Sq[q], [0] * 4) for q in range(4))
+    T2w, T1w0, T1w1 = (builder.bitcast(x, _V8F) for x in [T2, *T1])
     fnty = ir.FunctionType(_V8F, [_V8F, _V8W])
     permps = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.avx2.permps")
+    inf = ir.Constant(V4D, [float("inf")] * 4)
 
     def pairs(q):  # the 32-bit word indices (2q, 2q + 1) of double q; vpermps reads their low 3 bits
         a = builder.shl(q, k4(1))
@@ -131,30 +140,27 @@ def _emit_search_avx2(context, builder, signature, args):
     def bit(j, b):
         return builder.icmp_unsigned("!=", builder.and_(j, k4(b)), k4(0))
 
-    def lookup16(quarters, j):
-        idx = pairs(j)
-        a = [lookup(t, idx) for t in quarters]
-        b2, b3 = bit(j, 4), bit(j, 8)
-        return builder.select(b3, builder.select(b2, a[3], a[2]), builder.select(b2, a[1], a[0]))
-
-    def step(j, candidate, r, h):
-        return builder.or_(j, builder.select(builder.fcmp_ordered("<=", candidate, r), k4(h), k4(0)))
+    def step(state, candidate, r, h):
+        j, lo, hi = state
+        m = builder.fcmp_ordered("<=", candidate, r)
+        j = builder.or_(j, builder.select(m, k4(h), k4(0)))
+        return j, builder.select(m, candidate, lo), builder.select(m, hi, candidate)
 
     def odd(j):
         idx = pairs(builder.lshr(j, k4(1)))
-        return builder.select(bit(j, 8), lookup(T1w[1], idx), lookup(T1w[0], idx))
+        return builder.select(bit(j, 8), lookup(T1w1, idx), lookup(T1w0, idx))
 
-    with cgutils.for_range_slice(builder, ir.Constant(I64, 0), n, ir.Constant(I64, GROUP)) as (p0, _):
+    with cgutils.for_range_slice(builder, ir.Constant(I64, 0), n, ir.Constant(I64, 4 * UNROLL_AVX2)) as (p0, _):
         offs = [builder.add(p0, ir.Constant(I64, 4 * u)) for u in range(UNROLL_AVX2)]
         rs = [vload(builder, rr, off, V4D) for off in offs]
-        js = [step(k4(0), S8, r, 8) for r in rs]
-        js = [step(j, builder.select(bit(j, 8), S12, S4), r, 4) for j, r in zip(js, rs)]
-        js = [step(j, lookup(T2w, pairs(builder.lshr(j, k4(2)))), r, 2) for j, r in zip(js, rs)]
-        js = [step(j, odd(j), r, 1) for j, r in zip(js, rs)]
-        for off, j in zip(offs, js):
+        sts = [step((k4(0), S0, inf), S8, r, 8) for r in rs]
+        sts = [step(st, builder.select(bit(st[0], 8), S12, S4), r, 4) for st, r in zip(sts, rs)]
+        sts = [step(st, lookup(T2w, pairs(builder.lshr(st[0], k4(2)))), r, 2) for st, r in zip(sts, rs)]
+        sts = [step(st, odd(st[0]), r, 1) for st, r in zip(sts, rs)]
+        for off, (j, lo, hi) in zip(offs, sts):
             vstore(builder, j, jj, off)
-            vstore(builder, lookup16(Vw, j), l0, off)
-            vstore(builder, lookup16(Ww, j), l1, off)
+            vstore(builder, lo, l0, off)
+            vstore(builder, builder.select(builder.fcmp_ordered("==", hi, inf), top, hi), l1, off)
     return context.get_dummy_value()
 
 
@@ -174,7 +180,7 @@ def _codegen(kind):
 def search16(typingctx, rr, S, V, jj, l0, l1, n):
     """``search16(rr, S, V, jj, l0, l1, n)``: for ``p < n``, ``jj[p]`` = the interval of ``rr[p]``
     (float64) and ``l0[p], l1[p]`` its end levels; ``S``, ``V`` as in the module docstring (16 float64
-    each).  Works on whole groups of :data:`GROUP` coordinates: the arrays must hold ``n`` rounded up
+    each; ``V`` zero past ``ℓ_{nl−1}``).  Works on whole groups of :data:`GROUP` coordinates: the arrays must hold ``n`` rounded up
     to a multiple of :data:`GROUP` (the entries past ``n`` are computed from whatever ``rr`` holds
     there and are never read)."""
     return types.void(rr, S, V, jj, l0, l1, n), _codegen(None)
