@@ -180,9 +180,9 @@ def _codegen(kind):
 def search16(typingctx, rr, S, V, jj, l0, l1, n):
     """``search16(rr, S, V, jj, l0, l1, n)``: for ``p < n``, ``jj[p]`` = the interval of ``rr[p]``
     (float64) and ``l0[p], l1[p]`` its end levels; ``S``, ``V`` as in the module docstring (16 float64
-    each; ``V`` zero past ``ℓ_{nl−1}``).  Works on whole groups of :data:`GROUP` coordinates: the arrays must hold ``n`` rounded up
-    to a multiple of :data:`GROUP` (the entries past ``n`` are computed from whatever ``rr`` holds
-    there and are never read)."""
+    each; ``V`` zero past ``ℓ_{nl−1}``).  Works on whole groups of :data:`GROUP` coordinates: the
+    arrays must hold ``n`` rounded up to a multiple of :data:`GROUP` (the entries past ``n`` are
+    computed from whatever ``rr`` holds there and are never read)."""
     return types.void(rr, S, V, jj, l0, l1, n), _codegen(None)
 
 
