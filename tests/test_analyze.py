@@ -106,8 +106,13 @@ def test_types_by_role_rules_mapping_and_auto():
     rng = np.random.default_rng(0)  # planted: dense Gaussian layers and sparse spiky ones
     planted = {f"g{i}": rng.standard_normal(2000) for i in range(3)}
     planted.update({f"s{i}": rng.standard_normal(2000) * (rng.random(2000) < 0.05) for i in range(3)})
-    auto = LayerLayout.from_arrays(planted, types="auto", max_types=3)
+    from qodasim.optimize import auto_layout
+
+    auto = auto_layout(planted, max_types=3)
     assert auto.n_types == 2 and len(set(auto.types[:3])) == 1 and len(set(auto.types[3:])) == 1
+    assert auto.names == tuple(planted) and auto.shapes == ((2000,),) * 6
+    with pytest.raises(ValueError, match="auto_layout"):  # fitting types is the optimizer's, one stage up
+        LayerLayout.from_arrays(planted, types="auto")
 
 
 def test_nd_arrays_quantize_as_their_flat_vector():

@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from ..coding import encode
+from ..optimize.autotype import auto_types_of
 from ..optimize.schemes import CODES, at_budget, scheme_curve, scheme_names
 from ..quantize import LayerLayout
-from ..quantize.layers import auto_types_of, first_rule, named_arrays, parse_rules, roles_present, types_of
+from ..quantize.layers import first_rule, named_arrays, parse_rules, roles_present, types_of
 from ..rng import Key
 from ..solvers.network import Network, allgather_time, allreduce_time
 from .base import Progress, atomic_write_text, metadata, strict_json

@@ -1,7 +1,7 @@
 """Level optimizers and bit allocation (THEORY §4)."""
 
 from .allocation import dq_sgd_schedule, lgreco, lgreco_brute_force
-from .autotype import AutoTypes, adjusted_rand_index, auto_types
+from .autotype import AutoTypes, adjusted_rand_index, auto_layout, auto_types, auto_types_of
 from .convex import bound_optimal_levels, split_bit_budget, split_bit_budget_kkt
 from .distributions import (
     Distribution,
@@ -30,7 +30,9 @@ from .solvers import SolverError, solve
 __all__ = [
     "AutoTypes",
     "adjusted_rand_index",
+    "auto_layout",
     "auto_types",
+    "auto_types_of",
     "METHODS",
     "Distribution",
     "Empirical",

@@ -35,7 +35,16 @@ import numpy as np
 from .distributions import Empirical, normalized_magnitudes, psi
 from .levels import optimize_levels
 
-__all__ = ["AutoTypes", "auto_types", "cost_matrix", "kmedoids", "adjusted_rand_index", "heldout_mqv"]
+__all__ = [
+    "AutoTypes",
+    "adjusted_rand_index",
+    "auto_layout",
+    "auto_types",
+    "auto_types_of",
+    "cost_matrix",
+    "heldout_mqv",
+    "kmedoids",
+]
 
 
 def cost_matrix(rs, alpha: int, method: str = "histogram") -> tuple[np.ndarray, np.ndarray, list]:
@@ -236,3 +245,43 @@ def auto_types(layers, max_types: int = 6, alpha: int = 3, q: float = 2.0, metho
     M = min(m for m, c in cands.items() if c[0] <= least * (1 + tol))
     scores = {m: {"mqv": float(c[1]), "table_bits": c[2], "score": float(c[0])} for m, c in sorted(cands.items())}
     return AutoTypes(cands[M][3], M, scores, cands[M][4])
+
+
+def auto_types_of(arrays, auto_options=None):
+    """``(types, AutoTypes or None)`` of named arrays: :func:`auto_types` on the arrays of two or more
+    coordinates; the others (and every array when none has two) join type 0.
+
+    ``arrays``: a mapping or a pytree (:func:`qodasim.quantize.layers.named_arrays`), in its order;
+    ``auto_options``: :func:`auto_types`'s keywords.
+    """
+    from ..quantize.layers import named_arrays
+
+    values = list(named_arrays(arrays).values())
+    big = [i for i, a in enumerate(values) if np.size(a) >= 2]
+    out = np.zeros(len(values), np.int64)
+    if not big:
+        return out, None
+    found = auto_types([np.asarray(values[i], np.float64) for i in big], **dict(auto_options or {}))
+    out[big] = found.types
+    return out, found
+
+
+def auto_layout(arrays, **auto_options):
+    """The :class:`~qodasim.quantize.LayerLayout` of named arrays (names and shapes kept, as
+    :meth:`LayerLayout.from_arrays <qodasim.quantize.LayerLayout.from_arrays>`) with types fitted to
+    their values by :func:`auto_types` (``auto_options``: its keywords; layers of fewer than two
+    coordinates join type 0).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qodasim.optimize import auto_layout
+    >>> rng = np.random.default_rng(0)
+    >>> grads = {"a": rng.standard_normal(400), "b": rng.standard_normal(400), "c": rng.laplace(size=400) * 40}
+    >>> auto_layout(grads, max_types=2).n_layers
+    3
+    """
+    types, _ = auto_types_of(arrays, auto_options)
+    from ..quantize.layers import layout_of
+
+    return layout_of(arrays, types)

@@ -1,4 +1,8 @@
-"""Named arrays and layouts: a model's parameters or gradients as one flat vector with a layout.
+"""Layer layouts and named arrays: a model's parameters or gradients as one flat vector with a layout.
+
+A :class:`LayerLayout` names the layers of a flat vector (sizes, and shapes when known) and maps
+each to one of ``M`` types (THEORY §1, layer-wise quantizer); :mod:`qodasim.quantize.plan` cuts a
+vector into the kernels' segments from it.
 
 A model hands over its gradients as named N-D arrays: a ``state_dict``-like mapping, an ``.npz``
 file, or a pytree (nested dicts, lists and tuples of arrays, as JAX and Flax keep parameters).
@@ -14,8 +18,8 @@ Layer types (QODA's map ``m(l)``, THEORY §1) come from one of
   ``wte``, ``wpe``), other
   ``matrix`` weights (2-D) and ``vector`` parameters (biases, norms' scales; 0-D or 1-D), numbered in
   that order over the roles present;
-* ``"auto"`` — :func:`qodasim.optimize.auto_types` on the arrays' values (layers of fewer than two
-  coordinates join type 0);
+* ``"auto"`` is not resolved here: fitting types to the values is the optimizer's job, one stage up —
+  :func:`qodasim.optimize.auto_layout` (or :func:`qodasim.optimize.auto_types_of` for the types);
 * rules — ``[(pattern, type), ...]`` with ``fnmatch`` patterns on the names, the first match
   winning, or their text form ``"conv*=0,*.bias=1,*=2"``; every layer must match a rule;
 * a mapping ``name → type``, a sequence of types, or a callable ``(name, shape) → type``.
@@ -25,12 +29,152 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
+
+def _as_int_array(x, name: str) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        else:
+            raise TypeError(f"{name} must contain integers, got dtype {arr.dtype}")
+    return arr.astype(np.int64)
+
+
+def _as_shape(s) -> tuple:
+    try:
+        shp = tuple(int(x) for x in s)
+    except (TypeError, ValueError):
+        raise TypeError(f"shapes: each shape must be a tuple of integers, got {s!r}") from None
+    if any(x < 0 for x in shp):
+        raise ValueError(f"shapes: negative dimension in {shp}")
+    return shp
+
+
+#: Largest total dimension a layout may describe (offsets are int64; 2^48 coordinates is far beyond memory).
+MAX_LAYOUT_D = 2**48
+
+
+@dataclass(frozen=True, eq=False)
+class LayerLayout:
+    """Named layers of a flat vector, each mapped to one of ``M`` types.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Layer sizes ``d_l ≥ 1``; the vector has ``d = Σ d_l`` coordinates, layers in order.
+    types : sequence of int, optional
+        Type ``m(l) ∈ {0..M-1}`` of each layer (default: all 0, i.e. ``M = 1``).
+    names : sequence of str, optional
+        Layer names (default ``layer0, layer1, …``).
+    n_types : int, optional
+        ``M``; default ``max(types) + 1``.  Types with no layer are allowed.
+    shapes : sequence of tuple of int, optional
+        The array shape of each layer (``prod(shape) = d_l``), kept by :meth:`from_arrays` so that
+        :meth:`unflatten` gives the arrays back; equality and hashing ignore names and shapes.
+    """
+
+    sizes: np.ndarray
+    types: np.ndarray | None = None
+    names: tuple[str, ...] | None = None
+    n_types: int | None = None
+    shapes: tuple | None = None
+    offsets: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        sizes = _as_int_array(self.sizes, "sizes")
+        if sizes.size == 0:
+            raise ValueError("sizes: a layout needs at least one layer")
+        if np.any(sizes < 1):
+            raise ValueError("sizes: every layer size must be >= 1")
+        if int(sizes.max()) * sizes.size > MAX_LAYOUT_D and sum(int(x) for x in sizes) > MAX_LAYOUT_D:  # no int64 wrap
+            raise ValueError(f"sizes: the layout's dimension exceeds {MAX_LAYOUT_D} coordinates")
+        types = np.zeros(sizes.size, np.int64) if self.types is None else _as_int_array(self.types, "types")
+        if types.shape != sizes.shape:
+            raise ValueError(f"types has {types.size} entries but sizes has {sizes.size}")
+        if np.any(types < 0):
+            raise ValueError("types must be >= 0")
+        n_types = int(types.max()) + 1 if self.n_types is None else int(self.n_types)
+        if n_types < int(types.max()) + 1:
+            raise ValueError(f"n_types={n_types} but a layer has type {int(types.max())}")
+        names = tuple(f"layer{i}" for i in range(sizes.size)) if self.names is None else tuple(self.names)
+        if len(names) != sizes.size:
+            raise ValueError(f"names has {len(names)} entries but sizes has {sizes.size}")
+        shapes = self.shapes
+        if shapes is not None:
+            shapes = tuple(_as_shape(s) for s in shapes)
+            if len(shapes) != sizes.size:
+                raise ValueError(f"shapes has {len(shapes)} entries but sizes has {sizes.size}")
+            for name, shp, size in zip(names, shapes, sizes.tolist()):
+                if int(np.prod(shp, dtype=np.int64)) != size:
+                    raise ValueError(f"shapes: layer {name!r} has shape {shp} but size {size}")
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        for arr in (sizes, types, offsets):
+            arr.setflags(write=False)
+        object.__setattr__(self, "sizes", sizes)
+        object.__setattr__(self, "types", types)
+        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "n_types", n_types)
+        object.__setattr__(self, "shapes", shapes)
+        object.__setattr__(self, "offsets", offsets)
+
+    @classmethod
+    def single(cls, d: int) -> LayerLayout:
+        """One layer of size ``d`` and type 0 (the global quantizer's layout)."""
+        return cls(np.array([d], np.int64))
+
+    @classmethod
+    def from_arrays(cls, arrays, types=None) -> LayerLayout:
+        """The layout of named N-D arrays — a ``state_dict``-like mapping, a loaded ``.npz`` or a
+        pytree — keeping names and shapes; ``types``: ``None``, ``"role"``, name rules
+        ``[(pattern, type), ...]`` / ``"conv*=0,*=1"``, a mapping, a sequence or a callable
+        (this module's docstring).  Types fitted to the values: :func:`qodasim.optimize.auto_layout`."""
+        return layout_of(arrays, types)
+
+    def flatten(self, arrays, dtype=None) -> np.ndarray:
+        """The flat vector of named arrays with this layout's names and shapes (C order per layer;
+        float32 if every array is, else float64 unless ``dtype`` is given)."""
+        return flatten(self, arrays, dtype)
+
+    def unflatten(self, v) -> dict:
+        """``name → array``: views of the flat vector ``v`` in this layout's shapes."""
+        return unflatten(self, v)
+
+    @property
+    def d(self) -> int:
+        """Total dimension."""
+        return int(self.offsets[-1])
+
+    @property
+    def n_layers(self) -> int:
+        """Number of layers ``L``."""
+        return int(self.sizes.size)
+
+    def layer_slice(self, layer: int) -> slice:
+        """The coordinates ``[offset_l, offset_{l+1})`` of layer ``layer`` as a slice."""
+        return slice(int(self.offsets[layer]), int(self.offsets[layer + 1]))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LayerLayout):
+            return NotImplemented
+        return (
+            np.array_equal(self.sizes, other.sizes)
+            and np.array_equal(self.types, other.types)
+            and self.n_types == other.n_types
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.sizes.tobytes(), self.types.tobytes(), self.n_types))
+
+
 __all__ = [
+    "LayerLayout",
     "ROLES",
-    "auto_types_of",
     "first_rule",
     "layout_of",
     "named_arrays",
@@ -139,21 +283,6 @@ def roles_present(arrays: Mapping[str, np.ndarray]) -> tuple[list[str], list[str
     return roles, [r for r in ROLES if r in roles]
 
 
-def auto_types_of(arrays: Mapping[str, np.ndarray], auto_options: Mapping | None = None):
-    """``(types, AutoTypes or None)``: :func:`~qodasim.optimize.auto_types` on the arrays of two or
-    more coordinates; the others (and every array when none has two) join type 0."""
-    from ..optimize.autotype import auto_types  # levels are fitted by the optimizer (one stage up)
-
-    values = list(arrays.values())
-    big = [i for i, a in enumerate(values) if np.size(a) >= 2]
-    out = np.zeros(len(values), np.int64)
-    if not big:
-        return out, None
-    found = auto_types([np.asarray(values[i], np.float64) for i in big], **dict(auto_options or {}))
-    out[big] = found.types
-    return out, found
-
-
 def first_rule(name: str, rules) -> tuple[str, int]:
     """The first ``(pattern, type)`` of ``rules`` whose ``fnmatch`` pattern matches ``name``."""
     hit = next(((str(pat), t) for pat, t in rules if fnmatch.fnmatchcase(name, str(pat))), None)
@@ -162,7 +291,7 @@ def first_rule(name: str, rules) -> tuple[str, int]:
     return hit
 
 
-def types_of(arrays: Mapping[str, np.ndarray], types=None, *, auto_options: Mapping | None = None) -> np.ndarray:
+def types_of(arrays: Mapping[str, np.ndarray], types=None) -> np.ndarray:
     """The type of each named array under the rule ``types`` (see the module docstring)."""
     names = list(arrays)
     shapes = [tuple(np.shape(a)) for a in arrays.values()]
@@ -172,7 +301,10 @@ def types_of(arrays: Mapping[str, np.ndarray], types=None, *, auto_options: Mapp
         roles, present = roles_present(arrays)
         return np.array([present.index(r) for r in roles], np.int64)
     if isinstance(types, str) and types == "auto":
-        return auto_types_of(arrays, auto_options)[0]
+        raise ValueError(
+            "types='auto' fits the types to the values: use qodasim.optimize.auto_layout(arrays, ...) "
+            "(or qodasim.optimize.auto_types_of for the types alone)"
+        )
     if isinstance(types, str):
         types = parse_rules(types)
     if callable(types):
@@ -194,7 +326,7 @@ def types_of(arrays: Mapping[str, np.ndarray], types=None, *, auto_options: Mapp
     return np.array([_check_type(t, "every type") for t in seq.tolist()], np.int64)
 
 
-def layout_of(arrays, types=None, *, auto_options: Mapping | None = None):
+def layout_of(arrays, types=None):
     """The :class:`~qodasim.quantize.LayerLayout` of named arrays (a mapping or a pytree), keeping
     their names and shapes; ``types`` as in the module docstring.
 
@@ -210,10 +342,8 @@ def layout_of(arrays, types=None, *, auto_options: Mapping | None = None):
     >>> lay.unflatten(v)["fc.weight"].shape
     (2, 36)
     """
-    from .plan import LayerLayout
-
     named = named_arrays(arrays)
-    t = types_of(named, types, auto_options=auto_options)
+    t = types_of(named, types)
     shapes = tuple(tuple(int(x) for x in np.shape(a)) for a in named.values())
     return LayerLayout([int(np.size(a)) for a in named.values()], t, names=tuple(named), shapes=shapes)
 

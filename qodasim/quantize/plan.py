@@ -1,7 +1,8 @@
-"""Layer layouts and quantization plans: how a vector is cut into norm groups and RNG segments.
+"""Quantization plans: how a vector is cut into norm groups and RNG segments.
 
-A :class:`LayerLayout` names the layers of a vector (sizes) and maps each to one of ``M`` types
-(THEORY §1, layer-wise quantizer).  A :class:`Plan` is what kernels consume: the vector is cut into
+A :class:`~qodasim.quantize.layers.LayerLayout` (:mod:`qodasim.quantize.layers`) names the layers of a
+vector (sizes) and maps each to one of ``M`` types (THEORY §1, layer-wise quantizer).  A :class:`Plan`
+is what kernels consume: the vector is cut into
 *segments*, each lying inside one layer and one norm group, carrying
 
 * its level table (the type of its layer),
@@ -14,160 +15,17 @@ Plans are pure functions of the layout and quantizer configuration, and are cach
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+
+from .layers import LayerLayout
 
 __all__ = ["LayerLayout", "Plan", "PlanSpec", "build_plan", "tile_plan", "CHUNK"]
 
 #: Work unit (coordinates) of the parallel kernels.  Tasks are cut at multiples of CHUNK inside
 #: each segment, independent of the thread count, so reductions are bit-for-bit reproducible.
 CHUNK = 16384
-
-
-def _as_int_array(x, name: str) -> np.ndarray:
-    arr = np.asarray(x)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-            arr = arr.astype(np.int64)
-        else:
-            raise TypeError(f"{name} must contain integers, got dtype {arr.dtype}")
-    return arr.astype(np.int64)
-
-
-def _as_shape(s) -> tuple:
-    try:
-        shp = tuple(int(x) for x in s)
-    except (TypeError, ValueError):
-        raise TypeError(f"shapes: each shape must be a tuple of integers, got {s!r}") from None
-    if any(x < 0 for x in shp):
-        raise ValueError(f"shapes: negative dimension in {shp}")
-    return shp
-
-
-#: Largest total dimension a layout may describe (offsets are int64; 2^48 coordinates is far beyond memory).
-MAX_LAYOUT_D = 2**48
-
-
-@dataclass(frozen=True, eq=False)
-class LayerLayout:
-    """Named layers of a flat vector, each mapped to one of ``M`` types.
-
-    Parameters
-    ----------
-    sizes : sequence of int
-        Layer sizes ``d_l ≥ 1``; the vector has ``d = Σ d_l`` coordinates, layers in order.
-    types : sequence of int, optional
-        Type ``m(l) ∈ {0..M-1}`` of each layer (default: all 0, i.e. ``M = 1``).
-    names : sequence of str, optional
-        Layer names (default ``layer0, layer1, …``).
-    n_types : int, optional
-        ``M``; default ``max(types) + 1``.  Types with no layer are allowed.
-    shapes : sequence of tuple of int, optional
-        The array shape of each layer (``prod(shape) = d_l``), kept by :meth:`from_arrays` so that
-        :meth:`unflatten` gives the arrays back; equality and hashing ignore names and shapes.
-    """
-
-    sizes: np.ndarray
-    types: np.ndarray | None = None
-    names: tuple[str, ...] | None = None
-    n_types: int | None = None
-    shapes: tuple | None = None
-    offsets: np.ndarray = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        sizes = _as_int_array(self.sizes, "sizes")
-        if sizes.size == 0:
-            raise ValueError("sizes: a layout needs at least one layer")
-        if np.any(sizes < 1):
-            raise ValueError("sizes: every layer size must be >= 1")
-        if int(sizes.max()) * sizes.size > MAX_LAYOUT_D and sum(int(x) for x in sizes) > MAX_LAYOUT_D:  # no int64 wrap
-            raise ValueError(f"sizes: the layout's dimension exceeds {MAX_LAYOUT_D} coordinates")
-        types = np.zeros(sizes.size, np.int64) if self.types is None else _as_int_array(self.types, "types")
-        if types.shape != sizes.shape:
-            raise ValueError(f"types has {types.size} entries but sizes has {sizes.size}")
-        if np.any(types < 0):
-            raise ValueError("types must be >= 0")
-        n_types = int(types.max()) + 1 if self.n_types is None else int(self.n_types)
-        if n_types < int(types.max()) + 1:
-            raise ValueError(f"n_types={n_types} but a layer has type {int(types.max())}")
-        names = tuple(f"layer{i}" for i in range(sizes.size)) if self.names is None else tuple(self.names)
-        if len(names) != sizes.size:
-            raise ValueError(f"names has {len(names)} entries but sizes has {sizes.size}")
-        shapes = self.shapes
-        if shapes is not None:
-            shapes = tuple(_as_shape(s) for s in shapes)
-            if len(shapes) != sizes.size:
-                raise ValueError(f"shapes has {len(shapes)} entries but sizes has {sizes.size}")
-            for name, shp, size in zip(names, shapes, sizes.tolist()):
-                if int(np.prod(shp, dtype=np.int64)) != size:
-                    raise ValueError(f"shapes: layer {name!r} has shape {shp} but size {size}")
-        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        for arr in (sizes, types, offsets):
-            arr.setflags(write=False)
-        object.__setattr__(self, "sizes", sizes)
-        object.__setattr__(self, "types", types)
-        object.__setattr__(self, "names", names)
-        object.__setattr__(self, "n_types", n_types)
-        object.__setattr__(self, "shapes", shapes)
-        object.__setattr__(self, "offsets", offsets)
-
-    @classmethod
-    def single(cls, d: int) -> LayerLayout:
-        """One layer of size ``d`` and type 0 (the global quantizer's layout)."""
-        return cls(np.array([d], np.int64))
-
-    @classmethod
-    def from_arrays(cls, arrays, types=None, **auto_options) -> LayerLayout:
-        """The layout of named N-D arrays — a ``state_dict``-like mapping, a loaded ``.npz`` or a
-        pytree — keeping names and shapes; ``types``: ``None``, ``"role"``, ``"auto"``, name rules
-        ``[(pattern, type), ...]`` / ``"conv*=0,*=1"``, a mapping, a sequence or a callable
-        (:mod:`qodasim.quantize.layers`).  ``auto_options`` go to
-        :func:`~qodasim.optimize.auto_types` with ``types="auto"``."""
-        from .layers import layout_of
-
-        return layout_of(arrays, types, auto_options=auto_options)
-
-    def flatten(self, arrays, dtype=None) -> np.ndarray:
-        """The flat vector of named arrays with this layout's names and shapes (C order per layer;
-        float32 if every array is, else float64 unless ``dtype`` is given)."""
-        from .layers import flatten
-
-        return flatten(self, arrays, dtype)
-
-    def unflatten(self, v) -> dict:
-        """``name → array``: views of the flat vector ``v`` in this layout's shapes."""
-        from .layers import unflatten
-
-        return unflatten(self, v)
-
-    @property
-    def d(self) -> int:
-        """Total dimension."""
-        return int(self.offsets[-1])
-
-    @property
-    def n_layers(self) -> int:
-        """Number of layers ``L``."""
-        return int(self.sizes.size)
-
-    def layer_slice(self, layer: int) -> slice:
-        """The coordinates ``[offset_l, offset_{l+1})`` of layer ``layer`` as a slice."""
-        return slice(int(self.offsets[layer]), int(self.offsets[layer + 1]))
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, LayerLayout):
-            return NotImplemented
-        return (
-            np.array_equal(self.sizes, other.sizes)
-            and np.array_equal(self.types, other.types)
-            and self.n_types == other.n_types
-        )
-
-    def __hash__(self) -> int:
-        return hash((self.sizes.tobytes(), self.types.tobytes(), self.n_types))
 
 
 @dataclass(frozen=True)
