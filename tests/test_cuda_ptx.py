@@ -165,6 +165,6 @@ def test_kernel_choice_by_q():
 
 def test_the_device_norm_constants_are_the_hosts():
     from qodasim.quantize import _cuda as K
-    from qodasim.quantize import core
+    from qodasim.quantize import norms
 
-    assert (K.SAFE_LO, K.SAFE_HI) == (core._SAFE_LO, core._SAFE_HI)
+    assert (K.SAFE_LO, K.SAFE_HI) == (norms._SAFE_LO, norms._SAFE_HI)

@@ -21,7 +21,8 @@ import pytest
 import qodasim
 
 PACKAGES = (["qodasim", "qodasim.levels", "qodasim.rng", "qodasim.threads", "qodasim.quantize.check",
-             "qodasim.quantize.device", "qodasim.quantize.layers", "qodasim.optimize.schemes",
+             "qodasim.quantize.device", "qodasim.quantize.layers", "qodasim.quantize.engine",
+             "qodasim.optimize.schemes",
              "qodasim.experiments.analyze",
              "qodasim.vi.wgan", "qodasim.solvers.budget", "qodasim.solvers.mpi", "qodasim.solvers.network",
              "qodasim.solvers.sra", "qodasim.torch.sra", "qodasim.solvers.runspec", "qodasim.solvers.sweep",

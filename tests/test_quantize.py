@@ -12,7 +12,7 @@ from conftest import LAYOUT, LEVELS, NUMPY_QUANTIZERS, QUANTIZERS
 
 from qodasim import Key, LayerLayout, LayerwiseQuantizer, Levels, Quantizer
 from qodasim.quantize import _numpy as ref
-from qodasim.quantize import core
+from qodasim.quantize import core, norms, validation
 from qodasim.quantize import plan as plan_mod
 from qodasim.quantize.check import (
     check_bad_input,
@@ -583,8 +583,9 @@ def test_serial_twins_equal_the_parallel_kernels():
         scale = segment_scales(plan, np.ones(plan.n_groups, np.float32), type_uni)
         idx, sign = np.empty(v.size, np.uint8), np.empty(v.size, np.int8)
         bases = segment_bases(plan, Key(3))
+        tables = q._engine_buckets(get_engine("numba"))
         kernels["round_kernel"](v, scale, plan.seg_type, bases, plan.seg_shift, plan.task_start, plan.task_end,
-                                plan.task_seg, lv, lv_start, type_uni, *q._bucket_tables, idx, sign)  # fmt: skip
+                                plan.task_seg, lv, lv_start, type_uni, *tables, idx, sign)  # fmt: skip
         outs.append((mx, ss, pw, idx, sign))
     for a, b in zip(*outs):
         assert np.array_equal(a, b)
@@ -598,7 +599,7 @@ def test_small_vector_fast_path_equals_the_general_path(q, dtype):
     the cases the fast path declines (tiny, huge, zero, NaN) must behave exactly as before."""
     from qodasim.quantize import _numba as K
 
-    assert (K._SAFE_LO, K._SAFE_HI) == (core._SAFE_LO, core._SAFE_HI) and K._F32_TINY == core.F32_TINY
+    assert (K._SAFE_LO, K._SAFE_HI) == (norms._SAFE_LO, norms._SAFE_HI) and K._F32_TINY == validation.F32_TINY
     rng = np.random.default_rng(int(q == 2.0) + 2 * (dtype == np.float32))
     Q = Quantizer(LEVELS["random5"], q=q)
     U = Quantizer(LEVELS["uniform15"], q=q, bucket_size=4096)
@@ -669,7 +670,7 @@ def test_bucket_tables_once_per_quantizer_equal_the_per_type_tables_and_any_cap(
     layout = LayerLayout(sizes, types=[0, 1, 2, 3, 4, 3, 2])
     q = LayerwiseQuantizer(layout, types)
     lv, lv_start, type_uni = q._tables
-    bt, bt_start, bt_G = q._bucket_tables
+    bt, bt_start, bt_G = q._engine_buckets(get_engine("numba"))
     assert bt_start[0] == 0 and bt_start[-1] == bt.size
     for m in range(len(types)):
         table, G = K.bucket_table(lv, lv_start[m], lv_start[m + 1] - lv_start[m])

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..levels import Levels
-from ..quantize.core import vector_norm
+from ..quantize.norms import vector_norm
 from .closed_form import TRANSMIT_FACTOR, check_dimension
 from .envelope import Arcs, conjugate, envelope, minimize_convex
 

@@ -37,8 +37,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..levels import MAX_INTERVALS, Levels
-from ..quantize.core import QuantizedVector, cached_plan
-from ..quantize.plan import LayerLayout, PlanSpec
+from ..quantize.layers import LayerLayout
+from ..quantize.plan import PlanSpec, cached_plan
+from ..quantize.vector import QuantizedVector
 from ..rng import Key
 from . import _bits, _payload
 from .elias import SLACK, code_id, omega_bits, slack_buffer

@@ -38,7 +38,7 @@ def normalized_magnitudes(v, q: float = 2.0) -> np.ndarray:
     The norm is :func:`qodasim.quantize.vector_norm` — the quantizers' own deterministic, scaled
     computation — so no square overflows (``[1e308, 1e308]``) or underflows (``[1e-200]``).
     """
-    from ..quantize.core import vector_norm
+    from ..quantize.norms import vector_norm
 
     v = np.asarray(v, np.float64).ravel()
     if v.size == 0 or not np.all(np.isfinite(v)):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..levels import Levels
-from ..quantize.core import vector_norm
+from ..quantize.norms import vector_norm
 from .distributions import Empirical, psi
 from .levels import optimize_levels
 

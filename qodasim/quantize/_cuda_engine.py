@@ -16,9 +16,14 @@ import numpy as np
 from numba import cuda
 
 from . import _cuda as K
+from ._numba import combine_max as combine_max  # the CPU engines' serial combiners, run on the host
+from ._numba import combine_sum as combine_sum
 from .plan import Plan
 
 name = "cuda"
+dequantize_sum = None  # dequantize, then add in worker order
+bucket_tables = None
+quantize_single_task = None
 _CACHE_SIZE = 256  # device copies of plan arrays / level tables kept (a few per plan)
 _cache: OrderedDict = OrderedDict()
 

@@ -9,6 +9,17 @@ from . import _numba as K
 from .plan import Plan
 
 name = "numba"
+#: The non-uniform types' bucket tables that :func:`round` reads (built once per quantizer).
+bucket_tables = K.bucket_tables
+#: The fused one-call path for a single-task vector (``BaseQuantizer._fast_quantize``).
+quantize_single_task = K.quantize_single_task
+#: Serial combiners of task partials (every CPU engine's order).
+combine_max, combine_sum = K.combine_max, K.combine_sum
+
+
+def stage(v):
+    """The kernels read ``v`` itself."""
+    return v
 
 
 def _k(plan: Plan, name: str, rows: int = 1):

@@ -16,6 +16,28 @@ from .plan import Plan
 
 LANES = 32
 name = "numpy"
+dequantize_sum = None  # dequantize, then add in worker order
+bucket_tables = None
+quantize_single_task = None
+
+
+def stage(v):
+    """The reference reads ``v`` itself."""
+    return v
+
+
+def combine_max(task_group: np.ndarray, part: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per group the largest partial (``fmax``: a NaN partial is skipped, as the kernels' ``>`` does)."""
+    out = np.zeros(n_groups)
+    np.fmax.at(out, task_group, part)
+    return out
+
+
+def combine_sum(task_group: np.ndarray, part: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per group the partials added in task order from 0.0 (``np.add.at`` applies them in order)."""
+    out = np.zeros(n_groups)
+    np.add.at(out, task_group, part)
+    return out
 
 
 def _task_of_coord(plan: Plan) -> np.ndarray:

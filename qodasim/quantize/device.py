@@ -15,7 +15,7 @@ where every group is a single task (buckets, small layers) norm and rounding are
 The quantized vectors leave the device only on request (:meth:`DeviceWorkspace.quantized`, used when
 the solver writes real bit streams; :meth:`DeviceWorkspace.intervals` for exact expected bits).
 Results are bit for bit those of the CPU engines for ``q ∈ {1, 2, ∞}``: the same lane order and
-combiners as ``qodasim.quantize.core.compute_norms``, the same counter-based uniforms, and the
+combiners as ``qodasim.quantize.norms.compute_norms``, the same counter-based uniforms, and the
 worker sum adds workers in order ``Σ_k = ((x_0 + x_1) + x_2) + …`` like :func:`worker_sums` on the
 CPU (for other ``q`` the device's ``pow`` may differ in the last ulp).
 
@@ -28,19 +28,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..rng import as_key
-from .core import (  # worker_sums is defined in core (its sums use it) and public here
-    BaseQuantizer,
-    QuantizedVector,
-    _cached_tile,
-    batch_segment_bases,
-    check_norm_range,
-    compute_norms,
-    get_engine,
-    round_up_to_float32,
-    segment_scales,
-    worker_sums,
-)
-from .plan import LayerLayout
+from .core import BaseQuantizer, batch_segment_bases, segment_scales
+from .engine import get_engine
+from .norms import compute_norms, round_up_to_float32
+from .plan import LayerLayout, cached_tile
+from .validation import check_norm_range
+from .vector import QuantizedVector, worker_sums
 
 __all__ = ["DeviceWorkspace", "worker_sums"]
 
@@ -113,7 +106,7 @@ class DeviceWorkspace:
         self.quantizer = quantizer
         self.plan = quantizer.plan(self.d, layout)
         self.B = self.replicas * self.n_workers
-        self.tplan = _cached_tile(self.plan, self.B)
+        self.tplan = cached_tile(self.plan, self.B)
         if self.tplan.task_start.size > _cuda.MAX_GRID_X:
             raise ValueError(f"replicas·n_workers·tasks = {self.tplan.task_start.size} blocks exceed CUDA's grid limit "
                              f"{_cuda.MAX_GRID_X}; use fewer replicas or larger buckets")  # fmt: skip

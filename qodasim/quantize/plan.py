@@ -230,3 +230,15 @@ def tile_plan(plan: Plan, rows: int) -> Plan:
     for a in arrays.values():
         a.setflags(write=False)
     return Plan(rows * d, layout=plan.layout, scope=plan.scope, spec=plan.spec, **arrays)
+
+
+@functools.lru_cache(maxsize=64)
+def cached_tile(plan: Plan, rows: int) -> Plan:
+    """:func:`tile_plan` of ``(plan, rows)``, built once per distinct pair (the batches of a run)."""
+    return tile_plan(plan, rows)
+
+
+@functools.lru_cache(maxsize=256)
+def cached_plan(spec: PlanSpec) -> Plan:
+    """The plan of ``spec`` (built once per distinct spec)."""
+    return build_plan(spec)
