@@ -26,6 +26,18 @@ def test_built_in_engine_has_each_member(name, member):
     assert isinstance(eng, E.Engine) and eng.name == name
 
 
+def test_the_device_workspace_is_a_norm_engine():
+    """The GPU workspace feeds the norm pass itself (its partials come from the resident vectors): it
+    declares every member of :class:`NormEngine`, and its combiners are the CPU engines'."""
+    from qodasim.quantize.device import DeviceWorkspace
+
+    for member in ("task_stats", "task_powsum", "combine_max", "combine_sum"):
+        assert callable(getattr(DeviceWorkspace, member)), member
+    nb = E.get_engine("numba")
+    assert DeviceWorkspace.combine_max is nb.combine_max and DeviceWorkspace.combine_sum is nb.combine_sum
+    assert issubclass(E.Engine, E.NormEngine)
+
+
 def test_check_engine_lists_what_is_missing():
     numpy_engine = E.get_engine("numpy")
     assert E.check_engine(numpy_engine) == []

@@ -28,6 +28,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..rng import as_key
+from ._numba import combine_max as _combine_max
+from ._numba import combine_sum as _combine_sum
 from .core import BaseQuantizer, batch_segment_bases, segment_scales
 from .engine import get_engine
 from .norms import compute_norms, round_up_to_float32
@@ -199,7 +201,10 @@ class DeviceWorkspace:
         self.stats["d2h_bytes"] += host.nbytes
         return host
 
-    # -- the engine interface compute_norms needs, on the resident vectors -------------------------
+    # -- the norm pass's interface (qodasim.quantize.engine.NormEngine), on the resident vectors ------
+    #: The host combines the downloaded task partials with the CPU engines' serial combiners.
+    combine_max, combine_sum = staticmethod(_combine_max), staticmethod(_combine_sum)
+
     def task_stats(self, v, plan):
         """Per task ``max |v_i|`` and ``Σ v_i²`` of the resident vectors (the engine interface of the norm pass)."""
         n = plan.task_start.size

@@ -22,17 +22,37 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["ENGINES", "Engine", "check_engine", "cuda_available", "engine_names", "get_engine", "register_engine",
-           "stage"]  # fmt: skip
+__all__ = ["ENGINES", "Engine", "NormEngine", "check_engine", "cuda_available", "engine_names", "get_engine",
+           "register_engine", "stage"]  # fmt: skip
 
 #: The built-in engine names: Numba kernels (default), the plain NumPy reference, CUDA (numba-cuda).
 ENGINES = ("numba", "numpy", "cuda")
 
 
 @runtime_checkable
-class Engine(Protocol):
+class NormEngine(Protocol):
+    """What the norm pass (:func:`~qodasim.quantize.norms.compute_norms`) reads: per-task partials and
+    the serial combiners.  Every :class:`Engine` is one, and so is
+    :class:`~qodasim.quantize.device.DeviceWorkspace` (its partials come from the resident vectors)."""
+
+    def task_stats(self, v, plan) -> tuple[np.ndarray, np.ndarray]:
+        """Per task: ``max |v_i|`` and the lane-ordered ``Σ v_i²`` (float64)."""
+
+    def task_powsum(self, v, plan, scale: np.ndarray, q: np.ndarray, need: np.ndarray) -> np.ndarray:
+        """Per task: ``Σ (|v_i|/m_g)^q`` for the groups where ``need`` (``m_g = scale[g]``)."""
+
+    def combine_max(self, task_group: np.ndarray, part: np.ndarray, n_groups: int) -> np.ndarray:
+        """Per group: the largest task partial (tasks in order; a NaN partial is skipped)."""
+
+    def combine_sum(self, task_group: np.ndarray, part: np.ndarray, n_groups: int) -> np.ndarray:
+        """Per group: the task partials added in task order from 0.0."""
+
+
+@runtime_checkable
+class Engine(NormEngine, Protocol):
     """What a quantization engine provides (``plan``: a :class:`~qodasim.quantize.plan.Plan`; level
-    tables ``lv, lv_start, type_uni`` as :func:`~qodasim.quantize.vector.level_tables` builds them).
+    tables ``lv, lv_start, type_uni`` as :func:`~qodasim.quantize.vector.level_tables` builds them);
+    the norm pass's members are :class:`NormEngine`'s.
 
     Attributes
     ----------
@@ -49,18 +69,6 @@ class Engine(Protocol):
 
     def stage(self, v: np.ndarray) -> Any:
         """``v`` as the kernels read it (a device copy on a GPU; ``v`` itself on the CPU)."""
-
-    def task_stats(self, v, plan) -> tuple[np.ndarray, np.ndarray]:
-        """Per task: ``max |v_i|`` and the lane-ordered ``Σ v_i²`` (float64)."""
-
-    def task_powsum(self, v, plan, scale: np.ndarray, q: np.ndarray, need: np.ndarray) -> np.ndarray:
-        """Per task: ``Σ (|v_i|/m_g)^q`` for the groups where ``need`` (``m_g = scale[g]``)."""
-
-    def combine_max(self, task_group: np.ndarray, part: np.ndarray, n_groups: int) -> np.ndarray:
-        """Per group: the largest task partial (tasks in order; a NaN partial is skipped)."""
-
-    def combine_sum(self, task_group: np.ndarray, part: np.ndarray, n_groups: int) -> np.ndarray:
-        """Per group: the task partials added in task order from 0.0."""
 
     def round(self, v, seg_scale, plan, seg_base, lv, lv_start, type_uni, idx_dtype, out=None, buckets=None):
         """``(indices, signs)``: the unbiased stochastic rounding (THEORY §1)."""

@@ -56,6 +56,42 @@ def _as_shape(s) -> tuple:
     return shp
 
 
+def _checked_sizes(sizes) -> np.ndarray:
+    """Layer sizes: at least one, each ``≥ 1``, in total at most :data:`MAX_LAYOUT_D`."""
+    sizes = _as_int_array(sizes, "sizes")
+    if sizes.size == 0:
+        raise ValueError("sizes: a layout needs at least one layer")
+    if np.any(sizes < 1):
+        raise ValueError("sizes: every layer size must be >= 1")
+    if int(sizes.max()) * sizes.size > MAX_LAYOUT_D and sum(int(x) for x in sizes) > MAX_LAYOUT_D:  # no int64 wrap
+        raise ValueError(f"sizes: the layout's dimension exceeds {MAX_LAYOUT_D} coordinates")
+    return sizes
+
+
+def _checked_types(types, n_types, sizes: np.ndarray) -> tuple[np.ndarray, int]:
+    """``(types, n_types)``: one type ``≥ 0`` per layer (all 0 by default), ``n_types`` above each."""
+    types = np.zeros(sizes.size, np.int64) if types is None else _as_int_array(types, "types")
+    if types.shape != sizes.shape:
+        raise ValueError(f"types has {types.size} entries but sizes has {sizes.size}")
+    if np.any(types < 0):
+        raise ValueError("types must be >= 0")
+    n = int(types.max()) + 1 if n_types is None else int(n_types)
+    if n < int(types.max()) + 1:
+        raise ValueError(f"n_types={n} but a layer has type {int(types.max())}")
+    return types, n
+
+
+def _checked_shapes(shapes, names: tuple, sizes: np.ndarray) -> tuple:
+    """One shape per layer whose product is the layer's size."""
+    shapes = tuple(_as_shape(s) for s in shapes)
+    if len(shapes) != sizes.size:
+        raise ValueError(f"shapes has {len(shapes)} entries but sizes has {sizes.size}")
+    for name, shp, size in zip(names, shapes, sizes.tolist()):
+        if int(np.prod(shp, dtype=np.int64)) != size:
+            raise ValueError(f"shapes: layer {name!r} has shape {shp} but size {size}")
+    return shapes
+
+
 #: Largest total dimension a layout may describe (offsets are int64; 2^48 coordinates is far beyond memory).
 MAX_LAYOUT_D = 2**48
 
@@ -87,32 +123,12 @@ class LayerLayout:
     offsets: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        sizes = _as_int_array(self.sizes, "sizes")
-        if sizes.size == 0:
-            raise ValueError("sizes: a layout needs at least one layer")
-        if np.any(sizes < 1):
-            raise ValueError("sizes: every layer size must be >= 1")
-        if int(sizes.max()) * sizes.size > MAX_LAYOUT_D and sum(int(x) for x in sizes) > MAX_LAYOUT_D:  # no int64 wrap
-            raise ValueError(f"sizes: the layout's dimension exceeds {MAX_LAYOUT_D} coordinates")
-        types = np.zeros(sizes.size, np.int64) if self.types is None else _as_int_array(self.types, "types")
-        if types.shape != sizes.shape:
-            raise ValueError(f"types has {types.size} entries but sizes has {sizes.size}")
-        if np.any(types < 0):
-            raise ValueError("types must be >= 0")
-        n_types = int(types.max()) + 1 if self.n_types is None else int(self.n_types)
-        if n_types < int(types.max()) + 1:
-            raise ValueError(f"n_types={n_types} but a layer has type {int(types.max())}")
+        sizes = _checked_sizes(self.sizes)
+        types, n_types = _checked_types(self.types, self.n_types, sizes)
         names = tuple(f"layer{i}" for i in range(sizes.size)) if self.names is None else tuple(self.names)
         if len(names) != sizes.size:
             raise ValueError(f"names has {len(names)} entries but sizes has {sizes.size}")
-        shapes = self.shapes
-        if shapes is not None:
-            shapes = tuple(_as_shape(s) for s in shapes)
-            if len(shapes) != sizes.size:
-                raise ValueError(f"shapes has {len(shapes)} entries but sizes has {sizes.size}")
-            for name, shp, size in zip(names, shapes, sizes.tolist()):
-                if int(np.prod(shp, dtype=np.int64)) != size:
-                    raise ValueError(f"shapes: layer {name!r} has shape {shp} but size {size}")
+        shapes = None if self.shapes is None else _checked_shapes(self.shapes, names, sizes)
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         for arr in (sizes, types, offsets):
             arr.setflags(write=False)
@@ -219,39 +235,52 @@ def named_arrays(tree, name: str = "arrays") -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
 
     def walk(node, parts: tuple) -> None:
-        if isinstance(node, Mapping) or hasattr(node, "files"):  # dicts, state_dicts, np.load(.npz)
-            keys = list(node.files) if hasattr(node, "files") and not isinstance(node, Mapping) else list(node)
-            for k in keys:
-                if not isinstance(k, (str, int, np.integer)):
-                    raise TypeError(f"{name}: keys must be strings, got {type(k).__name__}")
-                walk(node[k], (*parts, k))
-            return
-        if isinstance(node, (list, tuple)):
-            for i, child in enumerate(node):
-                walk(child, (*parts, i))
+        children = _children(node, name)
+        if children is not None:
+            for k, child in children:
+                walk(child, (*parts, k))
             return
         key = _path_name(parts) if parts else "0"
-        if hasattr(node, "detach") and hasattr(node, "cpu"):  # a torch tensor, without importing torch
-            node = node.detach().cpu()
-            if str(getattr(node, "dtype", "")) == "torch.bfloat16":
-                node = node.float()
-            node = node.numpy()
-        try:
-            arr = np.asarray(node)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"{name}[{key!r}] is not an array: {exc}") from None
-        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)) or arr.dtype == bool:
-            raise TypeError(f"{name}[{key!r}] must hold numbers, got dtype {arr.dtype}")
-        if arr.size == 0:
-            raise ValueError(f"{name}[{key!r}] is empty (shape {arr.shape}); leave it out")
         if key in out:
             raise ValueError(f"{name}: two entries are named {key!r}")
-        out[key] = arr
+        out[key] = _leaf_array(node, f"{name}[{key!r}]")
 
     walk(tree, ())
     if not out:
         raise ValueError(f"{name} holds no arrays")
     return out
+
+
+def _children(node, name: str):
+    """``[(key, child), ...]`` of a mapping (dicts, state_dicts, a loaded ``.npz``) or a list/tuple, in
+    order; ``None`` for a leaf."""
+    if isinstance(node, Mapping) or hasattr(node, "files"):
+        keys = list(node.files) if hasattr(node, "files") and not isinstance(node, Mapping) else list(node)
+        bad = next((k for k in keys if not isinstance(k, (str, int, np.integer))), None)
+        if bad is not None:
+            raise TypeError(f"{name}: keys must be strings, got {type(bad).__name__}")
+        return [(k, node[k]) for k in keys]
+    if isinstance(node, (list, tuple)):
+        return list(enumerate(node))
+    return None
+
+
+def _leaf_array(node, where: str) -> np.ndarray:
+    """A leaf as a non-empty numeric NumPy array (a torch tensor read without importing torch)."""
+    if hasattr(node, "detach") and hasattr(node, "cpu"):
+        node = node.detach().cpu()
+        if str(getattr(node, "dtype", "")) == "torch.bfloat16":
+            node = node.float()
+        node = node.numpy()
+    try:
+        arr = np.asarray(node)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{where} is not an array: {exc}") from None
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)) or arr.dtype == bool:
+        raise TypeError(f"{where} must hold numbers, got dtype {arr.dtype}")
+    if arr.size == 0:
+        raise ValueError(f"{where} is empty (shape {arr.shape}); leave it out")
+    return arr
 
 
 def parse_rules(text: str) -> list[tuple[str, int]]:
@@ -311,19 +340,24 @@ def types_of(arrays: Mapping[str, np.ndarray], types=None) -> np.ndarray:
         return np.array([_check_type(types(n, s), f"the rule's type for {n!r}") for n, s in zip(names, shapes)],
                         np.int64)  # fmt: skip
     if isinstance(types, Mapping):
-        missing = [n for n in names if n not in types]
-        if missing:
-            raise ValueError(f"types: no type for layer {missing[0]!r}")
-        extra = [n for n in types if n not in arrays]
-        if extra:
-            raise ValueError(f"types: {extra[0]!r} is not a layer")
-        return np.array([_check_type(types[n], f"types[{n!r}]") for n in names], np.int64)
+        return _types_of_mapping(names, types)
     if isinstance(types, Sequence) and types and all(isinstance(r, (tuple, list)) and len(r) == 2 for r in types):
         return np.array([_check_type(first_rule(n, types)[1], f"the rule's type for {n!r}") for n in names], np.int64)
     seq = np.asarray(types)
     if seq.ndim != 1 or seq.size != len(names):
-        raise ValueError(f"types must give one type per layer ({len(names)}), or be None, 'role', 'auto' or rules")
+        raise ValueError(f"types must give one type per layer ({len(names)}), or be None, 'role' or rules")
     return np.array([_check_type(t, "every type") for t in seq.tolist()], np.int64)
+
+
+def _types_of_mapping(names: list, types: Mapping) -> np.ndarray:
+    """``types[name]`` for every layer; each layer named, and every name a layer."""
+    missing = [n for n in names if n not in types]
+    if missing:
+        raise ValueError(f"types: no type for layer {missing[0]!r}")
+    extra = [n for n in types if n not in names]
+    if extra:
+        raise ValueError(f"types: {extra[0]!r} is not a layer")
+    return np.array([_check_type(types[n], f"types[{n!r}]") for n in names], np.int64)
 
 
 def layout_of(arrays, types=None):

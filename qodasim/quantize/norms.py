@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _scalar
-from .engine import get_engine
+from .engine import NormEngine, get_engine
 from .layers import LayerLayout
 from .plan import Plan, PlanSpec, cached_plan
 from .validation import check_q, check_vector
@@ -32,7 +32,7 @@ def round_up_to_float32(x: np.ndarray) -> np.ndarray:
     return f
 
 
-def compute_norms(v: np.ndarray, plan: Plan, engine, staged=None) -> np.ndarray:
+def compute_norms(v: np.ndarray, plan: Plan, engine: NormEngine, staged=None) -> np.ndarray:
     """Float64 ``q``-norms of the plan's groups, deterministic for a given engine family.
 
     ``q = ∞``: ``max |v_i|``.  ``q = 2`` with ``max|v_i|`` in ``[1e-150, 1e150]``: ``√Σ v_i²``.
@@ -53,7 +53,7 @@ def compute_norms(v: np.ndarray, plan: Plan, engine, staged=None) -> np.ndarray:
     if need.any():
         part = engine.task_powsum(kv, plan, gmax, q, need)
         ps = engine.combine_sum(tg, part, plan.n_groups)
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", over="ignore"):  # an overflow is an inf norm: refused by the caller
             scaled = gmax * np.where(q == 2.0, np.sqrt(ps), ps ** (1.0 / np.where(need, q, 1.0)))
         norms = np.where(need, scaled, norms)
     return norms

@@ -79,6 +79,15 @@ class QuantizedVector:
         """
         if self._checked:
             return self
+        self._check_structure()
+        self._check_arrays()
+        self._check_norms()
+        self._check_index_range()
+        object.__setattr__(self, "_checked", True)
+        return self
+
+    def _check_structure(self) -> None:
+        """``plan`` a :class:`Plan`, ``levels`` one :class:`Levels` per type, ``dtype`` a float dtype."""
         if not isinstance(self.plan, Plan):
             raise TypeError(f"plan must be a qodasim Plan, got {type(self.plan).__name__}")
         levels = self.levels
@@ -89,6 +98,9 @@ class QuantizedVector:
             raise ValueError(f"levels has {len(levels)} sequences but the plan has {n_types} types")
         if np.dtype(self.dtype) not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
+
+    def _check_arrays(self) -> None:
+        """``indices`` unsigned and ``signs`` int8 ``±1``, both of shape ``(d,)``."""
         d = self.plan.d
         for name, arr in (("indices", self.indices), ("signs", self.signs)):
             if not isinstance(arr, np.ndarray):
@@ -101,6 +113,9 @@ class QuantizedVector:
             raise TypeError(f"signs must have dtype int8, got {self.signs.dtype}")
         if d and not np.all(np.abs(self.signs) == 1):
             raise ValueError("signs must be +1 or -1")
+
+    def _check_norms(self) -> None:
+        """One finite, non-negative float32 norm per group."""
         norms = self.norms
         if not isinstance(norms, np.ndarray) or norms.dtype != np.float32:
             raise TypeError("norms must be a float32 array")
@@ -108,16 +123,17 @@ class QuantizedVector:
             raise ValueError(f"norms must have shape ({self.plan.n_groups},), got {norms.shape}")
         if not (np.all(np.isfinite(norms)) and np.all(norms >= 0)):
             raise ValueError("norms must be finite and non-negative")
-        top = np.array([lv.size - 1 for lv in levels], np.int64)
+
+    def _check_index_range(self) -> None:
+        """Every index below its type's number of levels."""
+        top = np.array([lv.size - 1 for lv in self.levels], np.int64)
         seg_top = top[self.plan.seg_type]
         if seg_top.min() == seg_top.max():
-            bad = d and int(self.indices.max()) > int(seg_top[0])
+            bad = self.plan.d and int(self.indices.max()) > int(seg_top[0])
         else:
             bad = bool(np.any(self.indices > np.repeat(seg_top, np.diff(self.plan.seg_bounds))))
         if bad:
             raise ValueError("indices: a level index is past its type's level table")
-        object.__setattr__(self, "_checked", True)
-        return self
 
     def dequantize(self, dtype=None, engine: str = "numba") -> np.ndarray:
         """The quantized vector ``Q(v)`` as floats (see :func:`dequantize`)."""
