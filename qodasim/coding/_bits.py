@@ -247,7 +247,7 @@ def count_zeros(buf, pos, total):
 
 
 @njit(cache=True)
-def get_code(buf, pos, total, code):
+def get_code(buf, pos, total, code):  # noqa: C901 - a Numba kernel (one pass, its branches kept inline)
     """Decode one Elias code word; returns ``(k, pos, err)`` (a table lookup for short code words)."""
     e = DEC[code, peek(buf, pos, DEC_BITS)]
     if e != 0 and pos + (e & 31) <= total:

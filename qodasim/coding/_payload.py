@@ -46,7 +46,7 @@ def max_body_bits(d, n_norms, max_index, protocol, code):
 
 
 @njit(cache=True)
-def encode_body(buf, acc, nacc, pos, norm_bits, idx, sign, protocol, code, max_index):
+def encode_body(buf, acc, nacc, pos, norm_bits, idx, sign, protocol, code, max_index):  # noqa: C901 - a Numba kernel (one pass, its branches kept inline)
     """Write norms and payload after a header; returns ``(acc, nacc, pos, norm_end_bit)``."""
     for g in range(norm_bits.size):
         acc, nacc, pos = put(buf, acc, nacc, pos, norm_bits[g], 32)
@@ -93,7 +93,7 @@ def encode_body(buf, acc, nacc, pos, norm_bits, idx, sign, protocol, code, max_i
 
 
 @njit(cache=True)
-def decode_body(buf, pos, total, n_norms, protocol, code, seg_bounds, seg_type, type_max, out_norm, out_idx, out_sign):
+def decode_body(buf, pos, total, n_norms, protocol, code, seg_bounds, seg_type, type_max, out_norm, out_idx, out_sign):  # noqa: C901 - a Numba kernel (one pass, its branches kept inline)
     """Read norms and payload; returns ``(pos, err)``.  ``out_idx``/``out_sign`` come zeroed / +1."""
     for g in range(n_norms):
         val, pos, err = get(buf, pos, total, 32)
@@ -364,7 +364,7 @@ def decode_dense_gamma(buf, pos, total, seg_bounds, seg_type, type_max, out_idx,
 
 
 @njit(cache=True)
-def decode_sparse_gamma(buf, pos, total, seg_bounds, seg_type, type_max, out_idx, out_sign):
+def decode_sparse_gamma(buf, pos, total, seg_bounds, seg_type, type_max, out_idx, out_sign):  # noqa: C901 - a Numba kernel (one pass, its branches kept inline)
     """Fast sparse Elias-γ decoding (same window technique).  Returns ``(pos, err)``."""
     d = out_idx.size
     consumed = pos

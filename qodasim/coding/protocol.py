@@ -150,11 +150,8 @@ class _Reader:
         return self.total - self.pos
 
 
-def _read_spec(r: _Reader, max_d: int = MAX_D, max_types: int = MAX_TYPES) -> PlanSpec:
-    scope = "layer" if r.uint(1) else "global"
-    gb = r.omega() - 1
-    if gb > max_d:
-        raise DecodeError(f"header: bucket size {gb} exceeds the decoder's limit {max_d}")
+def _read_layers(r: _Reader, max_d: int) -> tuple[list, list]:
+    """The layer count, then each layer's size and type; ``d`` bounded by ``max_d`` as it is read."""
     n_layers = r.omega()
     if n_layers > r.remaining() // 2:  # every layer costs at least 2 bits
         raise DecodeError(f"header: {n_layers} layers cannot fit in the message")
@@ -166,15 +163,14 @@ def _read_spec(r: _Reader, max_d: int = MAX_D, max_types: int = MAX_TYPES) -> Pl
         d += sizes[-1]
         if d > max_d:
             raise DecodeError(f"header: d >= {d} exceeds the decoder's limit max_d = {max_d}")
-    m = r.omega()
-    if m > max_types:
-        raise DecodeError(f"header: {m} types exceed the decoder's limit max_types = {max_types}")
-    if m > r.remaining() // 3 or (types and max(types) >= m):
-        raise DecodeError(f"header: inconsistent number of types ({m})")
+    return sizes, types
+
+
+def _read_type_options(r: _Reader, m: int, max_d: int) -> tuple[list, list]:
+    """Each type's norm order (2 bits: 2, ∞, 1, or a float64 ``≥ 1`` follows) and bucket size."""
     qs, buckets = [], []
     for _ in range(m):
-        qc = r.uint(2)
-        q = {0: 2.0, 1: np.inf, 2: 1.0}.get(qc)
+        q = {0: 2.0, 1: np.inf, 2: 1.0}.get(r.uint(2))
         if q is None:
             q = r.f64()
             if not q >= 1.0:
@@ -183,6 +179,21 @@ def _read_spec(r: _Reader, max_d: int = MAX_D, max_types: int = MAX_TYPES) -> Pl
         buckets.append(r.omega() - 1)
         if buckets[-1] > max_d:
             raise DecodeError(f"header: bucket size {buckets[-1]} exceeds the decoder's limit {max_d}")
+    return qs, buckets
+
+
+def _read_spec(r: _Reader, max_d: int = MAX_D, max_types: int = MAX_TYPES) -> PlanSpec:
+    scope = "layer" if r.uint(1) else "global"
+    gb = r.omega() - 1
+    if gb > max_d:
+        raise DecodeError(f"header: bucket size {gb} exceeds the decoder's limit {max_d}")
+    sizes, types = _read_layers(r, max_d)
+    m = r.omega()
+    if m > max_types:
+        raise DecodeError(f"header: {m} types exceed the decoder's limit max_types = {max_types}")
+    if m > r.remaining() // 3 or (types and max(types) >= m):
+        raise DecodeError(f"header: inconsistent number of types ({m})")
+    qs, buckets = _read_type_options(r, m, max_d)
     if scope == "global" and (any(buckets) or len(set(qs)) > 1):
         raise DecodeError("header: a global-scope spec cannot have per-type buckets or orders")
     if scope == "layer" and gb:
@@ -429,6 +440,16 @@ class Decoder:
         buf = slack_buffer(data)
         total = (buf.size - SLACK) * 8
         r = _Reader(buf, total)
+        proto, code, dtype, has_spec = self._read_head(r, buf, total)
+        spec, levels, type_levels = self._spec_and_levels(r, has_spec)
+        plan = _plan_with_room(spec, proto, r)
+        idx, sign, norms = _read_body(buf, r.pos, total, plan, proto, code, type_levels)
+        self._spec, self._levels = spec, levels
+        return QuantizedVector._trusted(idx, sign, norms, plan, type_levels, np.dtype(dtype), key)
+
+    def _read_head(self, r: _Reader, buf: np.ndarray, total: int) -> tuple:
+        """``(protocol, code, dtype, has_spec)`` from the fixed header; the CRC checked when present
+        (and required when this decoder requires one)."""
         if total < _CRC_AT:
             raise DecodeError("message too short for a header")
         if r.uint(8) != MAGIC:
@@ -451,6 +472,11 @@ class Decoder:
             r.uint(_CRC_BITS)
         elif self.require_crc:
             raise DecodeError("message has no CRC and this decoder requires one")
+        return proto, code, dtype, has_spec
+
+    def _spec_and_levels(self, r: _Reader, has_spec: int) -> tuple:
+        """``(spec, levels by type, levels in type order)``: read from the message or kept from the
+        channel's last message, each type's table read when its flag is set."""
         if has_spec:
             spec = _read_spec(r, self.max_d, self.max_types)
             levels: dict[int, Levels] = {}
@@ -465,34 +491,42 @@ class Decoder:
                 levels[t] = _read_levels(r)
             elif t not in levels:
                 raise DecodeError(f"message refers to the levels of type {t}, but none were received")
-        type_levels = tuple(levels[t] for t in range(m))
-        d, n_groups = spec.layout.d, _groups_of(spec)
-        if n_groups * 32 > r.remaining():
-            raise DecodeError(f"stream is truncated: {n_groups} norms cannot fit in {r.remaining()} bits")
-        if proto == 0 and d > r.remaining() - 32 * n_groups:  # a dense coordinate costs at least one bit
-            raise DecodeError(f"stream is truncated: {d} dense coordinates cannot fit in the message")
-        try:
-            plan = cached_plan(spec)
-        except ValueError as exc:
-            raise DecodeError(f"header: {exc}") from None
-        type_max = np.array([lv.size - 1 for lv in type_levels], np.int64)
-        index_dtype = max((lv.index_dtype for lv in type_levels), key=lambda dt: dt.itemsize)
-        idx = np.zeros(plan.d, index_dtype)
-        sign = np.ones(plan.d, np.int8)
-        norm_bits = np.zeros(plan.n_groups, np.uint32)
-        pos, err = _payload.decode_body(
-            buf, r.pos, total, plan.n_groups, proto, code, plan.seg_bounds, plan.seg_type, type_max,
-            norm_bits, idx, sign,
-        )  # fmt: skip
-        if err:
-            raise DecodeError(_bits.ERROR_TEXT[err])
-        if total - pos >= 8 or (total > pos and _bits.peek(buf, pos, total - pos) != 0):
-            raise DecodeError("trailing data after the payload")
-        norms = norm_bits.view(np.float32)
-        if not np.all(np.isfinite(norms)) or np.any(norms < 0):
-            raise DecodeError("norms must be finite and non-negative")
-        self._spec, self._levels = spec, levels
-        return QuantizedVector._trusted(idx, sign, norms.copy(), plan, type_levels, np.dtype(dtype), key)
+        return spec, levels, tuple(levels[t] for t in range(m))
+
+
+def _plan_with_room(spec: PlanSpec, proto: int, r: _Reader):
+    """The plan of ``spec`` once the stream is known to hold its norms (and, dense, a bit per
+    coordinate): nothing proportional to ``d`` is built for a message too short for it."""
+    d, n_groups = spec.layout.d, _groups_of(spec)
+    if n_groups * 32 > r.remaining():
+        raise DecodeError(f"stream is truncated: {n_groups} norms cannot fit in {r.remaining()} bits")
+    if proto == 0 and d > r.remaining() - 32 * n_groups:  # a dense coordinate costs at least one bit
+        raise DecodeError(f"stream is truncated: {d} dense coordinates cannot fit in the message")
+    try:
+        return cached_plan(spec)
+    except ValueError as exc:
+        raise DecodeError(f"header: {exc}") from None
+
+
+def _read_body(buf: np.ndarray, pos: int, total: int, plan, proto: int, code: int, type_levels: tuple):
+    """``(indices, signs, float32 norms)`` of the payload from bit ``pos``; nothing may follow it but
+    the last byte's zero padding."""
+    type_max = np.array([lv.size - 1 for lv in type_levels], np.int64)
+    index_dtype = max((lv.index_dtype for lv in type_levels), key=lambda dt: dt.itemsize)
+    idx = np.zeros(plan.d, index_dtype)
+    sign = np.ones(plan.d, np.int8)
+    norm_bits = np.zeros(plan.n_groups, np.uint32)
+    pos, err = _payload.decode_body(
+        buf, pos, total, plan.n_groups, proto, code, plan.seg_bounds, plan.seg_type, type_max, norm_bits, idx, sign,
+    )  # fmt: skip
+    if err:
+        raise DecodeError(_bits.ERROR_TEXT[err])
+    if total - pos >= 8 or (total > pos and _bits.peek(buf, pos, total - pos) != 0):
+        raise DecodeError("trailing data after the payload")
+    norms = norm_bits.view(np.float32)
+    if not np.all(np.isfinite(norms)) or np.any(norms < 0):
+        raise DecodeError("norms must be finite and non-negative")
+    return idx, sign, norms.copy()
 
 
 def encode(qv: QuantizedVector, protocol: str = "dense", code: str = "gamma", *, crc: bool = False) -> Message:

@@ -259,6 +259,54 @@ def _check_bits(bits) -> list[float]:
     return sorted(set(out))
 
 
+def _check_codes(codes) -> list:
+    """The codes asked for, each one of :data:`CODES`."""
+    codes = list(codes)
+    for c in codes:
+        if c not in CODES:
+            raise ValueError(f"codes: unknown code {c!r} (known: {', '.join(CODES)})")
+    return codes
+
+
+def _check_snapshots(snaps) -> None:
+    """Every snapshot with the first one's named arrays and shapes, finite, and not all zero."""
+    first = snaps[0][1]
+    for label, snap in snaps:
+        if list(snap) != list(first) or any(snap[n].shape != first[n].shape for n in first):
+            raise ValueError(f"GRADS: {label} does not hold the same named arrays as {snaps[0][0]}")
+        for n, a in snap.items():
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"GRADS: {label}: layer {n!r} has non-finite values (NaN or inf)")
+        if not any(np.any(a) for a in snap.values()):
+            raise ValueError(f"GRADS: {label}: every gradient is zero")
+
+
+def _check_schemes(schemes, layout: LayerLayout) -> list:
+    """The schemes asked for (default: every one that applies to ``layout``)."""
+    known = list(scheme_names(layout))
+    names = known if schemes is None else list(schemes)
+    for s in names:
+        if s not in known:
+            raise ValueError(f"schemes: {s!r} is not one of {', '.join(known)} for this layout")
+    return names
+
+
+def _row(p, v: np.ndarray, layout: LayerLayout, where: tuple, K: int, net, seed: int) -> dict:
+    """One result row: scheme ``p`` at ``(snapshot, scheme index, budget, code, scheme)``; for the
+    Elias-γ code also the bits of a real encoded stream."""
+    si, sj, budget, c, scheme = where
+    d = layout.d
+    row = {"snapshot": si, "budget": budget, "code": c, "scheme": scheme,
+           "alpha": list(p.alpha) if isinstance(p.alpha, tuple) else p.alpha,
+           "bits": p.bits[c], "variance": p.variance, "mean_layer_rel": p.mean_layer_rel,
+           "max_layer_rel": float(np.nanmax(p.layer_rel)), "layer_rel": p.layer_rel.tolist(),
+           "comm_s": allgather_time([p.bits[c] * d] * K, net)}  # fmt: skip
+    if c == "gamma":
+        msg = encode(p.quantizer.quantize(v, Key(seed, si, sj)))
+        row["stream_bits"] = (msg.bits["payload"] + msg.bits["norms"]) / d
+    return row
+
+
 def analyze(grads, bits: Sequence[float] = (1, 2, 3, 4), types="auto", K: int = 16, gbps: float = 10.0,
             codes: Sequence[str] = CODES, schemes: Sequence[str] | None = None, seed: int = 0,
             progress: bool = False, auto_options: Mapping | None = None) -> Analysis:  # fmt: skip
@@ -285,32 +333,18 @@ def analyze(grads, bits: Sequence[float] = (1, 2, 3, 4), types="auto", K: int = 
     items = list(grads) if isinstance(grads, (list, tuple)) and grads and not _is_array(grads[0]) else [grads]
     snaps = [_snapshot(x, i) for i, x in enumerate(items)]
     budgets = _check_bits(bits)
-    codes = list(codes)
-    for c in codes:
-        if c not in CODES:
-            raise ValueError(f"codes: unknown code {c!r} (known: {', '.join(CODES)})")
+    codes = _check_codes(codes)
+    _check_snapshots(snaps)
     first = snaps[0][1]
-    for label, snap in snaps:
-        if list(snap) != list(first) or any(snap[n].shape != first[n].shape for n in first):
-            raise ValueError(f"GRADS: {label} does not hold the same named arrays as {snaps[0][0]}")
-        for n, a in snap.items():
-            if not np.all(np.isfinite(a)):
-                raise ValueError(f"GRADS: {label}: layer {n!r} has non-finite values (NaN or inf)")
-        if not any(np.any(a) for a in snap.values()):
-            raise ValueError(f"GRADS: {label}: every gradient is zero")
     if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or K < 1:
         raise ValueError(f"K must be an integer >= 1, got {K!r}")
     net = Network(float(gbps) * 1e9)
     t, why = _types(first, None if types == "none" else types, auto_options)
     shapes = tuple(tuple(a.shape) for a in first.values())
     layout = LayerLayout([a.size for a in first.values()], t, names=tuple(first), shapes=shapes)
-    names = list(scheme_names(layout)) if schemes is None else list(schemes)
-    for s in names:
-        if s not in scheme_names(layout):
-            raise ValueError(f"schemes: {s!r} is not one of {', '.join(scheme_names(layout))} for this layout")
+    names = _check_schemes(schemes, layout)
     bar = Progress("analyze", len(snaps) * len(names), enabled=progress)
     rows, layers, refs, quantizers = [], [], [], {}
-    d = layout.d
     for si, (_, snap) in enumerate(snaps):
         v = layout.flatten(snap, np.float64)
         layers.append([layer_stats(n, a) for n, a in snap.items()])
@@ -318,23 +352,13 @@ def analyze(grads, bits: Sequence[float] = (1, 2, 3, 4), types="auto", K: int = 
         for sj, scheme in enumerate(names):
             curve = scheme_curve(v, layout, scheme, max(budgets), codes)
             bar.step()
-            for budget in budgets:
-                for c in codes:
-                    p = at_budget(curve, v, layout, budget, c)
-                    if p is None:
-                        continue
+            for budget, c in ((b, c) for b in budgets for c in codes):
+                p = at_budget(curve, v, layout, budget, c)
+                if p is not None:
                     quantizers[si, budget, c, scheme] = p.quantizer
-                    row = {"snapshot": si, "budget": budget, "code": c, "scheme": scheme,
-                           "alpha": list(p.alpha) if isinstance(p.alpha, tuple) else p.alpha,
-                           "bits": p.bits[c], "variance": p.variance, "mean_layer_rel": p.mean_layer_rel,
-                           "max_layer_rel": float(np.nanmax(p.layer_rel)), "layer_rel": p.layer_rel.tolist(),
-                           "comm_s": allgather_time([p.bits[c] * d] * K, net)}  # fmt: skip
-                    if c == "gamma":
-                        qz = p.quantizer
-                        msg = encode(qz.quantize(v, Key(seed, si, sj)))
-                        row["stream_bits"] = (msg.bits["payload"] + msg.bits["norms"]) / d
-                    rows.append(row)
+                    rows.append(_row(p, v, layout, (si, sj, budget, c, scheme), K, net, seed))
     bar.close()
+    d = layout.d
     network = {"K": int(K), "gbps": float(gbps), "latency": net.latency,
                "fp32_allreduce_s": allreduce_time(d, K, net, 32),
                "fp16_allreduce_s": allreduce_time(d, K, net, 16)}  # fmt: skip

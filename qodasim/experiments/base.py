@@ -205,24 +205,7 @@ class Param:
         return self._one(key, value)
 
     def _one(self, key: str, value):
-        kind = self.kind
-        if kind == "int":
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{key}: must be an integer, got {value!r}")
-        elif kind == "float":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"{key}: must be a finite number, got {value!r}")
-            value = float(value)
-        elif kind == "bool":
-            if not isinstance(value, bool):
-                raise ValueError(f"{key}: must be true or false, got {value!r}")
-        elif kind in ("str", "levels"):
-            if not isinstance(value, str):
-                raise ValueError(f"{key}: must be a string, got {value!r}")
-            if kind == "levels":
-                from ..levels import Levels
-
-                Levels.parse(value)  # raises ValueError naming the spec
+        value = _KINDS[self.kind](key, value)
         if self.minimum is not None and value < self.minimum:
             raise ValueError(f"{key}: must be >= {self.minimum}, got {value!r}")
         if self.maximum is not None and value > self.maximum:
@@ -230,6 +213,41 @@ class Param:
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"{key}: must be one of {list(self.choices)}, got {value!r}")
         return value
+
+
+def _as_int(key: str, value):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{key}: must be an integer, got {value!r}")
+    return value
+
+
+def _as_float(key: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{key}: must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _as_bool(key: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{key}: must be true or false, got {value!r}")
+    return value
+
+
+def _as_str(key: str, value) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{key}: must be a string, got {value!r}")
+    return value
+
+
+def _as_levels(key: str, value) -> str:
+    from ..levels import Levels
+
+    Levels.parse(_as_str(key, value))  # raises ValueError naming the spec
+    return value
+
+
+#: A config value's check and conversion by its :class:`Param` kind.
+_KINDS = {"int": _as_int, "float": _as_float, "bool": _as_bool, "str": _as_str, "levels": _as_levels}
 
 
 def check_config(name: str, schema: dict[str, Param], config: dict) -> dict:

@@ -73,6 +73,37 @@ def sparse_growth(s: int, dims, code: str, seed: int) -> dict:
             "fit_d": int(win.sum()), "fit_residual": resid}  # fmt: skip
 
 
+def _case(quant, levels: Levels, spec: str, v: np.ndarray, protocol: str, code: str, n: int, seed: int):
+    """``(row, z, note, sparse payload)``: ``n`` real streams of ``v`` against the exact expected length,
+    with the entropy floor and (dense) the tight worst case or (sparse ω, uniform levels) QSGD's bound
+    and the measured payload it bounds."""
+    d = v.size
+    bits, mean, se = _measure(quant, v, protocol, code, n, seed)
+    exact = coding.expected_bits(v, quant, protocol, code)
+    fixed = exact["header"] + exact["level_tables"] + exact["norms"]
+    row = {"levels": spec, "d": d, "protocol": protocol, "measured": mean, "se": se,
+           "exact": exact["total"], "fixed": fixed, "payload": exact["payload"],
+           "entropy": coding.entropy_floor(v, quant)}  # fmt: skip
+    if protocol == "dense":
+        row["tight"] = coding.tight_expected_dense_bits(levels, d, code)
+    if protocol == "sparse" and levels.uniform_s >= 2 and code == "omega":
+        row["qsgd"] = coding.qsgd_sparse_bound(levels.uniform_s, d)
+    z, note = _z(bits, exact["total"], d)
+    return row, z, note, mean - exact["header"] - exact["level_tables"]
+
+
+def _bound_checks(row: dict, sparse_payload: float, fails_entropy, fails_tight, fails_qsgd) -> None:
+    """Append ``"levels d=…"`` to the failures of each bound the row breaks."""
+    where = f"{row['levels']} d={row['d']}"
+    if "tight" in row:
+        if row["payload"] < row["entropy"] - 1e-9:
+            fails_entropy.append(where)
+        if row["payload"] > row["tight"] * (1 + 1e-9):
+            fails_tight.append(where)
+    if "qsgd" in row and row["d"] >= 4096 and sparse_payload > row["qsgd"]:
+        fails_qsgd.append(where)
+
+
 def run(config: dict, progress: bool = True) -> Result:
     config = check_config(NAME, SCHEMA, config)
     specs, dims = list(config["levels"]), [int(d) for d in config["d"]]
@@ -88,26 +119,12 @@ def run(config: dict, progress: bool = True) -> Result:
         for d in dims:
             v = rng.standard_normal(d)
             for protocol in protocols:
-                bits, mean, se = _measure(quant, v, protocol, code, n, seed)
-                exact = coding.expected_bits(v, quant, protocol, code)
-                fixed = exact["header"] + exact["level_tables"] + exact["norms"]
-                row = {"levels": spec, "d": d, "protocol": protocol, "measured": mean, "se": se,
-                       "exact": exact["total"], "fixed": fixed, "payload": exact["payload"],
-                       "entropy": coding.entropy_floor(v, quant)}  # fmt: skip
-                z, note = _z(bits, exact["total"], d)
+                row, z, note, sparse_payload = _case(quant, levels, spec, v, protocol, code, n, seed)
                 worst_z = max(worst_z, z)
                 if z >= Z:
-                    fails_mc.append(f"{spec} d={d} {protocol}: mean {mean:.6g} vs exact {exact['total']:.6g} ({note})")
-                if protocol == "dense":
-                    row["tight"] = coding.tight_expected_dense_bits(levels, d, code)
-                    if exact["payload"] < row["entropy"] - 1e-9:
-                        fails_entropy.append(f"{spec} d={d}")
-                    if exact["payload"] > row["tight"] * (1 + 1e-9):
-                        fails_tight.append(f"{spec} d={d}")
-                if protocol == "sparse" and levels.uniform_s >= 2 and code == "omega":
-                    row["qsgd"] = coding.qsgd_sparse_bound(levels.uniform_s, d)
-                    if d >= 4096 and mean - exact["header"] - exact["level_tables"] > row["qsgd"]:
-                        fails_qsgd.append(f"{spec} d={d}")
+                    fails_mc.append(f"{spec} d={d} {protocol}: mean {row['measured']:.6g} vs exact "
+                                    f"{row['exact']:.6g} ({note})")  # fmt: skip
+                _bound_checks(row, sparse_payload, fails_entropy, fails_tight, fails_qsgd)
                 rows.append(row)
                 bar.step()
     # layer-wise: three types with their own levels

@@ -173,6 +173,77 @@ def run(config: dict, progress: bool = True) -> Result:
     return Result(NAME, config, data, verdicts, metadata(seed))
 
 
+def _plot_quality(axes, runs, Ks, K_show, styles, initial_energy) -> None:
+    """Energy distance against iterations, bits and seconds at ``K_show``; the final one against K."""
+    for ax, xkey, xlabel in zip(axes[:3], ("iterations", "bits", "seconds"),
+                                ("iteration", "bits sent (all workers)", "modelled seconds")):  # fmt: skip
+        for r in (r for r in runs if r["K"] == K_show):
+            c, label = styles[(r["method"], r["compression"])]
+            ax.plot(np.maximum(r[xkey], 1e-12), r["energy_last"], color=c, label=label)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_title(f"K = {K_show}")
+    axes[0].set_ylabel("energy distance to held-out")
+    axes[0].legend(fontsize=5)
+    ax = axes[3]
+    for key, (c, label) in styles.items():
+        ax.plot(Ks, [next(r["energy_last"][-1] for r in runs if (r["method"], r["compression"], r["K"]) == (*key, K))
+                     for K in Ks], "o-", color=c, label=label)  # fmt: skip
+    ax.axhline(initial_energy, color="#000000", ls=":", lw=0.8, label="initial")
+    ax.set_yscale("log")
+    ax.set_xticks(Ks)
+    ax.set_xlabel("workers K")
+    ax.set_title("final quality")
+    ax.legend(fontsize=5)
+
+
+def _plot_operator(axes, data) -> None:
+    """The operator's per-layer RMS, its normalized magnitudes per type, the optimal levels per layer."""
+    # per-layer heterogeneity of the real operator
+    ax = axes[0]
+    for stats, mk, when in ((data["stats_initial"], "o", "initial"), (data["stats_end"], "x", "end")):
+        pts = [(i, r) for i, r in enumerate(stats["layers"]) if r["rms"] > 0]  # a zero gradient has no log
+        ax.scatter([i for i, _ in pts], [r["rms"] for _, r in pts], marker=mk,
+                   c=[plotting.COLORS[r["type"] % len(plotting.COLORS)] for _, r in pts], label=when)  # fmt: skip
+    ax.set_yscale("log")
+    ax.set_xlabel("layer (generator 0–5, critic 6–11)")
+    ax.set_title("per-layer RMS of A(x)")
+    ax.legend(fontsize=5)
+    ax = axes[1]
+    st = data["stats_initial"]
+    centres = 0.5 * (np.array(st["histogram_edges"][1:]) + np.array(st["histogram_edges"][:-1]))
+    for m, frac in st["type_histogram"].items():
+        ax.plot(centres, np.maximum(frac, 1e-5), color=plotting.COLORS[int(m) % len(plotting.COLORS)],
+                label=data["type_names"][int(m)] if int(m) < len(data["type_names"]) else f"type {m}")  # fmt: skip
+    ax.set_yscale("log")
+    ax.set_xlabel("|v_i| / ‖v_layer‖")
+    ax.set_title("normalized magnitudes per type")
+    ax.legend(fontsize=5)
+    ax = axes[2]
+    for r in data["stats_initial"]["layers"]:
+        if "levels" in r:
+            lv = np.array(r["levels"])
+            i = data["stats_initial"]["layers"].index(r)
+            ax.plot(np.full(lv.size, i), lv, "_", color=plotting.COLORS[r["type"] % len(plotting.COLORS)], ms=8)
+    ax.set_xlabel("layer")
+    ax.set_title("optimal levels per layer (initial)")
+
+
+def _plot_samples(axes, data) -> None:
+    """Generated samples (images, or points in 2-D)."""
+    side = data["image_side"]
+    for ax, key in zip(axes, ("uncompressed",)):
+        imgs = np.array(data["samples"][key])
+        if side * side == imgs.shape[1]:
+            ax.imshow(plotting.image_grid(imgs, side), cmap="gray_r", vmin=-1, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        else:
+            ax.scatter(imgs[:, 0], imgs[:, 1], s=4)
+        ax.set_title("generated (uncompressed QODA)")
+
+
 def plot(result: Result, outdir: Path) -> list[Path]:
     data = result.data
     if "skipped" in data:
@@ -184,65 +255,9 @@ def plot(result: Result, outdir: Path) -> list[Path]:
               ("qoda", "global"): (plotting.COLORS[3], "QODA global"),
               ("qoda", "none"): ("#777777", "QODA uncompressed")}  # fmt: skip
     fig, axes = plotting.figure(ncols=4, nrows=2, width=2.9, height=2.5)
-    for ax, xkey, xlabel in zip(axes[0][:3], ("iterations", "bits", "seconds"),
-                                ("iteration", "bits sent (all workers)", "modelled seconds")):  # fmt: skip
-        for r in (r for r in runs if r["K"] == K_show):
-            c, label = styles[(r["method"], r["compression"])]
-            ax.plot(np.maximum(r[xkey], 1e-12), r["energy_last"], color=c, label=label)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel(xlabel)
-        ax.set_title(f"K = {K_show}")
-    axes[0][0].set_ylabel("energy distance to held-out")
-    axes[0][0].legend(fontsize=5)
-    ax = axes[0][3]
-    for key, (c, label) in styles.items():
-        ax.plot(Ks, [next(r["energy_last"][-1] for r in runs if (r["method"], r["compression"], r["K"]) == (*key, K))
-                     for K in Ks], "o-", color=c, label=label)  # fmt: skip
-    ax.axhline(data["initial_energy"], color="#000000", ls=":", lw=0.8, label="initial")
-    ax.set_yscale("log")
-    ax.set_xticks(Ks)
-    ax.set_xlabel("workers K")
-    ax.set_title("final quality")
-    ax.legend(fontsize=5)
-    # per-layer heterogeneity of the real operator
-    ax = axes[1][0]
-    for stats, mk, when in ((data["stats_initial"], "o", "initial"), (data["stats_end"], "x", "end")):
-        pts = [(i, r) for i, r in enumerate(stats["layers"]) if r["rms"] > 0]  # a zero gradient has no log
-        ax.scatter([i for i, _ in pts], [r["rms"] for _, r in pts], marker=mk,
-                   c=[plotting.COLORS[r["type"] % len(plotting.COLORS)] for _, r in pts], label=when)  # fmt: skip
-    ax.set_yscale("log")
-    ax.set_xlabel("layer (generator 0–5, critic 6–11)")
-    ax.set_title("per-layer RMS of A(x)")
-    ax.legend(fontsize=5)
-    ax = axes[1][1]
-    st = data["stats_initial"]
-    centres = 0.5 * (np.array(st["histogram_edges"][1:]) + np.array(st["histogram_edges"][:-1]))
-    for m, frac in st["type_histogram"].items():
-        ax.plot(centres, np.maximum(frac, 1e-5), color=plotting.COLORS[int(m) % len(plotting.COLORS)],
-                label=data["type_names"][int(m)] if int(m) < len(data["type_names"]) else f"type {m}")  # fmt: skip
-    ax.set_yscale("log")
-    ax.set_xlabel("|v_i| / ‖v_layer‖")
-    ax.set_title("normalized magnitudes per type")
-    ax.legend(fontsize=5)
-    ax = axes[1][2]
-    for r in data["stats_initial"]["layers"]:
-        if "levels" in r:
-            lv = np.array(r["levels"])
-            i = data["stats_initial"]["layers"].index(r)
-            ax.plot(np.full(lv.size, i), lv, "_", color=plotting.COLORS[r["type"] % len(plotting.COLORS)], ms=8)
-    ax.set_xlabel("layer")
-    ax.set_title("optimal levels per layer (initial)")
-    side = data["image_side"]
-    for ax, key in zip(axes[1][3:], ("uncompressed",)):
-        imgs = np.array(data["samples"][key])
-        if side * side == imgs.shape[1]:
-            ax.imshow(plotting.image_grid(imgs, side), cmap="gray_r", vmin=-1, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        else:
-            ax.scatter(imgs[:, 0], imgs[:, 1], s=4)
-        ax.set_title("generated (uncompressed QODA)")
+    _plot_quality(axes[0], runs, Ks, K_show, styles, data["initial_energy"])
+    _plot_operator(axes[1][:3], data)
+    _plot_samples(axes[1][3:], data)
     caption = (
         "Digits WGAN: energy distance to held-out digits against iterations, bits and modelled time; final "
         "quality against K; the operator's per-layer RMS and optimal levels (colour = type); samples."

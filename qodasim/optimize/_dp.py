@@ -209,7 +209,7 @@ CHUNK = 1 << 13
 
 
 @njit(cache=True, parallel=True)
-def _top_rows(x, W, B, G, prev, cur, arg_t, jlo, jhi, kmin, kmax, roots, chunk):
+def _top_rows(x, W, B, G, prev, cur, arg_t, jlo, jhi, kmin, kmax, roots, chunk):  # noqa: C901 - a Numba kernel (one pass, its branches kept inline)
     """The recursion's top :data:`SPLIT_DEPTH` levels of one layer, level by level, each long row split
     into chunks of ``chunk`` candidates on all threads; writes the subtrees below into ``roots``
     and returns how many.

@@ -70,6 +70,40 @@ def _psi_rows(a: np.ndarray, b: np.ndarray, t: Empirical) -> np.ndarray:
     return np.sum(-a * b * P + (a + b) * M1 - M2, axis=1)
 
 
+def _start_medoids(C: np.ndarray, w: np.ndarray, k: int, rng) -> list[int]:
+    """``k`` starting medoids: without ``rng`` the cheapest single medoid, then the farthest-cost
+    additions; with it a random first one, then additions drawn with probability ∝ their cost."""
+    n = C.shape[0]
+    med = [int(np.argmin(w @ C))] if rng is None else [int(rng.integers(n))]
+    while len(med) < k:
+        gain = w * C[:, med].min(axis=1)
+        gain[med] = -1
+        if rng is None:
+            med.append(int(np.argmax(gain)))
+            continue
+        p = gain.clip(0)
+        if not p.sum() > 0:  # every other layer already costs nothing: pick any non-medoid
+            p = (gain >= 0).astype(np.float64)
+        med.append(int(rng.choice(n, p=p / p.sum())))
+    return med
+
+
+def _refined_medoids(C: np.ndarray, w: np.ndarray, med: list[int]) -> np.ndarray:
+    """Alternate assignment and medoid updates until stable (at most 100 rounds)."""
+    med = np.array(med)
+    for _ in range(100):
+        lab = np.argmin(C[:, med], axis=1)
+        new = med.copy()
+        for j in range(med.size):
+            members = np.flatnonzero(lab == j)
+            if members.size:
+                new[j] = members[np.argmin(w[members] @ C[np.ix_(members, members)])]
+        if np.array_equal(new, med):
+            break
+        med = new
+    return med
+
+
 def kmedoids(C: np.ndarray, w: np.ndarray, k: int, seed: int = 0, n_init: int = 8) -> np.ndarray:
     """Labels of a ``k``-medoid clustering of the rows of the cost matrix ``C`` (row ``i`` costs
     ``w_i · C[i, medoid]``): greedy cost-weighted starts, alternate assignment and medoid updates
@@ -82,28 +116,7 @@ def kmedoids(C: np.ndarray, w: np.ndarray, k: int, seed: int = 0, n_init: int = 
     rng = np.random.default_rng(seed)
     best, best_cost = None, np.inf
     for start in range(n_init):
-        med = [int(np.argmin(w @ C))] if start == 0 else [int(rng.integers(n))]
-        while len(med) < k:
-            gain = w * C[:, med].min(axis=1)
-            gain[med] = -1
-            if start == 0:
-                med.append(int(np.argmax(gain)))
-                continue
-            p = gain.clip(0)
-            if not p.sum() > 0:  # every other layer already costs nothing: pick any non-medoid
-                p = (gain >= 0).astype(np.float64)
-            med.append(int(rng.choice(n, p=p / p.sum())))
-        med = np.array(med)
-        for _ in range(100):
-            lab = np.argmin(C[:, med], axis=1)
-            new = med.copy()
-            for j in range(k):
-                members = np.flatnonzero(lab == j)
-                if members.size:
-                    new[j] = members[np.argmin(w[members] @ C[np.ix_(members, members)])]
-            if np.array_equal(new, med):
-                break
-            med = new
+        med = _refined_medoids(C, w, _start_medoids(C, w, k, rng if start else None))
         lab = np.argmin(C[:, med], axis=1)
         cost = float(w @ C[np.arange(n), med[lab]])
         if cost < best_cost * (1 - 1e-12):

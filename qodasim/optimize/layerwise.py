@@ -47,6 +47,60 @@ def _groups(v: np.ndarray, q: float, bucket: int | None) -> list[np.ndarray]:
     return [v[i : i + bucket] for i in range(0, v.size, bucket)]
 
 
+def _checked_samples(layers, types, q, scope, objective, draws, bucket_size):
+    """``(types, q per type, bucket per type, draws, flat float64 layers)``, each argument checked."""
+    types = np.asarray(types, np.int64)
+    if len(layers) == 0 or types.shape != (len(layers),) or types.min() < 0:
+        raise ValueError("layers and types must be non-empty and of equal length, types >= 0")
+    if scope not in ("layer", "global"):
+        raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    m_types = int(types.max()) + 1
+    qs = tuple(q) if isinstance(q, (tuple, list)) else (q,) * m_types
+    bks = tuple(bucket_size) if isinstance(bucket_size, (tuple, list)) else (bucket_size,) * m_types
+    if len(qs) != m_types or len(bks) != m_types:
+        raise ValueError(f"q and bucket_size need one entry per type ({m_types})")
+    if scope == "global" and (len(set(qs)) > 1 or any(bks)):
+        raise ValueError("scope='global' takes one q for every type and no buckets")
+    draws = np.zeros(len(layers), np.int64) if draws is None else np.asarray(draws, np.int64)
+    if draws.shape != (len(layers),):
+        raise ValueError("draws must give one draw id per entry of layers")
+    vecs = [np.asarray(v, np.float64).ravel() for v in layers]
+    if any(v.size == 0 or not np.all(np.isfinite(v)) for v in vecs):
+        raise ValueError("layers must be non-empty and finite")
+    return types, qs, bks, draws, vecs
+
+
+def _magnitudes(vecs, types, draws, qs, bks, scope, objective):
+    """Per type: the normalized magnitudes ``|g|/n`` of every group and their weights (1, or the
+    group's energy share ``(n/‖draw‖)²`` over the number of draws for the relative objective)."""
+    ids = np.unique(draws)
+    whole = {k: np.concatenate([vecs[i] for i in np.flatnonzero(draws == k)]) for k in ids}
+    energy = {k: vector_norm(w) for k, w in whole.items()}  # each draw's Euclidean norm (relative objective)
+    gnorm = {k: vector_norm(w, qs[0]) for k, w in whole.items()} if scope == "global" else None
+    m_types = len(qs)
+    mags, wts = [[] for _ in range(m_types)], [[] for _ in range(m_types)]
+    for v, t, k in zip(vecs, types, draws):
+        for g in [v] if scope == "global" else _groups(v, qs[t], bks[t]):
+            n = gnorm[k] if scope == "global" else vector_norm(g, qs[t])
+            _check_group_norm(n, energy[k], objective)
+            mags[t].append(np.minimum(np.abs(g) / n, 1.0))
+            share = (n / energy[k]) ** 2 / ids.size if objective == "relative" else 1.0
+            wts[t].append(np.full(g.size, share))
+    return mags, wts
+
+
+def _check_group_norm(n: float, energy: float, objective: str) -> None:
+    """A group's norm and its draw's energy finite, the norm (and for ``"relative"`` the energy) nonzero."""
+    if not np.isfinite(n) or not np.isfinite(energy):
+        raise ValueError("a layer's (or draw's) norm overflows float64: scale the samples down")
+    if n == 0.0:
+        raise ValueError("a layer (or bucket, or draw) is the zero vector: its normalized magnitudes are undefined")
+    if objective == "relative" and energy == 0.0:
+        raise ValueError("a draw is the zero vector")
+
+
 def optimize_layerwise(
     layers, types, alpha: int, method: str = "exact", q=2.0, scope: str = "layer", *, draws=None,
     objective: str = "per_coordinate", bucket_size=None, **kwargs
@@ -85,49 +139,8 @@ def optimize_layerwise(
     Returns :class:`LayerwiseLevels` with ``mqv`` the layer-wise objective and ``global_mqv`` that of
     the best single sequence for every type (same scope, same objective).
     """
-    types = np.asarray(types, np.int64)
-    if len(layers) == 0 or types.shape != (len(layers),) or types.min() < 0:
-        raise ValueError("layers and types must be non-empty and of equal length, types >= 0")
-    if scope not in ("layer", "global"):
-        raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
-    m_types = int(types.max()) + 1
-    qs = tuple(q) if isinstance(q, (tuple, list)) else (q,) * m_types
-    bks = tuple(bucket_size) if isinstance(bucket_size, (tuple, list)) else (bucket_size,) * m_types
-    if len(qs) != m_types or len(bks) != m_types:
-        raise ValueError(f"q and bucket_size need one entry per type ({m_types})")
-    if scope == "global" and (len(set(qs)) > 1 or any(bks)):
-        raise ValueError("scope='global' takes one q for every type and no buckets")
-    draws = np.zeros(len(layers), np.int64) if draws is None else np.asarray(draws, np.int64)
-    if draws.shape != (len(layers),):
-        raise ValueError("draws must give one draw id per entry of layers")
-    vecs = [np.asarray(v, np.float64).ravel() for v in layers]
-    if any(v.size == 0 or not np.all(np.isfinite(v)) for v in vecs):
-        raise ValueError("layers must be non-empty and finite")
-    # the Euclidean norm of each draw (for the relative objective) and its global q-norm (global scope)
-    ids = np.unique(draws)
-    whole = {k: np.concatenate([vecs[i] for i in np.flatnonzero(draws == k)]) for k in ids}
-    energy = {k: vector_norm(w) for k, w in whole.items()}
-    gnorm = {k: vector_norm(w, qs[0]) for k, w in whole.items()} if scope == "global" else None
-    mags, wts = [[] for _ in range(m_types)], [[] for _ in range(m_types)]
-    for v, t, k in zip(vecs, types, draws):
-        groups = [v] if scope == "global" else _groups(v, qs[t], bks[t])
-        for g in groups:
-            n = gnorm[k] if scope == "global" else vector_norm(g, qs[t])
-            if not np.isfinite(n) or not np.isfinite(energy[k]):
-                raise ValueError("a layer's (or draw's) norm overflows float64: scale the samples down")
-            if n == 0.0:
-                raise ValueError(
-                    "a layer (or bucket, or draw) is the zero vector: its normalized magnitudes are undefined"
-                )
-            mags[t].append(np.minimum(np.abs(g) / n, 1.0))
-            if objective == "relative":
-                if energy[k] == 0.0:
-                    raise ValueError("a draw is the zero vector")
-                wts[t].append(np.full(g.size, (n / energy[k]) ** 2 / ids.size))
-            else:
-                wts[t].append(np.ones(g.size))
+    types, qs, bks, draws, vecs = _checked_samples(layers, types, q, scope, objective, draws, bucket_size)
+    mags, wts = _magnitudes(vecs, types, draws, qs, bks, scope, objective)
     if any(len(m) == 0 for m in mags):
         raise ValueError("every type 0..M-1 needs at least one layer")
     pooled = [np.concatenate(m) for m in mags]

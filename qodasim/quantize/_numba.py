@@ -313,7 +313,7 @@ _UBLOCK = np.uint64(TABLE_BLOCK)
 
 
 @njit(cache=True, error_model="numpy")
-def _round_table_range(v, a, b, c, lv, lo, nl, table, G, z, out_idx, out_sign):
+def _round_table_range(v, a, b, c, lv, lo, nl, table, G, z, out_idx, out_sign):  # noqa: C901 - a Numba kernel (one pass, its branches kept inline)
     """:func:`table_split` + rounding for non-uniform levels on ``[a, b)``, in blocks of three passes.
 
     Per block: (1) ``r = min(|x|·c, 1)`` and its bucket ``⌊r·G⌋`` (vectorized); (2) the interval ``j``

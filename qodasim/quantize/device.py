@@ -252,25 +252,7 @@ class DeviceWorkspace:
         """
         self._n32 = None  # an error below leaves nothing half-quantized behind
         on_device = _is_device_array(self._cuda, V)
-        if on_device:
-            V = V if self._cuda.devicearray.is_cuda_ndarray(V) else self._cuda.as_cuda_array(V)
-        else:
-            V = np.asarray(V)
-        self._check_vectors(V.shape, V.dtype)
-        keys = [as_key(k) for k in keys]
-        if len(keys) != self.B:
-            raise ValueError(f"keys has {len(keys)} entries but V has {self.B} rows")
-        if on_device:
-            if not V.is_c_contiguous():
-                raise ValueError("V (device array) must be C-contiguous")
-            self._cur = V.reshape(self.B * self.d)
-            flat = _DeviceVector(self, self._cur)  # downloaded only to name a NaN/Inf in an error
-        else:
-            flat = np.ascontiguousarray(V).reshape(-1)
-            if self._v is None:
-                self._v = self._alloc(self.B * self.d, self.dtype)
-            self._up(self._v, flat)
-            self._cur = self._v
+        flat, keys = self._take(V, keys, on_device)
         tp = self.tplan
         lv, lv_start, type_uni = self._tables
         t = self._tp
@@ -304,6 +286,29 @@ class DeviceWorkspace:
         self._n32, self._keys = n32, keys
         self.stats["calls"] += 1
         return n32
+
+    def _take(self, V, keys, on_device: bool):
+        """``(flat V, keys)`` checked, with ``self._cur`` the device vector the kernels read: a device
+        ``V`` in place, a host ``V`` uploaded into the resident buffer (allocated on first use)."""
+        if not on_device:
+            V = np.asarray(V)
+        elif not self._cuda.devicearray.is_cuda_ndarray(V):
+            V = self._cuda.as_cuda_array(V)
+        self._check_vectors(V.shape, V.dtype)
+        keys = [as_key(k) for k in keys]
+        if len(keys) != self.B:
+            raise ValueError(f"keys has {len(keys)} entries but V has {self.B} rows")
+        if on_device:
+            if not V.is_c_contiguous():
+                raise ValueError("V (device array) must be C-contiguous")
+            self._cur = V.reshape(self.B * self.d)
+            return _DeviceVector(self, self._cur), keys  # downloaded only to name a NaN/Inf in an error
+        flat = np.ascontiguousarray(V).reshape(-1)
+        if self._v is None:
+            self._v = self._alloc(self.B * self.d, self.dtype)
+        self._up(self._v, flat)
+        self._cur = self._v
+        return flat, keys
 
     def _check_vectors(self, shape, dtype) -> None:
         if tuple(shape) != (self.B, self.d):

@@ -85,13 +85,8 @@ class RunSpec:
         return SolverConfig(**sol)
 
 
-def _check(spec: dict, where: str) -> RunSpec:
-    if not isinstance(spec, dict):
-        raise TypeError(f"{where}: a run must be a mapping with [problem] and [solver] tables")
-    unknown = set(spec) - {"problem", "solver", "sweep"}
-    if unknown:
-        raise ValueError(f"{where}: unknown tables {sorted(unknown)} (expected [problem], [solver])")
-    prob, sol = spec.get("problem"), spec.get("solver", {})
+def _check_problem_table(prob, where: str) -> None:
+    """``[problem]``: a known name and only that problem's arguments."""
     if not isinstance(prob, dict) or "name" not in prob:
         raise ValueError(f"{where}: [problem] needs a name (one of {', '.join(PROBLEMS)})")
     if prob["name"] not in PROBLEMS:
@@ -100,6 +95,10 @@ def _check(spec: dict, where: str) -> RunSpec:
     bad = set(prob) - {"name"} - set(params)
     if bad:
         raise ValueError(f"{where}: {prob['name']} takes no argument(s) {sorted(bad)}; it takes {sorted(params)}")
+
+
+def _check_solver_table(sol, where: str) -> None:
+    """``[solver]``: a table of :class:`SolverConfig` fields, ``noise`` a table itself."""
     if not isinstance(sol, dict):
         raise ValueError(f"{where}: [solver] must be a table")
     bad = set(sol) - _SOLVER_FIELDS
@@ -107,6 +106,17 @@ def _check(spec: dict, where: str) -> RunSpec:
         raise ValueError(f"{where}: unknown solver field(s) {sorted(bad)}")
     if "noise" in sol and not isinstance(sol["noise"], dict):
         raise ValueError(f"{where}: solver.noise must be a table such as {{ kind = 'absolute', sigma = 1.0 }}")
+
+
+def _check(spec: dict, where: str) -> RunSpec:
+    if not isinstance(spec, dict):
+        raise TypeError(f"{where}: a run must be a mapping with [problem] and [solver] tables")
+    unknown = set(spec) - {"problem", "solver", "sweep"}
+    if unknown:
+        raise ValueError(f"{where}: unknown tables {sorted(unknown)} (expected [problem], [solver])")
+    prob, sol = spec.get("problem"), spec.get("solver", {})
+    _check_problem_table(prob, where)
+    _check_solver_table(sol, where)
     out = RunSpec(problem=dict(prob), solver=dict(sol))
     try:
         out.make_config()

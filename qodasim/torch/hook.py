@@ -107,6 +107,40 @@ class HookLedger:
         self.layers = [dict(r) for r in state["layers"]]
 
 
+def _check_options(model, scheme, types, seed, bucket_size, engine, collective, code) -> None:
+    """:class:`QuantizeState`'s options, each refused with an error naming it."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+    if not hasattr(model, "named_parameters"):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if types == "auto":
+        raise ValueError("types='auto' fits types to gradients: run `qodasim analyze` offline and pass its "
+                         "types as rules or a mapping")  # fmt: skip
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be an integer in [0, 2^64), got {seed!r}")
+    if isinstance(bucket_size, bool) or not isinstance(bucket_size, (int, np.integer)) or bucket_size < 1:
+        raise ValueError(f"bucket_size must be a positive integer, got {bucket_size!r}")
+    if engine not in ("auto", "numba", "cuda"):
+        raise ValueError(f"engine must be 'auto', 'numba' or 'cuda', got {engine!r}")
+    if collective not in COLLECTIVES:
+        raise ValueError(f"collective must be one of {COLLECTIVES}, got {collective!r}")
+    if code not in CODES:
+        raise ValueError(f"code must be one of {CODES}, got {code!r}")
+
+
+def _levels_of(levels, scheme: str, n_types: int) -> tuple:
+    """The level sequences: one (default ``uniform:7``), or one per type for ``layerwise``."""
+    if levels is None:
+        levels = "uniform:7"
+    out = tuple(_as_levels(x, "levels") for x in levels) if isinstance(levels, (list, tuple)) else (
+        _as_levels(levels, "levels"),)  # fmt: skip
+    if scheme == "layerwise" and len(out) not in (1, n_types):
+        raise ValueError(f"levels: {len(out)} sequences for {n_types} types")
+    if scheme in ("global", "bucketed") and len(out) != 1:
+        raise ValueError(f"levels: the {scheme} scheme takes one level sequence")
+    return out
+
+
 class QuantizeState:
     """Configuration and state of :func:`hook` (one per rank).
 
@@ -145,25 +179,8 @@ class QuantizeState:
     def __init__(self, model, scheme: str = "layerwise", levels=None, types=None, bucket_size: int = 512,
                  exclude=(), seed: int = 0, process_group=None, code: str = "gamma",
                  record_inputs: bool = False, engine: str = "auto", collective: str = "allgather") -> None:  # fmt: skip
-        if scheme not in SCHEMES:
-            raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
-        if not hasattr(model, "named_parameters"):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if types == "auto":
-            raise ValueError("types='auto' fits types to gradients: run `qodasim analyze` offline and pass its "
-                             "types as rules or a mapping")  # fmt: skip
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
-            raise ValueError(f"seed must be an integer in [0, 2^64), got {seed!r}")
-        if isinstance(bucket_size, bool) or not isinstance(bucket_size, (int, np.integer)) or bucket_size < 1:
-            raise ValueError(f"bucket_size must be a positive integer, got {bucket_size!r}")
-        if engine not in ("auto", "numba", "cuda"):
-            raise ValueError(f"engine must be 'auto', 'numba' or 'cuda', got {engine!r}")
-        self.engine = engine
-        if collective not in COLLECTIVES:
-            raise ValueError(f"collective must be one of {COLLECTIVES}, got {collective!r}")
-        self.collective = collective
-        if code not in CODES:
-            raise ValueError(f"code must be one of {CODES}, got {code!r}")
+        _check_options(model, scheme, types, seed, bucket_size, engine, collective, code)
+        self.engine, self.collective = engine, collective
         if isinstance(exclude, str):
             exclude = (exclude,)
         self.scheme, self.seed, self.code, self.bucket_size = scheme, int(seed), code, int(bucket_size)
@@ -176,18 +193,9 @@ class QuantizeState:
         shapes = {n: tuple(p.shape) for n, p in params}
         stand_ins = {n: np.broadcast_to(np.float32(0), s or (1,)) for n, s in shapes.items()}  # shapes, no memory
         self.type_of = dict(zip(shapes, types_of(stand_ins, types)))
-        if levels is None:
-            levels = "uniform:7"
-        if isinstance(levels, (list, tuple)):
-            self.levels = tuple(_as_levels(x, "levels") for x in levels)
-        else:
-            self.levels = (_as_levels(levels, "levels"),)
         n_types = max(self.type_of.values(), default=0) + 1
-        if scheme == "layerwise" and len(self.levels) not in (1, n_types):
-            raise ValueError(f"levels: {len(self.levels)} sequences for {n_types} types")
+        self.levels = _levels_of(levels, scheme, n_types)
         self.n_types = n_types if scheme == "layerwise" else 1
-        if scheme in ("global", "bucketed") and len(self.levels) != 1:
-            raise ValueError(f"levels: the {scheme} scheme takes one level sequence")
         self.step = 0
         self.ledger = HookLedger()
         self.inputs: list = []  # (step, bucket, float32 array) when record_inputs
