@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .validate import check_int
+
 __all__ = ["Levels", "MAX_INTERVALS"]
 
 #: Most intervals a level sequence may have (``α + 1``): the families' constructors refuse more, so a
@@ -95,8 +97,7 @@ class Levels:
         intervals.  ``p = 1/2`` gives NUQSGD's / natural dithering's levels (natural dithering's
         ``s`` is ``α + 1``).
         """
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, np.integer)) or alpha < 0:
-            raise ValueError(f"alpha must be an integer >= 0, got {alpha!r}")
+        check_int(alpha, "alpha", 0)
         if alpha >= MAX_INTERVALS:
             raise ValueError(f"alpha must be below {MAX_INTERVALS}, got {alpha}")
         p = float(p)
@@ -202,6 +203,4 @@ def smallest_index_dtype(n_levels: int) -> np.dtype:
 
 
 def _positive_int(x, name: str) -> int:
-    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < 1:
-        raise ValueError(f"{name} must be a positive integer, got {x!r}")
-    return int(x)
+    return check_int(x, name, 1, what="a positive integer")

@@ -24,6 +24,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .validate import check_int, is_int
+
 __all__ = ["Key", "stream_base", "stream_bases", "uniforms", "MASK64", "GOLDEN", "MIX1", "MIX2"]
 
 #: ``2^64 − 1``: arithmetic on SplitMix64 states is modulo ``2^64``.
@@ -64,8 +66,7 @@ class Key:
     def __post_init__(self) -> None:
         for name in ("seed", "worker", "round"):
             val = getattr(self, name)
-            if isinstance(val, bool) or not isinstance(val, (int, np.integer)):
-                raise TypeError(f"Key.{name} must be an integer, got {type(val).__name__}")
+            check_int(val, f"Key.{name}", error=TypeError, show="type")
             if not 0 <= int(val) <= MASK64:
                 raise ValueError(f"Key.{name} must lie in [0, 2^64), got {val!r}")
             object.__setattr__(self, name, int(val))
@@ -97,7 +98,7 @@ def as_key(key) -> Key:
     """Accept a :class:`Key`, an ``int`` seed, or a ``(seed, worker, round)`` tuple."""
     if isinstance(key, Key):
         return key
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+    if is_int(key):
         return Key(int(key))
     if isinstance(key, tuple) and 1 <= len(key) <= 3:
         return Key(*key)

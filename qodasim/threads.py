@@ -24,6 +24,8 @@ import contextlib
 import os
 import warnings
 
+from .validate import check_int
+
 __all__ = ["PARALLEL_MIN", "set_threads", "get_threads", "threading_layer", "use_parallel", "apply_env", "serial"]
 
 #: Coordinates (summed over a batch's rows) below which a kernel runs serially.  At 2^17 the serial
@@ -70,8 +72,7 @@ def _select_layer() -> None:
 def _check_count(n, name: str) -> int:
     import numba
 
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"{name} must be an integer, got {n!r}")
+    check_int(n, name, error=TypeError)
     top = int(numba.config.NUMBA_NUM_THREADS)
     if not 1 <= n <= top:
         raise ValueError(f"{name} must be in 1..{top} (NUMBA_NUM_THREADS, the pool's size), got {n}")

@@ -16,17 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..validate import check_real
+
 __all__ = ["aggregate_variance_bound"]
 
 
 def _nonneg(x, name: str) -> float:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {x!r}") from None
-    if not (np.isfinite(v) and v >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {x!r}")
-    return v
+    return check_real(x, name, 0.0, type_error=TypeError)
 
 
 def aggregate_variance_bound(eps, sq_norms, mean_sq_norm: float = 0.0, collective: str = "allgather",

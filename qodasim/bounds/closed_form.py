@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..levels import Levels
+from ..validate import check_int
 
 __all__ = ["qsgd_bound", "natural_dithering_bound", "simple_bound", "check_dimension", "TRANSMIT_FACTOR"]
 
@@ -35,8 +36,7 @@ MAX_BOUND_D = 2**53
 
 def check_dimension(d) -> int:
     """Validate a dimension ``1 ≤ d ≤ 2^53`` (an integer)."""
-    if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
-        raise ValueError(f"d must be an integer >= 1, got {d!r}")
+    check_int(d, "d", 1)
     if d > MAX_BOUND_D:
         raise ValueError(f"d must be at most 2^53 = {MAX_BOUND_D}, got {d}")
     return int(d)
@@ -50,8 +50,7 @@ def qsgd_bound(s: int, d: int, *, transmitted: bool = True) -> float:
     (``simple_bound(levels, d)``, ``tight_variance_bound(levels, d)``); the paper writes ``(d, s)``.
     Pass them by keyword (``qsgd_bound(s=4, d=1024)``) to be explicit.
     """
-    if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1:
-        raise ValueError(f"s must be an integer >= 1, got {s!r}")
+    check_int(s, "s", 1)
     d = check_dimension(d)
     return float(min(d / s**2, np.sqrt(d) / s)) * _factor(transmitted)
 
@@ -60,8 +59,7 @@ def natural_dithering_bound(s: int, d: int, *, transmitted: bool = True) -> floa
     """Natural dithering (Horváth et al. 2019), levels ``0, 2^{1−s}, …, 1/2, 1``:
     ``ε_Q ≤ 1/8 + √d·2^{1−s}·min(1, √d·2^{1−s})`` (times :data:`TRANSMIT_FACTOR` with
     ``transmitted=True``)."""
-    if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1:
-        raise ValueError(f"s must be an integer >= 1, got {s!r}")
+    check_int(s, "s", 1)
     d = check_dimension(d)
     a = np.sqrt(d) * 2.0 ** (1 - s)
     return float(0.125 + a * min(1.0, a)) * _factor(transmitted)

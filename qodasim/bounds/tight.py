@@ -19,6 +19,7 @@ import numpy as np
 
 from ..levels import Levels
 from ..quantize.norms import vector_norm
+from ..validate import check_int
 from .closed_form import TRANSMIT_FACTOR, check_dimension
 from .envelope import Arcs, conjugate, envelope, minimize_convex
 
@@ -284,8 +285,7 @@ def layerwise_tight_bound_lp(
 
     from ..optimize.solvers import solve
 
-    if isinstance(n_knots, bool) or not isinstance(n_knots, (int, np.integer)) or n_knots < 2:
-        raise ValueError(f"n_knots must be an integer >= 2, got {n_knots!r}")
+    check_int(n_knots, "n_knots", 2)
     sizes, types, arcs = _layer_terms(sizes, types, levels)
     c_tot = 1.0 / TRANSMIT_FACTOR if transmitted else 1.0
     kappa = np.unique(np.concatenate([np.geomspace(1e-9, 1.0, n_knots), [1.0]]))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..validate import check_int
 from . import _bits
 from .errors import DecodeError
 
@@ -99,8 +100,7 @@ def decode(data, count: int, code: str = "gamma", nbits: int | None = None) -> n
     total = (buf.size - SLACK) * 8 if nbits is None else int(nbits)
     if total < 0 or total > (buf.size - SLACK) * 8:
         raise DecodeError(f"nbits={nbits} does not fit in {buf.size - SLACK} bytes")
-    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
-        raise ValueError(f"count must be a non-negative integer, got {count!r}")
+    check_int(count, "count", 0, what="a non-negative integer")
     if count > total:  # every code word has at least one bit
         raise DecodeError(f"count={count} code words cannot fit in {total} bits")
     out, _, err = _bits.decode_ints(buf, total, int(count), code_id(code))
@@ -111,9 +111,7 @@ def decode(data, count: int, code: str = "gamma", nbits: int | None = None) -> n
 
 # ---------------------------------------------------------------------------- Python references
 def _check_one(k: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= int(k) <= MAX_INT:
-        raise ValueError(f"Elias codes take integers 1 <= k <= 2^62, got {k!r}")
-    return int(k)
+    return check_int(k, "k", 1, MAX_INT, what="an integer 1 <= k <= 2^62 (what Elias codes take)")
 
 
 def gamma_bits(k: int) -> str:

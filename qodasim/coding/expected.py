@@ -21,6 +21,7 @@ from ..bounds.closed_form import check_dimension
 from ..bounds.envelope import Arcs, envelope
 from ..levels import Levels
 from ..quantize.core import BaseQuantizer
+from ..validate import check_int
 from . import _bits, _payload
 from .elias import code_id
 from .protocol import PROTOCOLS, fixed_bits
@@ -170,8 +171,7 @@ def qsgd_sparse_bound(s: int, d: int) -> float:
     guaranteed bound at every finite ``d``.
     """
     d = check_dimension(d)
-    if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 2:
-        raise ValueError(f"s must be an integer >= 2, got {s!r}")
+    check_int(s, "s", 2)
     m = s * (s + np.sqrt(d))
     return float((3.0 + 1.5 * np.log2(2.0 * (s * s + d) / m)) * m + 32.0)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..validate import check_int
 from .protocol import Message
 
 __all__ = ["BitLedger", "CATEGORIES"]
@@ -45,15 +46,13 @@ class BitLedger:
         if not all(math.isfinite(x) and x >= 0 for x in vals):
             raise ValueError(f"bits must be finite and non-negative, got {bits}")
         for name, val in (("worker", worker), ("round", round)):
-            if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {val!r}")
+            check_int(val, name, 0, what="a non-negative integer")
         self._rows.append((int(worker), int(round), *vals))
 
     def record_all(self, workers: int, round: int, message) -> None:
         """The same message from each of workers ``0 … workers − 1`` in ``round`` (validated once):
         e.g. the uncompressed float32 vectors every worker sends."""
-        if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
-            raise ValueError(f"workers must be a positive integer, got {workers!r}")
+        check_int(workers, "workers", 1, what="a positive integer")
         self.record(0, round, message)
         row = self._rows[-1][1:]
         self._rows.extend((k, *row) for k in range(1, int(workers)))

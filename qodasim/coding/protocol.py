@@ -41,6 +41,7 @@ from ..quantize.layers import LayerLayout
 from ..quantize.plan import PlanSpec, cached_plan
 from ..quantize.vector import QuantizedVector
 from ..rng import Key
+from ..validate import check_int
 from . import _bits, _payload
 from .elias import SLACK, code_id, omega_bits, slack_buffer
 from .errors import DecodeError
@@ -421,8 +422,7 @@ class Decoder:
 
     def __init__(self, max_d: int = MAX_D, require_crc: bool = False, max_types: int = MAX_TYPES):
         for name, val in (("max_d", max_d), ("max_types", max_types)):
-            if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1:
-                raise ValueError(f"{name} must be a positive integer, got {val!r}")
+            check_int(val, name, 1, what="a positive integer")
         self.max_d, self.max_types = int(max_d), int(max_types)
         self.require_crc = bool(require_crc)
         self._spec: PlanSpec | None = None

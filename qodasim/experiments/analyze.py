@@ -32,6 +32,7 @@ from ..quantize import LayerLayout
 from ..quantize.layers import first_rule, named_arrays, parse_rules, roles_present, types_of
 from ..rng import Key
 from ..solvers.network import Network, allgather_time, allreduce_time
+from ..validate import check_int
 from .base import Progress, atomic_write_text, metadata, strict_json
 
 __all__ = ["Analysis", "analyze", "load_gradients"]
@@ -336,8 +337,7 @@ def analyze(grads, bits: Sequence[float] = (1, 2, 3, 4), types="auto", K: int = 
     codes = _check_codes(codes)
     _check_snapshots(snaps)
     first = snaps[0][1]
-    if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or K < 1:
-        raise ValueError(f"K must be an integer >= 1, got {K!r}")
+    check_int(K, "K", 1)
     net = Network(float(gbps) * 1e9)
     t, why = _types(first, None if types == "none" else types, auto_options)
     shapes = tuple(tuple(a.shape) for a in first.values())

@@ -20,6 +20,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..validate import check_int, check_real
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
@@ -215,16 +217,12 @@ class Param:
         return value
 
 
-def _as_int(key: str, value):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{key}: must be an integer, got {value!r}")
-    return value
+def _as_int(key: str, value) -> int:
+    return check_int(value, f"{key}:")
 
 
 def _as_float(key: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{key}: must be a finite number, got {value!r}")
-    return float(value)
+    return check_real(value, f"{key}:")
 
 
 def _as_bool(key: str, value) -> bool:

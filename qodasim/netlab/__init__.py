@@ -31,6 +31,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..validate import check_int, check_real
+
 __all__ = ["Lab", "NetlabError", "NetlabUnavailable", "PREFIX", "down_all", "labs", "sweep_stale", "unavailable"]
 
 #: Every namespace a lab creates starts with this.
@@ -149,11 +151,9 @@ def _reap(procs: list[subprocess.Popen]) -> None:
 
 
 def _rate(rate_gbit) -> float:
-    if isinstance(rate_gbit, bool) or not isinstance(rate_gbit, (int, float)):
+    if not isinstance(rate_gbit, (int, float)) or isinstance(rate_gbit, bool):
         raise TypeError(f"rate_gbit must be a number, got {type(rate_gbit).__name__}")
-    if not 1e-3 <= rate_gbit <= 100:
-        raise ValueError(f"rate_gbit must lie in [0.001, 100] Gbit/s, got {rate_gbit!r}")
-    return float(rate_gbit)
+    return check_real(rate_gbit, "rate_gbit", 1e-3, 100.0, what="a number in [0.001, 100] Gbit/s")
 
 
 @dataclass
@@ -182,8 +182,7 @@ class Lab:
     tag: str = field(default="", init=False)
 
     def __post_init__(self) -> None:
-        if isinstance(self.K, bool) or not isinstance(self.K, int):
-            raise TypeError(f"K must be an integer, got {type(self.K).__name__}")
+        check_int(self.K, "K", error=TypeError, show="type")
         if not 2 <= self.K <= 64:
             raise ValueError(f"K must lie in [2, 64], got {self.K}")
         self.rate_gbit = _rate(self.rate_gbit)

@@ -7,6 +7,8 @@ import itertools
 import numpy as np
 from scipy import optimize as sopt
 
+from ..validate import check_int
+
 __all__ = ["lgreco", "lgreco_brute_force", "dq_sgd_schedule"]
 
 
@@ -63,8 +65,7 @@ def lgreco(bits, errors, default, alpha: float = 1.0, buckets: int = 1000) -> np
     bits, errors, default = _check_options(bits, errors, default)
     if not (np.isfinite(alpha) and alpha > 0):
         raise ValueError(f"alpha must be positive, got {alpha!r}")
-    if isinstance(buckets, bool) or not isinstance(buckets, (int, np.integer)) or not 1 <= buckets <= 10**7:
-        raise ValueError(f"buckets must be an integer in [1, 10^7], got {buckets!r}")
+    check_int(buckets, "buckets", 1, 10**7, what="an integer in [1, 10^7]")
     budget = alpha * float(sum(e[d] for e, d in zip(errors, default)))
     units = _units(errors, budget, buckets)
     n_layers = len(bits)

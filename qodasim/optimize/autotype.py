@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..validate import check_int
 from .distributions import Empirical, normalized_magnitudes, psi
 from .levels import optimize_levels
 
@@ -235,8 +236,7 @@ def auto_types(layers, max_types: int = 6, alpha: int = 3, q: float = 2.0, metho
     if L < 1:
         raise ValueError("layers must be non-empty")
     for name, val, lo in (("max_types", max_types, 1), ("alpha", alpha, 1), ("every", every, 1)):
-        if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}, got {val!r}")
+        check_int(val, name, lo)
     if not (np.isfinite(tol) and tol >= 0):
         raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
     if any(np.size(v) < 2 for v in layers):

@@ -19,6 +19,7 @@ import numpy as np
 from scipy import optimize as sopt
 
 from ..levels import Levels
+from ..validate import check_int
 from .solvers import SolverError, solve
 
 __all__ = ["BoundOptimal", "bound_optimal_levels", "split_bit_budget", "split_bit_budget_kkt"]
@@ -79,10 +80,8 @@ def bound_optimal_levels(alpha: int, d: int, solver: str | None = None, method: 
     optimum (SCS's ``optimal_inaccurate`` returned 16.3 where the optimum is 0.037 at ``α = 31``,
     ``d = 10^8``).
     """
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, np.integer)) or alpha < 1:
-        raise ValueError(f"alpha must be an integer >= 1, got {alpha!r}")
-    if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
-        raise ValueError(f"d must be an integer >= 1, got {d!r}")
+    check_int(alpha, "alpha", 1)
+    check_int(d, "d", 1)
     if method not in ("closed_form", "cvxpy"):
         raise ValueError(f"method must be 'closed_form' or 'cvxpy', got {method!r}")
     alpha, d = int(alpha), int(d)

@@ -31,6 +31,7 @@ import numpy as np
 from scipy import optimize as sopt
 
 from ..levels import MAX_INTERVALS, Levels
+from ..validate import check_int
 from . import _dp, _prune
 from .distributions import Distribution, Empirical, psi
 
@@ -52,8 +53,7 @@ class LevelResult:
 
 
 def _check_alpha(alpha) -> int:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, np.integer)) or alpha < 0:
-        raise ValueError(f"alpha must be an integer >= 0, got {alpha!r}")
+    check_int(alpha, "alpha", 0)
     if alpha >= MAX_INTERVALS:
         raise ValueError(f"alpha must be below {MAX_INTERVALS} (a level table's limit), got {alpha}")
     return int(alpha)
@@ -176,8 +176,7 @@ def histogram_error_bound(m: int) -> float:
 def histogram_levels(samples, alpha: int, m: int = 4096) -> LevelResult:
     """Optimal levels on the grid ``b/m`` with exact per-bin sums (no sort; ``O(n + α m log m)``)."""
     alpha = _check_alpha(alpha)
-    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 2:
-        raise ValueError(f"m must be an integer >= 2, got {m!r}")
+    check_int(m, "m", 2)
     r = _as_samples(samples)
     cnt, s1, s2 = _dp.histogram_sums(np.ascontiguousarray(r), int(m))
     total = cnt.sum()

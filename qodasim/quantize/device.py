@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..rng import as_key
+from ..validate import check_int
 from ._numba import combine_max as _combine_max
 from ._numba import combine_sum as _combine_sum
 from .core import BaseQuantizer, batch_segment_bases, segment_scales
@@ -41,9 +42,7 @@ __all__ = ["DeviceWorkspace", "worker_sums"]
 
 
 def _positive_int(x, name: str) -> int:
-    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < 1:
-        raise ValueError(f"{name} must be a positive integer, got {x!r}")
-    return int(x)
+    return check_int(x, name, 1, what="a positive integer")
 
 
 def _is_device_array(cuda, x) -> bool:

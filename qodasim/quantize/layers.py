@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..validate import check_int
+
 
 def _as_int_array(x, name: str) -> np.ndarray:
     arr = np.asarray(x)
@@ -300,8 +302,7 @@ def parse_rules(text: str) -> list[tuple[str, int]]:
 
 
 def _check_type(t, where: str) -> int:
-    if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0:
-        raise ValueError(f"types: {where} must be an integer >= 0, got {t!r}")
+    check_int(t, f"types: {where}", 0)
     return int(t)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..validate import check_int
 from . import _scalar
 
 __all__ = ["F32_TINY", "NormRangeError", "check_bucket", "check_norm_range", "check_out", "check_q", "check_vector",
@@ -92,9 +93,7 @@ def _check_q(q) -> float:
 def _check_bucket(b) -> int:
     if b is None:
         return 0
-    if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1:
-        raise ValueError(f"bucket_size must be a positive integer or None, got {b!r}")
-    return int(b)
+    return check_int(b, "bucket_size", 1, what="a positive integer or None")
 
 
 def _float_dtype(dtype) -> np.dtype:

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..levels import Levels
 from ..rng import Key
+from ..validate import check_int
 from .engine import get_engine
 from .plan import Plan, cached_tile
 from .validation import float_dtype
@@ -250,8 +251,7 @@ def dequantize_sum(qvs: list[QuantizedVector], workers: int, engine: str = "numb
         gives it: bit for bit ``worker_sums(dequantize_batch(qvs).reshape(R, K, d))`` (the server's
         sum in QODA's aggregation step), in one pass on the Numba engine.
     """
-    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)):
-        raise TypeError(f"workers must be an integer, got {type(workers).__name__}")
+    check_int(workers, "workers", error=TypeError, show="type")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     if not qvs or len(qvs) % workers:

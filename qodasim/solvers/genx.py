@@ -41,6 +41,7 @@ from ..levels import Levels
 from ..quantize import LayerwiseQuantizer, NormRangeError, Quantizer, dequantize_batch, dequantize_sum
 from ..quantize.device import DeviceWorkspace, worker_sums
 from ..rng import MASK64, Key, mix64
+from ..validate import MAX_SEED, check_int, check_real
 from ..vi.measures import RestrictedGap, distance_to_solution, operator_norm, restricted_gap_sampled
 from ..vi.noise import NoiseModel
 from ..vi.problems import AffineProblem, MatrixGame, Problem
@@ -222,8 +223,7 @@ class SolverConfig:
             raise SolverError(f"method must be one of {METHODS}, got {self.method!r}")
         for name in ("K", "T", "replicas", "record"):
             val = getattr(self, name)
-            if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1:
-                raise SolverError(f"{name} must be an integer >= 1, got {val!r}")
+            check_int(val, name, 1, error=SolverError)
         try:
             rule = step_rule(self.step)
         except ValueError as exc:
@@ -260,8 +260,7 @@ class SolverConfig:
         if self.bucket_size is None:
             return
         b = self.bucket_size
-        if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1:
-            raise SolverError(f"bucket_size must be an integer >= 1 or None, got {b!r}")
+        check_int(b, "bucket_size", 1, what="an integer >= 1 or None", error=SolverError)
         if self.compression == "layerwise" and self.scope != "layer":
             raise SolverError("bucket_size needs scope 'layer' (buckets have their own norms)")
         if per_layer:
@@ -281,15 +280,10 @@ class SolverConfig:
         if self.engine not in ("numba", "numpy", "cuda"):
             raise SolverError(f"engine must be 'numba', 'numpy' or 'cuda', got {self.engine!r}")
         s = self.seed
-        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 0 <= int(s) < 2**64:
-            raise SolverError(f"seed must be an integer in [0, 2^64) (as a Key's), got {s!r}")
+        check_int(s, "seed", 0, MAX_SEED, what="an integer in [0, 2^64) (as a Key's)", error=SolverError)
         if self.gap_radius is not None:
-            try:
-                r = float(self.gap_radius)
-            except (TypeError, ValueError):
-                r = float("nan")
-            if isinstance(self.gap_radius, bool) or not (np.isfinite(r) and r > 0):
-                raise SolverError(f"gap_radius must be a finite number > 0 (or None), got {self.gap_radius!r}")
+            check_real(self.gap_radius, "gap_radius", 0.0, lo_open=True, what="a finite number > 0 (or None)",
+                       error=SolverError)  # fmt: skip
 
     def _check_collective(self, rule) -> None:
         if self.collective not in ("allgather", "sra"):

@@ -40,6 +40,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..validate import check_int, check_real
+
 __all__ = ["Network", "Workload", "allgather_time", "allreduce_time", "sra_time", "iteration_time", "run_time",
            "speedup", "traffic", "collective_time", "COLLECTIVES", "GBPS", "PAPER_SPEEDUP"]  # fmt: skip
 
@@ -52,13 +54,7 @@ COLLECTIVES = ("allgather", "sra")
 
 
 def _positive(x, name: str, allow_zero: bool = False) -> float:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {x!r}") from None
-    if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {x!r}")
-    return v
+    return check_real(x, name, 0.0, lo_open=not allow_zero, type_error=TypeError)
 
 
 @dataclass(frozen=True)
@@ -82,8 +78,7 @@ class Network:
 
 
 def _workers(K) -> int:
-    if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or K < 1:
-        raise ValueError(f"K must be an integer >= 1, got {K!r}")
+    check_int(K, "K", 1)
     return int(K)
 
 

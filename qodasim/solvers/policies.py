@@ -33,13 +33,13 @@ from ..coding import expected_bits
 from ..levels import Levels
 from ..optimize import auto_types, lgreco, normalized_magnitudes, optimize_layerwise, optimize_levels
 from ..quantize import LayerLayout, LayerwiseQuantizer, Quantizer, vector_norm
+from ..validate import check_int, check_real
 
 __all__ = ["FindTypes", "DQSchedule", "LGreCo", "LevelPolicy", "Reoptimize", "policy_from", "policy_to_dict"]
 
 
 def _every(value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"policy every must be an integer >= 1, got {value!r}")
+    check_int(value, "policy every", 1)
     return int(value)
 
 
@@ -110,8 +110,7 @@ class LGreCo:
         object.__setattr__(self, "every", _every(self.every))
         if self.bits_per_coord is not None:
             b = self.bits_per_coord
-            if isinstance(b, bool) or not isinstance(b, (int, float, np.floating)) or not (math.isfinite(b) and b > 0):
-                raise ValueError(f"lgreco bits_per_coord must be a positive number, got {b!r}")
+            check_real(b, "lgreco bits_per_coord", 0.0, lo_open=True, what="a positive number")
         if not (isinstance(self.alpha, (int, float, np.floating)) and math.isfinite(self.alpha) and self.alpha > 0):
             raise ValueError(f"lgreco alpha must be a positive number, got {self.alpha!r}")
         opts = tuple(int(s) for s in self.options)

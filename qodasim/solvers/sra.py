@@ -30,6 +30,7 @@ import numpy as np
 from ..coding import expected_bits
 from ..quantize import BaseQuantizer, LayerLayout, LayerwiseQuantizer, Quantizer, dequantize_sum
 from ..rng import GOLDEN, Key, mix64
+from ..validate import check_int
 
 __all__ = ["SRAResult", "chunk_bounds", "chunk_quantizers", "piece_quantizer", "sra_aggregate", "sra_bits",
            "sra_variance", "stage1_key", "stage2_key", "stage2_seed"]  # fmt: skip
@@ -55,8 +56,7 @@ def stage2_key(seed: int, owner: int, round: int) -> Key:
 
 
 def _workers(K) -> int:
-    if isinstance(K, bool) or not isinstance(K, (int, np.integer)):
-        raise TypeError(f"K must be an integer, got {type(K).__name__}")
+    check_int(K, "K", error=TypeError, show="type")
     if K < 1:
         raise ValueError(f"K must be >= 1, got {K}")
     return int(K)
@@ -65,8 +65,7 @@ def _workers(K) -> int:
 def chunk_bounds(d: int, K: int) -> np.ndarray:
     """The ``K + 1`` chunk offsets ``⌊jd/K⌋`` (worker ``j`` owns ``[b_j, b_{j+1})``); needs ``d ≥ K``."""
     K = _workers(K)
-    if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < K:
-        raise ValueError(f"d must be an integer >= K = {K} (every worker owns a chunk), got {d!r}")
+    check_int(d, "d", K, what=f"an integer >= K = {K} (every worker owns a chunk)")
     return np.arange(K + 1, dtype=np.int64) * int(d) // K
 
 

@@ -21,17 +21,13 @@ from dataclasses import asdict, dataclass, is_dataclass
 
 import numpy as np
 
+from ..validate import check_real
+
 __all__ = ["AdaptiveStep", "ConstantStep", "StepRule", "step_rule", "step_to_dict"]
 
 
 def _positive(name: str, value) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        x = float("nan")
-    if not (x > 0 and np.isfinite(x)):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return x
+    return check_real(value, name, 0.0, lo_open=True, what="a positive finite number")
 
 
 def _inv_pow(base: np.ndarray, p: float) -> np.ndarray:
@@ -70,8 +66,7 @@ class AdaptiveStep:
         object.__setattr__(self, "c", _positive("step c", self.c))
         for name in ("p_eta", "p_gamma"):
             p = getattr(self, name)
-            if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)) or not 0.0 <= float(p) <= 1.0:
-                raise ValueError(f"step {name} must lie in [0, 1], got {p!r}")
+            check_real(p, f"step {name}", 0.0, 1.0, what="a number in [0, 1]")
             object.__setattr__(self, name, float(p))
         if not isinstance(self.per_worker, (bool, np.bool_)):
             raise ValueError(f"step per_worker must be True or False, got {self.per_worker!r}")

@@ -48,6 +48,7 @@ from ..levels import Levels
 from ..quantize import LayerLayout, LayerwiseQuantizer, Quantizer
 from ..quantize.layers import types_of
 from ..rng import Key
+from ..validate import check_int, check_seed
 from . import sra as _sra
 from ._parts import _assemble, _split
 
@@ -116,10 +117,8 @@ def _check_options(model, scheme, types, seed, bucket_size, engine, collective, 
     if types == "auto":
         raise ValueError("types='auto' fits types to gradients: run `qodasim analyze` offline and pass its "
                          "types as rules or a mapping")  # fmt: skip
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
-        raise ValueError(f"seed must be an integer in [0, 2^64), got {seed!r}")
-    if isinstance(bucket_size, bool) or not isinstance(bucket_size, (int, np.integer)) or bucket_size < 1:
-        raise ValueError(f"bucket_size must be a positive integer, got {bucket_size!r}")
+    check_seed(seed)
+    check_int(bucket_size, "bucket_size", 1, what="a positive integer")
     if engine not in ("auto", "numba", "cuda"):
         raise ValueError(f"engine must be 'auto', 'numba' or 'cuda', got {engine!r}")
     if collective not in COLLECTIVES:

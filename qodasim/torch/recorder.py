@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..validate import check_int
+
 __all__ = ["GradientRecorder"]
 
 
@@ -47,8 +49,7 @@ class GradientRecorder:
     def __init__(self, model, every: int = 1, include=None, folder=None) -> None:
         if not hasattr(model, "named_parameters"):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
-            raise ValueError(f"every must be a positive integer, got {every!r}")
+        check_int(every, "every", 1, what="a positive integer")
         module = getattr(model, "module", model)
         pats = None if include is None else ([include] if isinstance(include, str) else list(include))
 

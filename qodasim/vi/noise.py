@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..rng import GOLDEN, MASK64, mix64
+from ..validate import check_int, check_real
 from . import _normal
 
 __all__ = ["NoiseModel", "worker_generator"]
@@ -116,13 +117,9 @@ class NoiseModel:
             raise ValueError(f"noise kind must be one of {KINDS}, got {self.kind!r}")
         for name in ("sigma", "sigma_rel"):
             val = getattr(self, name)
-            if isinstance(val, bool) or not isinstance(val, (int, float, np.integer, np.floating)) or not (
-                    np.isfinite(val) and val >= 0):  # fmt: skip
-                raise ValueError(f"{name} must be a finite number >= 0, got {val!r}")
-        if isinstance(self.batch, bool) or not isinstance(self.batch, (int, np.integer)) or self.batch < 1:
-            raise ValueError(f"batch must be an integer >= 1, got {self.batch!r}")
-        if isinstance(self.dof, bool) or not isinstance(self.dof, (int, float)) or not (2 < self.dof < np.inf):
-            raise ValueError(f"dof must be a finite number > 2 (finite variance), got {self.dof!r}")
+            check_real(val, name, 0.0, what="a finite number >= 0")
+        check_int(self.batch, "batch", 1)
+        check_real(self.dof, "dof", 2.0, lo_open=True, what="a finite number > 2 (finite variance)")
 
     def sample_at(self, problem, X: np.ndarray, K: int, seed: int, call: int) -> np.ndarray:
         """Oracle outputs of ``K`` workers at the points ``X`` (``(R, d)``) → ``(R, K, d)``; worker

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..quantize import LayerLayout
+from ..validate import check_int
 from .problems import Problem
 
 __all__ = ["WGANProblem", "wgan", "energy_distance", "jax_available", "DATASETS"]
@@ -132,8 +133,7 @@ class WGANProblem(Problem):
             raise ValueError(f"typing must be 'role' or 'position', got {self.typing!r}")
         for name in ("latent", "hidden", "n_fixed"):
             val = getattr(self, name)
-            if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1:
-                raise ValueError(f"{name} must be a positive integer, got {val!r}")
+            check_int(val, name, 1, what="a positive integer")
         for name in ("clip", "penalty"):
             val = getattr(self, name)
             if not (np.isfinite(val) and val >= 0):
