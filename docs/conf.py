@@ -150,6 +150,8 @@ API_MODULES = [
     ("qodasim.levels", "Levels"),
     ("qodasim.rng", "Random keys"),
     ("qodasim.threads", "Threads"),
+    ("qodasim.validate", "Argument checks"),
+    ("qodasim.errors", "Exceptions"),
     ("qodasim.quantize", "Quantize"),
     ("qodasim.quantize.check", "Quantizer checks (the check_* suite)"),
     ("qodasim.quantize.device", "Device-resident workers (GPU)"),

@@ -20,7 +20,8 @@ import pytest
 
 import qodasim
 
-PACKAGES = (["qodasim", "qodasim.levels", "qodasim.rng", "qodasim.threads", "qodasim.quantize.check",
+PACKAGES = (["qodasim", "qodasim.levels", "qodasim.rng", "qodasim.threads", "qodasim.validate", "qodasim.errors",
+             "qodasim.quantize.check",
              "qodasim.quantize.device", "qodasim.quantize.layers", "qodasim.quantize.engine",
              "qodasim.optimize.schemes",
              "qodasim.experiments.analyze",

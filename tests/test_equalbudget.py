@@ -278,7 +278,7 @@ def test_find_types_recovers_planted_layer_types_inside_the_solver():
     res = solve(p, SolverConfig(method="qoda", K=2, T=40, compression="layerwise", levels=("uniform:3",),
                                 policy=FindTypes(every=10, max_types=2),
                                 noise=NoiseModel("absolute", 0.5)))  # fmt: skip
-    assert res.status == "ok" and res.quantizer.layout.d == p.d and res.config["policy"]["policy"] == "autotypes"
+    assert res.status == "ok" and res.quantizer.layout.d == p.d and res.config["policy"]["policy"] == "findtypes"
 
 
 # ---------------------------------------------------------------------------------------------- verdicts

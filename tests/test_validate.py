@@ -86,3 +86,30 @@ def test_the_validation_idiom_lives_only_in_the_validation_module():
     found = [f"{p.relative_to(root)}:{i + 1}" for p in root.rglob("*.py") if p.name != "validate.py"
              for i, line in enumerate(p.read_text(encoding="utf-8").splitlines()) if idiom.search(line)]  # fmt: skip
     assert not found, found
+
+
+def test_every_exception_is_in_qodasim_errors_once():
+    """``qodasim.errors`` holds every exception; the stage modules raise those same classes; the two
+    ``SolverError``s are two names now (the convex one ``ConvexSolverError``, its old name an alias)."""
+    from qodasim import coding, errors, optimize, quantize, solvers
+    from qodasim.netlab import NetlabError, NetlabUnavailable
+    from qodasim.solvers.mpi import CollectiveTimeout
+
+    assert quantize.NormRangeError is errors.NormRangeError and coding.DecodeError is errors.DecodeError
+    assert solvers.SolverError is errors.SolverError and optimize.ConvexSolverError is errors.ConvexSolverError
+    assert (CollectiveTimeout, NetlabError, NetlabUnavailable) == (errors.CollectiveTimeout, errors.NetlabError,
+                                                                   errors.NetlabUnavailable)  # fmt: skip
+    assert errors.ConvexSolverError is not errors.SolverError
+    assert optimize.SolverError is optimize.ConvexSolverError and optimize.solve is optimize.solve_convex
+    assert optimize.METHODS is optimize.LEVEL_METHODS and optimize.LEVEL_METHODS != solvers.METHODS
+    for name in errors.__all__:
+        cls = getattr(errors, name)
+        assert issubclass(cls, (ValueError, RuntimeError)) and cls.__module__ == "qodasim.errors", name
+
+
+def test_the_find_types_policy_has_its_own_name():
+    from qodasim.solvers.policies import FindTypes, policy_from, policy_to_dict
+
+    pol = policy_from({"policy": "findtypes", "every": 10})
+    assert isinstance(pol, FindTypes) and policy_to_dict(pol)["policy"] == "findtypes"
+    assert isinstance(policy_from({"policy": "autotypes", "every": 10}), FindTypes)  # the old name, one release

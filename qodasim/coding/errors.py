@@ -1,5 +1,5 @@
-"""Errors of the coding layer."""
+"""Errors of the coding layer (defined in :mod:`qodasim.errors`)."""
 
+from ..errors import DecodeError
 
-class DecodeError(ValueError):
-    """A bit stream is truncated, corrupt, or not a qodasim message."""
+__all__ = ["DecodeError"]

@@ -31,6 +31,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import NetlabError, NetlabUnavailable
 from ..validate import check_int, check_real
 
 __all__ = ["Lab", "NetlabError", "NetlabUnavailable", "PREFIX", "down_all", "labs", "sweep_stale", "unavailable"]
@@ -43,14 +44,6 @@ SUBNET = "10.77.0"
 GOODPUT = 1448 / 1514
 PROBE = Path(__file__).resolve().with_name("probe.py")
 _unavailable_cache: list[str | None] = []
-
-
-class NetlabError(RuntimeError):
-    """A lab command failed (the command and its error output are in the message)."""
-
-
-class NetlabUnavailable(NetlabError):
-    """This machine cannot make a lab (not root, no ``ip``/``tc``, no namespaces or tbf)."""
 
 
 def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess:

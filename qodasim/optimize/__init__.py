@@ -15,6 +15,7 @@ from .distributions import (
 )
 from .layerwise import LayerwiseLevels, optimize_layerwise
 from .levels import (
+    LEVEL_METHODS,
     METHODS,
     LevelResult,
     alq_levels,
@@ -25,7 +26,7 @@ from .levels import (
     histogram_levels,
     optimize_levels,
 )
-from .solvers import SolverError, solve
+from .solvers import ConvexSolverError, SolverError, solve, solve_convex
 
 __all__ = [
     "AutoTypes",
@@ -33,12 +34,14 @@ __all__ = [
     "auto_layout",
     "auto_types",
     "auto_types_of",
+    "LEVEL_METHODS",
     "METHODS",
     "Distribution",
     "Empirical",
     "LayerwiseLevels",
     "LevelResult",
     "Mixture",
+    "ConvexSolverError",
     "SolverError",
     "TruncatedNormal",
     "alq_levels",
@@ -58,6 +61,7 @@ __all__ = [
     "optimize_levels",
     "psi",
     "solve",
+    "solve_convex",
     "split_bit_budget",
     "split_bit_budget_kkt",
 ]

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize as sopt
 
+from ..errors import ConvexSolverError
 from ..levels import Levels
 from ..validate import check_int
-from .solvers import SolverError, solve
+from .solvers import solve_convex
 
 __all__ = ["BoundOptimal", "bound_optimal_levels", "split_bit_budget", "split_bit_budget_kkt"]
 
@@ -76,7 +77,7 @@ def bound_optimal_levels(alpha: int, d: int, solver: str | None = None, method: 
     uses ``geometric_optimum`` (exact up to a 1-D root).  ``method="cvxpy"`` solves the convex
     programs over log-levels (Clarabel, SCS fallback) and **checks optimality** against the closed
     form: an answer more than ``1e-6`` (relative) above it raises
-    :class:`~qodasim.optimize.SolverError` rather than being returned — a feasible point is not an
+    :class:`~qodasim.optimize.ConvexSolverError` rather than being returned — a feasible point is not an
     optimum (SCS's ``optimal_inaccurate`` returned 16.3 where the optimum is 0.037 at ``α = 31``,
     ``d = 10^8``).
     """
@@ -94,8 +95,10 @@ def bound_optimal_levels(alpha: int, d: int, solver: str | None = None, method: 
             u, status = _bound_program(alpha, d, branch, solver)
             got = _bound_value(u, d)
             if got > value * (1 + 1e-6) + 1e-12:
-                raise SolverError(f"bound_optimal_levels: the convex program's answer {got:.6g} is above the optimum "
-                                  f"{value:.6g} (branch {branch}, status {status}): not optimal")  # fmt: skip
+                raise ConvexSolverError(
+                    f"bound_optimal_levels: the convex program's answer {got:.6g} is above the optimum {value:.6g} "
+                    f"(branch {branch}, status {status}): not optimal"
+                )
         if best is None or _bound_value(u, d) < best[1]:
             best = (u, _bound_value(u, d), status, branch)
     u, value, status, branch = best
@@ -119,7 +122,7 @@ def _bound_program(alpha: int, d: int, branch: str, solver):
     else:
         obj = t + cp.exp(u[0] + np.log(np.sqrt(d) / scale))
     prob = cp.Problem(cp.Minimize(obj), cons)
-    solve(prob, solver)
+    solve_convex(prob, solver)
     return np.sort(np.asarray(u.value, np.float64)), str(prob.status)
 
 
@@ -130,7 +133,7 @@ def split_bit_budget(weights, dims, budget: float, solver: str | None = None) ->
     w, dm = _check_split(weights, dims, budget)
     x = cp.Variable(w.size, nonneg=True)
     prob = cp.Problem(cp.Minimize(cp.sum(cp.multiply(w * dm, cp.exp(-2 * x)))), [dm @ x <= budget])
-    solve(prob, solver)
+    solve_convex(prob, solver)
     return np.maximum(np.asarray(x.value, np.float64), 0.0)
 
 

@@ -36,10 +36,13 @@ from . import _dp, _prune
 from .distributions import Distribution, Empirical, psi
 
 __all__ = ["LevelResult", "optimize_levels", "exact_levels", "histogram_levels", "alq_levels", "amq_levels",
-           "brute_force_levels", "histogram_error_bound", "METHODS"]  # fmt: skip
+           "brute_force_levels", "histogram_error_bound", "LEVEL_METHODS", "METHODS"]  # fmt: skip
 
 #: Level-optimization methods of :func:`optimize_levels`.
-METHODS = ("exact", "histogram", "alq", "amq")
+LEVEL_METHODS = ("exact", "histogram", "alq", "amq")
+#: The old name of :data:`LEVEL_METHODS` (kept for one release; it was a second ``METHODS`` beside
+#: :data:`qodasim.solvers.METHODS`, the solvers' methods).
+METHODS = LEVEL_METHODS
 
 
 @dataclass(frozen=True)
@@ -299,4 +302,4 @@ def optimize_levels(source, alpha: int, method: str = "exact", **kwargs) -> Leve
         return alq_levels(source, alpha, **kwargs)
     if method == "amq":
         return amq_levels(source, alpha, **kwargs)
-    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    raise ValueError(f"method must be one of {LEVEL_METHODS}, got {method!r}")

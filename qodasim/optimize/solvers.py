@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import warnings
 
-__all__ = ["solve", "SolverError"]
+from ..errors import ConvexSolverError
+
+__all__ = ["ConvexSolverError", "SolverError", "solve", "solve_convex"]
+
+#: The old name of :class:`~qodasim.errors.ConvexSolverError` (kept for one release; it was a second
+#: ``SolverError`` beside :class:`qodasim.solvers.SolverError`).
+SolverError = ConvexSolverError
 
 
-class SolverError(ValueError):
-    """A convex program could not be solved to a usable accuracy."""
-
-
-def solve(problem, solver: str | None = None, residual_tol: float = 1e-6):
+def solve_convex(problem, solver: str | None = None, residual_tol: float = 1e-6):
     """Solve ``problem`` and return it.
 
     Tries ``solver`` (default Clarabel), then SCS.  ``optimal`` is accepted; ``optimal_inaccurate``
     is accepted with a warning only if the constraint violation is below ``residual_tol``; any other
-    status raises :class:`SolverError` naming the status.
+    status raises :class:`~qodasim.errors.ConvexSolverError` naming the status.
     """
     import cvxpy as cp
 
@@ -39,4 +41,9 @@ def solve(problem, solver: str | None = None, residual_tol: float = 1e-6):
             tried.append(f"{name}: optimal_inaccurate with violation {viol:.2e}")
             continue
         tried.append(f"{name}: status {status}")
-    raise SolverError(f"convex program not solved ({'; '.join(tried)})")
+    raise ConvexSolverError(f"convex program not solved ({'; '.join(tried)})")
+
+
+#: The old name of :func:`solve_convex` (kept for one release; it was a second ``solve`` beside
+#: :func:`qodasim.solvers.solve`).
+solve = solve_convex

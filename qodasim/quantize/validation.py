@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import NormRangeError
 from ..validate import check_int
 from . import _scalar
 
@@ -20,15 +21,6 @@ _F32_MAX = float(np.finfo(np.float32).max)
 
 #: Smallest positive normal float32 (~1.18e-38): a transmitted norm below it loses relative precision.
 F32_TINY = _scalar.F32_TINY
-
-
-class NormRangeError(ValueError):
-    """A nonzero norm outside the float32 normal range ``[~1.18e-38, ~3.4e38]`` (THEORY §1).
-
-    Norms are sent as float32 rounded up; outside the normal range the transmitted norm ``n̂`` is
-    no longer within a factor ``1 + 2^{-23}`` of the true one, so the variance bounds would not hold.
-    Rescale the vector (or, in a solver, treat it as divergence).
-    """
 
 
 def check_norm_range(n32: np.ndarray, name: str = "v") -> None:

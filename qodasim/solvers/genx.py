@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ..coding import BitLedger, Encoder, expected_bits, expected_bits_of_intervals
+from ..errors import SolverError
 from ..levels import Levels
 from ..quantize import LayerwiseQuantizer, NormRangeError, Quantizer, dequantize_batch, dequantize_sum
 from ..quantize.device import DeviceWorkspace, worker_sums
@@ -92,10 +93,6 @@ METHODS = tuple(TEMPLATES)
 TWO_MESSAGES = tuple(m for m, t in TEMPLATES.items() if t.messages == 2)
 #: Methods that communicate once per iteration (QODA / optimistic family, DA, GDA).
 ONE_MESSAGE = tuple(m for m, t in TEMPLATES.items() if t.messages == 1)
-
-
-class SolverError(ValueError):
-    """A solver configuration or run that cannot proceed (bad config, non-finite oracle output)."""
 
 
 class _Diverged(Exception):

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..coding import DecodeError, Decoder, Encoder
+from ..errors import CollectiveTimeout
 from ..quantize import NormRangeError
 from ..rng import Key
 from ..vi.problems import Problem
@@ -68,10 +69,6 @@ DEFAULT_TIMEOUT = 30.0
 
 _OK, _NONFINITE, _NORM_RANGE = 0, 1, 2
 _CATS = ("header", "level_tables", "norms", "payload")
-
-
-class CollectiveTimeout(RuntimeError):
-    """A collective did not complete within the deadline (a rank died or hung)."""
 
 
 def _mpi():

@@ -233,13 +233,13 @@ class FindTypes:
     def __post_init__(self) -> None:
         object.__setattr__(self, "every", _every(self.every))
         if int(self.max_types) < 1 or int(self.alpha) < 1:
-            raise ValueError("autotypes max_types and alpha must be >= 1")
+            raise ValueError("findtypes max_types and alpha must be >= 1")
 
     def update(self, quant, v: np.ndarray, t: int, T: int, start=None):
         """At the first update: the types :func:`~qodasim.optimize.auto_types` finds in ``v``'s layers and
         their optimal levels; later: re-optimized levels of those types (re-clustered with ``retype``)."""
         if not isinstance(quant, LayerwiseQuantizer):
-            raise ValueError("policy autotypes needs layer-wise compression")
+            raise ValueError("policy findtypes needs layer-wise compression")
         layers = _layers(quant, v)
         if not np.all(np.isfinite(v)) or any(not np.any(x) for x in layers):
             return None
@@ -253,7 +253,10 @@ class FindTypes:
 
 
 LevelPolicy = Reoptimize | LGreCo | DQSchedule | FindTypes
-_NAMES = {"reoptimize": Reoptimize, "lgreco": LGreCo, "dq": DQSchedule, "autotypes": FindTypes}
+#: Each policy's name in a run file or a saved config (``{"policy": name, ...fields}``).
+_NAMES = {"reoptimize": Reoptimize, "lgreco": LGreCo, "dq": DQSchedule, "findtypes": FindTypes}
+#: Old names still read (for one release): FindTypes was registered as "autotypes".
+_OLD_NAMES = {"autotypes": "findtypes"}
 
 
 def policy_from(policy):
@@ -263,7 +266,7 @@ def policy_from(policy):
     if isinstance(policy, dict):
         fields = dict(policy)
         name = fields.pop("policy", None)
-        cls = _NAMES.get(name)
+        cls = _NAMES.get(_OLD_NAMES.get(name, name))
         if cls is None:
             raise ValueError(f"policy must be one of {tuple(_NAMES)}, got {name!r}")
         if "options" in fields:
