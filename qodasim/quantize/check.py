@@ -1,6 +1,7 @@
 """Conformance checks every quantizer must pass (scikit-learn ``check_*`` style).
 
-:func:`check_quantizer` runs them all; each ``check_*`` raises ``AssertionError`` naming what failed.
+:func:`check_quantizer` runs them all and reports every failure (:data:`QUANTIZER_CHECKS`, one
+:class:`~qodasim.suite.Check` each); each ``check_*`` raises ``AssertionError`` naming what failed.
 The statistical checks use fixed keys and thresholds derived from the Monte Carlo error.  The rounding
 law is tested exactly (binomial up-counts, Bonferroni-adjusted p ≥ 1e-6).  The mean squared error
 over ``N`` draws is compared with the exact variance in units of its **exact** standard error
@@ -17,9 +18,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..rng import Key
+from ..suite import Check, run_checks
 from .core import BaseQuantizer, QuantizedVector
 
 __all__ = [
+    "QUANTIZER_CHECKS",
+    "quantizer_checks",
     "rounding_test",
     "check_quantizer",
     "check_output_format",
@@ -264,12 +268,23 @@ def check_bad_input(quantizer: BaseQuantizer, d: int = 16) -> None:
             raise AssertionError(f"bad key {bad_key!r} was accepted")
 
 
+def quantizer_checks(n: int = 4000) -> tuple[Check, ...]:
+    """The quantizer suite with ``n`` draws for the statistical checks (:data:`QUANTIZER_CHECKS`: 4000)."""
+    return (
+        Check("output_format", check_output_format),
+        Check("zero_vector", check_zero_vector),
+        Check("dimension_one", check_dimension_one),
+        Check("reproducible", check_reproducible),
+        Check("bad_input", check_bad_input),
+        Check("unbiased", lambda q: check_unbiased(q, n=n)),
+        Check("variance_matches_exact", lambda q: check_variance_matches_exact(q, n=n)),
+    )
+
+
+#: Every conformance check of a quantizer, by name (for :func:`qodasim.suite.parametrize_with_checks`).
+QUANTIZER_CHECKS = quantizer_checks()
+
+
 def check_quantizer(quantizer: BaseQuantizer, n: int = 4000) -> None:
-    """Run every conformance check on ``quantizer`` (raises ``AssertionError`` on the first failure)."""
-    check_output_format(quantizer)
-    check_zero_vector(quantizer)
-    check_dimension_one(quantizer)
-    check_reproducible(quantizer)
-    check_bad_input(quantizer)
-    check_unbiased(quantizer, n=n)
-    check_variance_matches_exact(quantizer, n=n)
+    """Run every conformance check on ``quantizer``; one ``AssertionError`` lists every failure."""
+    run_checks(quantizer, quantizer_checks(n))

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -252,7 +253,23 @@ class FindTypes:
         return LayerwiseQuantizer(layout, res.levels, scope=quant.scope, q=quant.q, engine=quant.engine)
 
 
-LevelPolicy = Reoptimize | LGreCo | DQSchedule | FindTypes
+@runtime_checkable
+class LevelPolicy(Protocol):
+    """What the solver calls on a level policy; conformance:
+    :func:`qodasim.solvers.check.check_level_policy`.
+
+    ``every`` (an integer ``≥ 1``): iterations between updates; ``update(quant, v, t, T, start)`` is
+    called after iteration ``t`` of ``T`` when ``t % every == 0`` with the current quantizer, worker
+    0's latest raw oracle output ``v`` and the run's first quantizer, and returns the new quantizer (of
+    the same dimension) or ``None`` to keep the current one.
+    """
+
+    every: int
+
+    def update(self, quant, v: np.ndarray, t: int, T: int, start=None):
+        """The new quantizer, or ``None``."""
+
+
 #: Each policy's name in a run file or a saved config (``{"policy": name, ...fields}``).
 _NAMES = {"reoptimize": Reoptimize, "lgreco": LGreCo, "dq": DQSchedule, "findtypes": FindTypes}
 #: Old names still read (for one release): FindTypes was registered as "autotypes".
@@ -261,7 +278,7 @@ _OLD_NAMES = {"autotypes": "findtypes"}
 
 def policy_from(policy):
     """A policy object from ``None``, a policy, or its dict ``{"policy": name, ...fields}``."""
-    if policy is None or (callable(getattr(policy, "update", None)) and hasattr(policy, "every")):
+    if policy is None or isinstance(policy, LevelPolicy):
         return policy
     if isinstance(policy, dict):
         fields = dict(policy)

@@ -18,6 +18,7 @@ The method decides ``δ_t``: the difference between the two vectors its iteratio
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, is_dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -111,7 +112,22 @@ class ConstantStep:
         return acc
 
 
-StepRule = AdaptiveStep | ConstantStep
+@runtime_checkable
+class StepRule(Protocol):
+    """What the solver calls on a step rule (THEORY §6); conformance: :func:`qodasim.solvers.check.check_step_rule`.
+
+    A rule may also have ``per_worker`` (``bool``, default ``False``): ``update`` then receives each
+    worker's own differences ``(R, K, d)`` instead of their average ``(R, d)``.
+    """
+
+    def init(self, replicas: int):
+        """The state before the first iteration, one entry per replica."""
+
+    def steps(self, state) -> tuple[np.ndarray, np.ndarray]:
+        """``(γ_t, η_t)``: positive arrays, one entry per replica."""
+
+    def update(self, state, delta: np.ndarray):
+        """The state after an iteration with differences ``delta`` (``(R, d)`` or ``(R, K, d)``)."""
 
 
 def step_rule(step) -> StepRule:
@@ -120,7 +136,7 @@ def step_rule(step) -> StepRule:
     ...fields}`` (as saved in results and written in TOML configs)."""
     if isinstance(step, (AdaptiveStep, ConstantStep)):
         return step
-    if all(callable(getattr(step, m, None)) for m in ("init", "steps", "update")):
+    if isinstance(step, StepRule):
         return step  # a user-defined rule with the same three methods (docs: extending)
     if isinstance(step, str):
         if step == "adaptive":
