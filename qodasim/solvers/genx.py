@@ -43,9 +43,9 @@ from ..quantize import LayerwiseQuantizer, NormRangeError, Quantizer, dequantize
 from ..quantize.device import DeviceWorkspace, worker_sums
 from ..rng import MASK64, Key, mix64
 from ..validate import MAX_SEED, check_int, check_real
-from ..vi.measures import RestrictedGap, distance_to_solution, operator_norm, restricted_gap_sampled
+from ..vi.measures import distance_to_solution, operator_norm
 from ..vi.noise import NoiseModel
-from ..vi.problems import AffineProblem, MatrixGame, Problem
+from ..vi.problems import Problem
 from .policies import FindTypes, LGreCo, Reoptimize, policy_from, policy_to_dict
 from .sra import sra_aggregate
 from .steps import StepRule, step_rule, step_to_dict
@@ -607,19 +607,9 @@ def _measure_fns(problem: Problem, cfg: SolverConfig, X1: np.ndarray):
     if own is not None:
         return dict(own)
     sol = problem.solution
-    if isinstance(problem, AffineProblem):
-        radius = cfg.gap_radius or float(np.linalg.norm(X1 - sol)) + 1.0
-        gap = RestrictedGap(problem, X1, radius)
-    elif isinstance(problem, MatrixGame):
-        gap = problem.duality_gap
-    else:
-        radius = cfg.gap_radius or (float(np.linalg.norm(X1 - sol)) + 1.0 if sol is not None else 1.0)
-
-        def gap(X):
-            return restricted_gap_sampled(problem, X, X1, radius)
-
+    radius = cfg.gap_radius or (float(np.linalg.norm(X1 - sol)) + 1.0 if sol is not None else 1.0)
     return {
-        "gap": gap,
+        "gap": problem.gap_measure(X1, radius),
         "opnorm": lambda X: operator_norm(problem, X),
         "dist": lambda X: distance_to_solution(problem, X),
     }

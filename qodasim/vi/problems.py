@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..quantize import LayerLayout
+from .gaps import RestrictedGap, restricted_gap_sampled
 
 __all__ = [
     "Problem",
@@ -66,6 +67,16 @@ class Problem:
         """The starting point ``X_1`` (zeros unless the problem says otherwise)."""
         return np.zeros(self.d)
 
+    def gap_measure(self, center: np.ndarray, radius: float):
+        """The restricted gap on the ball ``B(center, radius)`` as ``fn(X)`` → one value per row (the
+        solver's ``gap``): by default a sampled lower estimate (:func:`~qodasim.vi.restricted_gap_sampled`);
+        problems that know it exactly override this."""
+
+        def gap(X):
+            return restricted_gap_sampled(self, X, center, radius)
+
+        return gap
+
     def sample_operator(self, X: np.ndarray, K: int, batch: int, rng: np.random.Generator) -> np.ndarray:
         """``K`` workers' unbiased minibatch estimates of ``A(X)`` (``(R, K, d)``) for problems with a
         finite-sum form; others raise ``ValueError``."""
@@ -103,6 +114,10 @@ class AffineProblem(Problem):
     start: np.ndarray | None = None
     name: str = "affine"
     offsets: np.ndarray = field(init=False, repr=False)
+
+    def gap_measure(self, center: np.ndarray, radius: float):
+        """The exact restricted gap (:class:`~qodasim.vi.RestrictedGap`, a trust-region subproblem)."""
+        return RestrictedGap(self, center, radius)
 
     def __post_init__(self) -> None:
         blocks = tuple(np.asarray(B, np.float64) for B in self.blocks)
@@ -331,6 +346,10 @@ class MatrixGame(Problem):
     def x0(self):
         n, m = self.G.shape
         return np.concatenate([np.full(n, 1 / n), np.full(m, 1 / m)])
+
+    def gap_measure(self, center: np.ndarray, radius: float):
+        """The duality gap (exact on the simplices; the ball plays no part)."""
+        return self.duality_gap
 
     def duality_gap(self, X) -> np.ndarray:
         """``max_j (Gᵀx)_j − min_i (Gy)_i`` (0 exactly at a Nash equilibrium)."""
