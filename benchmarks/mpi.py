@@ -5,7 +5,7 @@ d, QODA with global 4-level quantization (dense γ) on a block-diagonal layered 
 
 * iterations/s of :func:`solve_mpi` (rank 0's loop time) and of the in-process :func:`solve` with K
   simulated workers, same config (ratio ``mpi_over_sim``: > 1 means the real ranks are faster);
-* the network model's prediction of the MPI time per iteration (:mod:`qodasim.solvers.network`):
+* the network model's prediction of the MPI time per iteration (:mod:`qodasim.netlab.model`):
   one oracle + quantize/encode of one vector + decode of K − 1 + the all-gather of the ledger's
   messages, with the machine's ``α``, ``β`` fitted by least squares to timed ``Iallgatherv`` calls
   of several sizes on the same ranks, and compute/codec costs timed in the same job
@@ -52,9 +52,9 @@ def rank_job(d: int, T: int, out: str) -> None:
     from mpi4py import MPI
 
     from qodasim.coding import Decoder, Encoder
+    from qodasim.netlab.model import Network, Workload, run_time
     from qodasim.solvers import solve
     from qodasim.solvers.mpi import solve_mpi, wait
-    from qodasim.solvers.network import Network, Workload, run_time
 
     comm = MPI.COMM_WORLD
     K = comm.size

@@ -7,7 +7,7 @@ float32 coordinates, 0.1 s of compute per oracle at K = 1 split over K (a sleep)
 ``uniform:3`` levels (dense Elias-γ; 1.0 bits/coord), and at K = 4, 1 Gbit/s also ``uniform:1024``
 (2.7 bits/coord) and ``uniform:24000`` (8.3): :func:`qodasim.netlab.clock.measure` fits α by a
 ping-pong and β by a ring step of all ranks at once (β of the ping-pong printed beside it), and runs the
-ranks; the model (:mod:`qodasim.solvers.network`) gets the fitted link, the
+ranks; the model (:mod:`qodasim.netlab.model`) gets the fitted link, the
 real message sizes and the codec and reduction seconds measured in the run on the critical path
 (per exchange step the slowest rank's work before it), so its one unmeasured term is the
 communication (columns: the slowest rank's codec and reduction seconds, the critical path's codec +

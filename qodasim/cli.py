@@ -205,7 +205,7 @@ def cmd_sweep(args) -> int:
 
 def cmd_speedup(args) -> int:
     from .experiments import speedup as sp
-    from .solvers.network import COLLECTIVES, PAPER_SPEEDUP, Workload
+    from .netlab.model import COLLECTIVES, PAPER_SPEEDUP, Workload
 
     enc, dec, red = args.encode_ns * 1e-9, args.decode_ns * 1e-9, 0.0
     if args.measure_codec:

@@ -13,9 +13,9 @@ from qodasim import Key, LayerLayout, LayerwiseQuantizer, Levels, Quantizer
 from qodasim.cli import main
 from qodasim.coding import entropy_floor, expected_bits
 from qodasim.experiments.analyze import analyze
+from qodasim.experiments.budget import bits_per_coordinate, levels_for_budget, variance_bits_curve
 from qodasim.optimize import schemes as S
 from qodasim.quantize.layers import named_arrays, types_of, unflatten_tree
-from qodasim.solvers.budget import bits_per_coordinate, levels_for_budget, variance_bits_curve
 
 
 def grads(seed=0, scale=True):
@@ -289,8 +289,8 @@ def test_solver_and_compare_take_a_bucket_size():
     the streams; ``compare(..., bucket_size=B)`` applies it to every config."""
     from dataclasses import replace
 
+    from qodasim.experiments.budget import compare
     from qodasim.solvers import SolverConfig, SolverError, solve
-    from qodasim.solvers.budget import compare
     from qodasim.vi import NoiseModel, bilinear_game
 
     prob = bilinear_game(150, seed=0)  # d = 300, two layers of 150

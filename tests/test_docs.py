@@ -23,8 +23,8 @@ import qodasim
 PACKAGES = (["qodasim", "qodasim.levels", "qodasim.rng", "qodasim.threads", "qodasim.validate", "qodasim.errors",
              "qodasim.suite", "qodasim.quantize.check", "qodasim.quantize.device", "qodasim.quantize.layers",
              "qodasim.quantize.engine", "qodasim.optimize.schemes", "qodasim.experiments.analyze",
-             "qodasim.vi.wgan", "qodasim.vi.check", "qodasim.solvers.check", "qodasim.solvers.budget",
-             "qodasim.solvers.mpi", "qodasim.solvers.network", "qodasim.solvers.sra", "qodasim.torch.sra",
+             "qodasim.vi.wgan", "qodasim.vi.check", "qodasim.solvers.check", "qodasim.experiments.budget",
+             "qodasim.solvers.mpi", "qodasim.netlab.model", "qodasim.solvers.sra", "qodasim.torch.sra",
              "qodasim.solvers.runspec", "qodasim.solvers.sweep", "qodasim.netlab.clock"]
             + sorted(f"qodasim.{m.name}" for m in pkgutil.iter_modules(qodasim.__path__) if m.ispkg))  # fmt: skip
 

@@ -1,4 +1,4 @@
-"""Equal-budget harness (qodasim.solvers.budget), level policies inside the solver
+"""Equal-budget harness (qodasim.experiments.budget), level policies inside the solver
 (qodasim.solvers.policies), and the verdicts of experiments 9–10 and the rebuilt 2, 4, 5 going red under
 plausible bugs (THEORY §7.2–7.5, issue 13)."""
 

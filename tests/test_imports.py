@@ -104,3 +104,15 @@ def test_the_cycle_finder_finds_cycles_and_reads_relative_imports():
     assert "qodasim.quantize.plan" in graph["qodasim.quantize.device"]  # from .plan import LayerLayout
     assert "qodasim.torch._parts" in graph["qodasim.torch.sra"]  # from ._parts import …
     assert "qodasim.quantize.layers" in graph["qodasim.optimize.autotype"]  # an import inside a function
+
+
+def test_moved_modules_keep_their_old_names_for_one_release():
+    """``solvers.network`` → ``netlab.model`` and ``solvers.budget`` → ``experiments.budget``: the old
+    names re-export the same objects."""
+    import qodasim.experiments.budget as budget
+    import qodasim.netlab.model as model
+    import qodasim.solvers.budget as old_budget
+    import qodasim.solvers.network as old_model
+
+    assert old_model.__all__ == model.__all__ and all(getattr(old_model, n) is getattr(model, n) for n in model.__all__)
+    assert all(getattr(old_budget, n) is getattr(budget, n) for n in budget.__all__)

@@ -84,7 +84,7 @@ def test_without_root_the_lab_says_why(monkeypatch):
 
 def test_link_fit_and_model_by_hand():
     from qodasim.netlab.clock import fit_link, modelled_seconds
-    from qodasim.solvers.network import Network, allgather_time, allreduce_time, sra_time
+    from qodasim.netlab.model import Network, allgather_time, allreduce_time, sra_time
 
     alpha, beta = 40e-6, 0.95e9
     # one way = α + 8·bytes/β, except that the shaper's bucket passes the first 128 KiB at once

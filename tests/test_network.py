@@ -11,8 +11,7 @@ import pytest
 
 from qodasim.cli import main
 from qodasim.coding import BitLedger
-from qodasim.solvers import SolverConfig, SolverError, network, solve, sra
-from qodasim.solvers.network import (
+from qodasim.netlab.model import (
     GBPS,
     Network,
     Workload,
@@ -24,6 +23,7 @@ from qodasim.solvers.network import (
     sra_time,
     traffic,
 )
+from qodasim.solvers import SolverConfig, SolverError, network, solve, sra
 from qodasim.solvers.runspec import load_run, run_key
 from qodasim.solvers.sweep import expand_sweep
 from qodasim.vi import NoiseModel, bilinear_game

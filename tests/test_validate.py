@@ -63,8 +63,8 @@ def test_check_choice_and_seed():
 def test_sites_refuse_strings_they_used_to_read_as_numbers():
     """Helpers that parsed with ``float(x)`` took ``"0.5"`` and ``True``; they refuse them now."""
     from qodasim.bounds.aggregate import _nonneg
+    from qodasim.netlab.model import Network
     from qodasim.solvers import SolverConfig, SolverError
-    from qodasim.solvers.network import Network
     from qodasim.solvers.steps import ConstantStep
 
     for bad in ("0.5", True):

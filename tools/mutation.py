@@ -46,8 +46,8 @@ TARGETS = {
         "qodasim/solvers/policies.py",
         "tests/test_equalbudget.py -k 'policy or lgreco or dq_schedule or find_types or reoptimize'",
     ),
-    "solvers/budget": (
-        "qodasim/solvers/budget.py",
+    "experiments/budget": (
+        "qodasim/experiments/budget.py",
         "tests/test_equalbudget.py -k 'levels_for_budget or bits_per_coordinate or at_bits or mean_ci or comparison'",
     ),
     "optimize/convex": ("qodasim/optimize/convex.py", "tests/test_bounds_optimize.py -k 'bound_optimal or budget'"),
@@ -67,8 +67,8 @@ TARGETS = {
     "optimize/schemes": ("qodasim/optimize/schemes.py", "tests/test_analyze.py -k 'not cli and not report'"),
     "quantize/layers": ("qodasim/quantize/layers.py", "tests/test_analyze.py -k 'arrays or pytrees or types or nd'"),
     "solvers/sra": ("qodasim/solvers/sra.py", "tests/test_sra.py -k 'not converges'"),
-    "solvers/network": (
-        "qodasim/solvers/network.py",
+    "netlab/model": (
+        "qodasim/netlab/model.py",
         "tests/test_network.py -k 'not cli and not sweep and not run_file'",
     ),
 }

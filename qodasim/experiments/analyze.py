@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from ..coding import encode
+from ..netlab.model import Network, allgather_time, allreduce_time
 from ..optimize.autotype import auto_types_of
 from ..optimize.schemes import CODES, at_budget, scheme_curve, scheme_names
 from ..quantize import LayerLayout
 from ..quantize.layers import first_rule, named_arrays, parse_rules, roles_present, types_of
 from ..rng import Key
-from ..solvers.network import Network, allgather_time, allreduce_time
 from ..validate import check_int
 from .base import Progress, atomic_write_text, metadata, strict_json
 

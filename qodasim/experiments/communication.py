@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from ..solvers import ConstantStep, SolverConfig, solve
-from ..solvers.budget import gaps_at_bits, mean_ci
 from ..vi import NoiseModel, layered_problem
 from . import plotting
 from .base import Param, Progress, Result, Verdict, check_config, metadata
+from .budget import gaps_at_bits, mean_ci
 from .convergence import BILINEAR_SCHEMA, step_from
 
 NAME = "communication"

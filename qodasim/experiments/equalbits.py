@@ -9,13 +9,13 @@ coordinate; drawing it directly lets the layers grow without building ``O(d_l³)
 scaled by ``1/r``.  For each budget ``B`` bits per coordinate (payload + norms, exact expected Elias
 lengths): the exact normalized variance ``E‖Q(v) − v‖²/‖v‖²`` of the global quantizer (one norm, one
 level sequence) against the layer-wise one (one norm per layer, one sequence per type), each read at
-``B`` on its variance–bits curve over ``α`` (:func:`qodasim.solvers.budget.at_bits`).  Gain = global /
+``B`` on its variance–bits curve over ``α`` (:func:`qodasim.experiments.budget.at_bits`).  Gain = global /
 layer-wise variance (``> 1``: layer-wise wins per bit), for uniform and for variance-optimal levels;
 and the gain of per-type levels alone (``scope = "global"``: the global quantizer's single norm, so
 no extra norm bits; with uniform levels this *is* the global quantizer, gain 1 by construction).
 
 **Inside QODA.**  At one ``(r, B)``: uncompressed, global, layer-wise (uniform and optimized levels,
-each picked by :func:`~qodasim.solvers.budget.levels_for_budget` to meet ``B``) and layer-wise with the
+each picked by :func:`~qodasim.experiments.budget.levels_for_budget` to meet ``B``) and layer-wise with the
 L-GreCo policy (:class:`~qodasim.solvers.LGreCo`, starting from the uniform layer-wise levels, error
 budget = theirs) on the same seeds, no oracle noise (the quantizer's is the only noise); gap against
 cumulative bits per coordinate, read at equal total bits and at equal iterations, 95% bootstrap
@@ -38,10 +38,10 @@ import numpy as np
 
 from ..quantize import LayerLayout
 from ..solvers import LGreCo, SolverConfig
-from ..solvers.budget import at_bits, compare, levels_for_budget, mean_ci, variance_bits_curve
 from ..vi import NoiseModel, layered_problem
 from . import plotting
 from .base import Param, Progress, Result, Verdict, check_config, metadata
+from .budget import at_bits, compare, levels_for_budget, mean_ci, variance_bits_curve
 
 NAME = "equalbits"
 #: Config keys (THEORY §7.3).

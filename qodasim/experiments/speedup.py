@@ -4,7 +4,7 @@ QODA and Q-GenX run (K simulated workers, layer-wise quantization, real streams)
 Their oracle outputs at the last iterate, each layer's coordinates resampled to ``d_model``
 coordinates (:func:`model_vectors`), give the bits per coordinate **at the modelled size** (exact
 expected bits; header, level tables and norms are a large share at the runs' d = 552 and vanish at
-4·10^6).  The network model (:mod:`qodasim.solvers.network`) turns them into seconds per iteration
+4·10^6).  The network model (:mod:`qodasim.netlab.model`) turns them into seconds per iteration
 for both collectives a compressed method can use — the ring all-gather, and the compressed
 scatter-reduce-allgather (SRA, what the paper's system runs; :mod:`qodasim.solvers.sra`) — against a
 float32 all-reduce for uncompressed QODA, over ``K ∈ Ks`` and ``bandwidths``, with a free codec
@@ -54,10 +54,10 @@ from pathlib import Path
 import numpy as np
 
 from ..coding import BitLedger
+from ..netlab import model as netmodel
+from ..netlab.model import COLLECTIVES, GBPS, MESSAGES, PAPER_SPEEDUP, Network, Workload, run_time, speedup
 from ..quantize import LayerLayout, LayerwiseQuantizer
 from ..solvers import SolverConfig, solve
-from ..solvers import network as netmodel
-from ..solvers.network import COLLECTIVES, GBPS, MESSAGES, PAPER_SPEEDUP, Network, Workload, run_time, speedup
 from ..solvers.sra import chunk_bounds, piece_quantizer, sra_aggregate, sra_bits, sra_variance
 from ..threads import serial
 from ..vi import NoiseModel, layered_problem

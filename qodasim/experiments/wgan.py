@@ -5,7 +5,7 @@ A WGAN (MLP generator and critic, weight clipping) on scikit-learn's 8×8 digits
 Q-GenX with layer-wise quantization (one level spec per type: generator / critic × weight / bias),
 QODA with one global quantizer, and uncompressed QODA run at every ``K`` in ``Ks``; quality is the
 energy distance between generated and held-out digits (no pretrained network), against iterations,
-bits, and modelled wall-clock time (:func:`qodasim.solvers.network.run_time` on each run's ledger;
+bits, and modelled wall-clock time (:func:`qodasim.netlab.model.run_time` on each run's ledger;
 an all-reduce per oracle for uncompressed runs).  The per-layer statistics of the real operator —
 the heterogeneity layer-wise quantization is built on — are measured at the initial point and at
 the end of the uncompressed run: per-layer RMS, normalized-magnitude distributions per type, and
@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..netlab.model import GBPS, Network, Workload, iteration_time, run_time
 from ..optimize import normalized_magnitudes, optimize_levels
 from ..solvers import AdaptiveStep, SolverConfig, solve
 from ..solvers.genx import DEFAULT_LEVELS
-from ..solvers.network import GBPS, Network, Workload, iteration_time, run_time
 from ..vi import NoiseModel
 from ..vi.wgan import jax_available
 from . import plotting

@@ -23,7 +23,7 @@ trip) and the bandwidth ``β`` the ranks get when all of them send at once, as i
 the ranks' own transport; :func:`fit_ring`).  A ping-pong's ``β`` (one pair, the other ranks idle) is
 kept beside it: on a machine whose cores the ranks share, their sockets' copies compete for the cores
 and a link of 5 Gbit/s gives each rank less (``BENCHMARKS.md``, *netlab*).  Each measured iteration is
-then put beside the model (:mod:`qodasim.solvers.network`) fed with ``α``, ``β``, the messages' real sizes,
+then put beside the model (:mod:`qodasim.netlab.model`) fed with ``α``, ``β``, the messages' real sizes,
 the compute, and the codec and reduction seconds measured in the run on the iteration's critical path
 (:func:`codec_path`: between two exchanges the slowest rank's work, since each exchange step waits for
 it): its one unmeasured term is the communication.  On a 2-core machine the ranks share the cores: the
@@ -380,7 +380,7 @@ def modelled_seconds(mode: str, K: int, d: int, alpha: float, beta: float, compu
     """The network model's seconds per iteration for ``mode``: the collective's time with the fitted
     link and the messages' real sizes (bytes, with an 8-byte frame each) plus the compute, per message,
     and the codec and reduction seconds measured in the run (per iteration): ``{"comm", "total"}``."""
-    from ..solvers import network as nm
+    from . import model as nm
 
     m, mode = _split_mode(mode)
     net = nm.Network(beta, alpha)

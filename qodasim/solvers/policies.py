@@ -93,7 +93,7 @@ class LGreCo:
 
     With ``bits_per_coord`` the roles swap (a bit budget): the DP minimizes the total error subject to
     ``Σ_l bits_l + 32·L ≤ bits_per_coord · d`` (payload plus the ``L`` float32 norms, as
-    :func:`~qodasim.solvers.budget.bits_per_coordinate` counts them); ``alpha`` is then unused.
+    :func:`~qodasim.experiments.budget.bits_per_coordinate` counts them); ``alpha`` is then unused.
 
     The starting quantizer (the config's) is the reference at every re-solve, so errors never drift
     upward across re-solves.
