@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from qodasim.coding import expected_bits
+from qodasim.experiments import budget as bd
 from qodasim.experiments import load_config
 from qodasim.levels import Levels
 from qodasim.optimize import lgreco_brute_force
 from qodasim.quantize import LayerLayout, LayerwiseQuantizer, Quantizer
 from qodasim.solvers import DQSchedule, FindTypes, LGreCo, Reoptimize, SolverConfig, SolverError, solve
-from qodasim.solvers import budget as bd
 from qodasim.solvers.policies import policy_from, policy_to_dict
 from qodasim.vi import NoiseModel, layered_problem
 

@@ -11,6 +11,7 @@ import pytest
 
 from qodasim.cli import main
 from qodasim.coding import BitLedger
+from qodasim.netlab import model as network
 from qodasim.netlab.model import (
     GBPS,
     Network,
@@ -23,7 +24,7 @@ from qodasim.netlab.model import (
     sra_time,
     traffic,
 )
-from qodasim.solvers import SolverConfig, SolverError, network, solve, sra
+from qodasim.solvers import SolverConfig, SolverError, solve, sra
 from qodasim.solvers.runspec import load_run, run_key
 from qodasim.solvers.sweep import expand_sweep
 from qodasim.vi import NoiseModel, bilinear_game
