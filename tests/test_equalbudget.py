@@ -384,8 +384,8 @@ def test_communication_equal_bits_verdict_goes_red_when_a_round_s_bits_overwrite
     shows two) — at equal bits the two methods then look alike."""
     from qodasim.solvers import genx
 
-    mutant(monkeypatch, genx._Oracle, "_count_streams", "self.bits[r, t - 1] += msg.nbits",
-           "self.bits[r, t - 1] = msg.nbits")  # fmt: skip
+    mutant(monkeypatch, genx._StreamBits, "count", "oracle.bits[r, t - 1] += msg.nbits",
+           "oracle.bits[r, t - 1] = msg.nbits")  # fmt: skip
     ok = _communication()
     assert ok["messages"] and not ok["qoda_wins_at_equal_bits"]
 

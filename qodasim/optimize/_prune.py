@@ -46,7 +46,7 @@ MAX_BLOCKS = 1 << 14
 #: Windows are used only when ``(α + 2)`` evaluations' rounding is below this fraction of the optimal
 #: cost (:func:`above_noise`): where it is not, the costs' differences are rounding noise, the divide
 #: and conquer itself can miss the quadratic DP's minimum, and pruning can change which noisy answer
-#: comes out.  Measured (session 11, ~1900 random instances with the rule off): the pruned and full
+#: comes out.  Measured (~1900 random instances with the rule off): the pruned and full
 #: DPs differed only where that ratio, taken with the optimal cost, was ≥ 9.3e-5 (two clusters of
 #: width 1e-2 … 1e-12 away from 0: the cost formula cancels terms ~1/width² larger than the costs);
 #: never below, over ~450 instances of eight other kinds up to 5e-6 (Gaussian magnitudes, α = 254).

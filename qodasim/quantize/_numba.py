@@ -267,7 +267,7 @@ def bucket_tables(lv, lv_start, type_uni, max_entries=TABLES_MAX_ENTRIES):
     the type's intervals come from the binary search; always so for uniform types).
 
     Built once per quantizer (levels are fixed), not per task: a table of ``G + 1`` entries costs as
-    much to build as rounding ``2G`` coordinates (issue 15).  At most ``max_entries`` entries in all;
+    much to build as rounding ``2G`` coordinates (BENCHMARKS.md).  At most ``max_entries`` entries in all;
     the types past that search (the same intervals, tested).
     """
     m_types = type_uni.size

@@ -2,7 +2,7 @@
 
 LLVM emits no gathers for the project's CPUs (on ``znver4`` they are microcoded, on Intel they are
 marked slow since the Gather Data Sampling fix), so a table lookup per coordinate stays scalar
-(BENCHMARKS.md, issue 15).  With at most 16 levels the whole level table fits in two vector
+(BENCHMARKS.md).  With at most 16 levels the whole level table fits in two vector
 registers, and AVX-512's two-source permute ``vpermi2pd`` looks up 8 coordinates' levels at once.
 :func:`search16` runs the branch-free binary search
 

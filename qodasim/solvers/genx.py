@@ -440,6 +440,60 @@ def _sum_messages(qvs, R: int, K: int, d: int, engine: str, keep: bool):
     return worker_sums(workers), workers
 
 
+class _NoBits:
+    """``bits = "none"``: nothing is counted."""
+
+    counts = streams = intervals = False
+
+    def count(self, oracle: _Oracle, V: np.ndarray, t: int, rnd: int) -> None:
+        return None
+
+
+class _StreamBits(_NoBits):
+    """``bits = "stream"``: every worker's quantized vector encoded on its own channel; bits read from
+    the streams."""
+
+    counts = streams = True
+
+    def count(self, oracle: _Oracle, V: np.ndarray, t: int, rnd: int) -> None:
+        R, K = oracle.cfg.replicas, oracle.cfg.K
+        for r in range(R):
+            for k in range(K):
+                msg = oracle.encoders[r][k].encode(oracle._qvs[r * K + k])
+                oracle.bits[r, t - 1] += msg.nbits
+                if r == 0:
+                    oracle.ledger.record(k, rnd, msg)
+
+
+class _ExpectedBits(_NoBits):
+    """``bits = "expected"``: each worker's message in exact expectation (header and tables as its
+    channel sends them, norms and payload expected)."""
+
+    counts = intervals = True
+
+    def count(self, oracle: _Oracle, V: np.ndarray, t: int, rnd: int) -> None:
+        cfg, quant, (R, K, d) = oracle.cfg, oracle.quant, V.shape
+        plan = quant.plan(d)
+        vdtype = np.float64 if V.dtype == np.float64 else np.float32
+        for r in range(R):
+            for k in range(K):
+                if oracle._intervals is not None:  # (j, ρ) of all workers from one device pass
+                    J, RHO = oracle._intervals
+                    e = expected_bits_of_intervals(J[r * K + k], RHO[r * K + k], plan, quant.type_levels, vdtype,
+                                                   cfg.protocol, cfg.code)  # fmt: skip
+                else:
+                    e = expected_bits(V[r, k], quant, cfg.protocol, cfg.code)
+                parts = oracle.encoders[r][k].account(plan.spec, quant.type_levels, V.dtype)
+                parts.update(norms=e["norms"], payload=e["payload"])
+                oracle.bits[r, t - 1] += sum(parts.values())
+                if r == 0:
+                    oracle.ledger.record(k, rnd, parts)
+
+
+#: The bit accounting of each ``SolverConfig.bits``, chosen once per run.
+_BIT_COUNTERS = {"none": _NoBits, "stream": _StreamBits, "expected": _ExpectedBits}
+
+
 class _Oracle:
     """``K`` workers' (quantized, encoded) oracle outputs, averaged; counts bits per iteration."""
 
@@ -450,6 +504,7 @@ class _Oracle:
         R, K = cfg.replicas, cfg.K
         self.encoders = [[Encoder(cfg.protocol, cfg.code) for _ in range(K)] for _ in range(R)]
         self.ledger = BitLedger()
+        self.counter = _BIT_COUNTERS[cfg.bits]()
         self.bits = np.zeros((R, cfg.T))
         self.seeds = [_replica_seed(cfg.seed, r) for r in range(R)]
         self.last_raw = None
@@ -472,10 +527,7 @@ class _Oracle:
             out, workers = self._quantize_device(V, t, rnd)
         else:
             out, workers = self._quantize_host(V, t, rnd)
-        if self.cfg.bits == "stream":
-            self._count_streams(t, rnd)
-        elif self.cfg.bits == "expected":
-            self._count_expected(V, t, rnd)
+        self.counter.count(self, V, t, rnd)
         return out / K, (workers if self.keep_workers else None)
 
     def _sample(self, X: np.ndarray, t: int, rnd: int) -> np.ndarray:
@@ -493,7 +545,7 @@ class _Oracle:
     def _uncompressed(self, V: np.ndarray, t: int, rnd: int):
         """The plain mean; 32 bits per coordinate and worker in the ledger (a float32 system's)."""
         R, K, d = V.shape
-        if self.cfg.bits != "none":
+        if self.counter.counts:
             self.bits[:, t - 1] += 32.0 * d * K
             self.ledger.record_all(K, rnd, {"payload": 32.0 * d})
         return V.mean(axis=1), (V if self.keep_workers else None)
@@ -522,39 +574,9 @@ class _Oracle:
             self.device.quantize(V.reshape(R * K, d), self._keys(R, K, rnd))
         except NormRangeError as exc:
             raise _Diverged(f"an oracle output at iteration {t} cannot be sent: {exc}") from None
-        self._qvs = self.device.quantized() if self.cfg.bits == "stream" else None
-        self._intervals = self.device.intervals() if self.cfg.bits == "expected" else None
+        self._qvs = self.device.quantized() if self.counter.streams else None
+        self._intervals = self.device.intervals() if self.counter.intervals else None
         return self.device.worker_sums(), None
-
-    def _count_streams(self, t: int, rnd: int) -> None:
-        """Encode every worker's quantized vector on its own channel: bits read from the streams."""
-        R, K = self.cfg.replicas, self.cfg.K
-        for r in range(R):
-            for k in range(K):
-                msg = self.encoders[r][k].encode(self._qvs[r * K + k])
-                self.bits[r, t - 1] += msg.nbits
-                if r == 0:
-                    self.ledger.record(k, rnd, msg)
-
-    def _count_expected(self, V: np.ndarray, t: int, rnd: int) -> None:
-        """The exact expected bits of every worker's message (header and tables as its channel sends
-        them, norms and payload in expectation)."""
-        cfg, (R, K, d) = self.cfg, V.shape
-        plan = self.quant.plan(d)
-        vdtype = np.float64 if V.dtype == np.float64 else np.float32
-        for r in range(R):
-            for k in range(K):
-                if self._intervals is not None:  # (j, ρ) of all workers from one device pass
-                    J, RHO = self._intervals
-                    e = expected_bits_of_intervals(J[r * K + k], RHO[r * K + k], plan, self.quant.type_levels, vdtype,
-                                                   cfg.protocol, cfg.code)  # fmt: skip
-                else:
-                    e = expected_bits(V[r, k], self.quant, cfg.protocol, cfg.code)
-                parts = self.encoders[r][k].account(plan.spec, self.quant.type_levels, V.dtype)
-                parts.update(norms=e["norms"], payload=e["payload"])
-                self.bits[r, t - 1] += sum(parts.values())
-                if r == 0:
-                    self.ledger.record(k, rnd, parts)
 
     def _sra(self, V: np.ndarray, t: int, rnd: int) -> np.ndarray:
         """Each replica's SRA aggregate (:func:`~qodasim.solvers.sra.sra_aggregate`, the replica's
@@ -572,7 +594,7 @@ class _Oracle:
             except NormRangeError as exc:
                 raise _Diverged(f"an oracle output at iteration {t} cannot be sent: {exc}") from None
             out[r] = res.aggregate
-            if self.cfg.bits == "none":
+            if not self.counter.counts:
                 continue
             for k in range(K):
                 enc = self._sra_encoders[r][k]

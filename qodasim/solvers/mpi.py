@@ -1,4 +1,4 @@
-"""Real workers: the solver template over MPI, one rank per worker (THEORY §6, issue 14).
+"""Real workers: the solver template over MPI, one rank per worker (THEORY §6).
 
 Each rank ``k`` of a communicator of size ``K`` is worker ``k``: at every round it evaluates its own
 oracle samples (its counter-based noise stream, ``qodasim.vi.noise``), quantizes them with its own
@@ -150,7 +150,7 @@ class _MPIOracle(_Oracle):
         if self.rank == 0:
             self.last_raw = V[0]
         recv, sizes = self._exchange(meta, payload, X, t, rnd)
-        if cfg.bits != "none":
+        if self.counter.counts:
             self._record(t, rnd)
         if self.quant is None:
             W = np.ascontiguousarray(recv.view(np.float64).reshape(K, cfg.replicas, d).transpose(1, 0, 2))
@@ -335,7 +335,7 @@ class _MPIOracle(_Oracle):
     def _sra_ledger(self, sent: np.ndarray, gathered: np.ndarray, t: int, rnd: int) -> None:
         """The simulation's rows: per worker its ``K − 1`` chunks and its re-quantized chunk."""
         R, K = self.cfg.replicas, self.cfg.K
-        for j in range(K if self.cfg.bits != "none" else 0):
+        for j in range(K if self.counter.counts else 0):
             for r in range(R):
                 parts = sent[j, 1 + r * (K + 4) + K : 1 + (r + 1) * (K + 4)] + gathered[j, 2 + 5 * r : 6 + 5 * r]
                 bits = dict(zip(_CATS, parts.tolist(), strict=True))

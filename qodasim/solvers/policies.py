@@ -9,7 +9,7 @@ run's starting quantizer ``start`` (the config's) and
 worker 0's latest raw oracle output ``v`` (the statistics every rank can be given: in an MPI run rank 0
 computes and broadcasts the new quantizer).  ``None`` keeps the quantizer.  The built-in policies:
 
-- :class:`Reoptimize` — optimal levels for the current level counts (the old ``reoptimize_every``);
+- :class:`Reoptimize` — optimal levels for the current level counts, every ``every`` iterations;
 - :class:`LGreCo` — per-layer level counts by the L-GreCo knapsack DP (Markov et al. 2024): the fewest
   expected bits subject to a total quantization error at most ``alpha`` times the starting quantizer's,
   both exact at ``v``;
