@@ -316,6 +316,25 @@ def test_equalbits_homogeneous_check_goes_red_when_the_single_norm_scope_is_drop
     assert not ok["homogeneous_no_gain"]
 
 
+def test_equalbits_per_type_fit_goes_red_when_every_type_gets_type_0s_levels(monkeypatch):
+    """The plausible bug of issue 32: the per-type fit hands every type type 0's levels. Every per-bit
+    verdict still passes (the gains barely move); ``per_type_levels_fit`` goes red."""
+    from qodasim import LayerwiseQuantizer
+
+    real = bd._quantizer
+
+    def type0_everywhere(v, lay, a, k, q, m, scope):
+        quant = real(v, lay, a, k, q, m, scope)
+        if lay is None:
+            return quant
+        return LayerwiseQuantizer(lay, (quant.type_levels[0],) * lay.n_types, scope=scope, q=q)
+
+    monkeypatch.setattr(bd, "_quantizer", type0_everywhere)
+    ok, result = _equalbits()
+    assert not ok["per_type_levels_fit"]
+    assert all(x["shared_over_own"] == 1.0 for x in result.data["per_type_fit"])
+
+
 def test_equalbits_map_solver_agreement_goes_red_when_the_gain_is_inverted(monkeypatch):
     """The plausible bug: the gain written layer-wise/global instead of global/layer-wise — the map then
     names the wrong winner and disagrees with QODA at equal bits."""
