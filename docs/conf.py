@@ -56,7 +56,7 @@ nitpick_ignore_regex = [
 # -- notebooks (executed at build time) ------------------------------------------------------------
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
-nb_execution_mode = "off"  # the notebooks carry their outputs (tests/test_notebooks.py keeps them current);
+nb_execution_mode = "off"  # the notebooks carry their outputs (tests/integration/test_notebooks.py keeps them current);
 # getting_started.md asks for execution in its own front matter
 nb_execution_timeout = 900
 nb_execution_raise_on_error = True

@@ -86,3 +86,29 @@ def check_analysis_by_monte_carlo(res, v, budget: float, n: int = 300) -> None:
         assert abs(np.mean(bits) - r["bits"]) <= 4 * np.std(bits) / np.sqrt(n) + 1e-12, r["scheme"]
         m = encode(Q.quantize(v, Key(res.meta["seed"], 0, names.index(r["scheme"]))))
         assert r["stream_bits"] == (m.bits["payload"] + m.bits["norms"]) / v.size, r["scheme"]
+
+
+def _engines() -> list[str]:
+    from qodasim.quantize.engine import cuda_available
+
+    return ["numba", "numpy"] + (["cuda"] if cuda_available() else [])
+
+
+@pytest.fixture(params=_engines())
+def engine(request) -> str:
+    """Every quantization engine this machine runs (the CUDA one with a GPU or the simulator)."""
+    return request.param
+
+
+@pytest.fixture
+def run_solver():
+    """``run_solver(problem=None, **config)``: a short solver run (QODA, K = 2, T = 20, two replicas,
+    absolute noise 0.5, a bilinear game of dimension 8 unless given); the keywords override the config."""
+    from qodasim.solvers import SolverConfig, solve
+    from qodasim.vi import NoiseModel, bilinear_game
+
+    def run(problem=None, **config):
+        base = dict(method="qoda", K=2, T=20, replicas=2, noise=NoiseModel("absolute", 0.5))
+        return solve(bilinear_game(4) if problem is None else problem, SolverConfig(**{**base, **config}))
+
+    return run

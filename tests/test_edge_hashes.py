@@ -6,7 +6,7 @@ algorithm).  ``tests/golden/edge_hashes.json`` holds SHA-256 hashes of ``(indice
 for edge vectors (norms exactly representable, coordinates exactly on levels, signed zeros, subnormal
 entries, tiny and huge scales, chunk boundaries) under several quantizers.  They are checked here
 in-process on the numba and numpy engines, in fresh processes with ``NUMBA_NUM_THREADS=1`` and ``2``,
-and on the (simulated) CUDA engine in ``tests/test_cuda.py``.
+and on the (simulated) CUDA engine in ``tests/quantize/test_cuda.py``.
 
 Regenerate deliberately with ``python tests/test_edge_hashes.py --regenerate`` and say why.
 """

@@ -3,7 +3,7 @@
 
 ``python tools/execute_notebooks.py [NAME ...]`` runs each notebook top to bottom (nbclient, the
 ``python3`` kernel, working folder a scratch directory) and writes it back with its outputs and
-without volatile metadata (execution timestamps, kernel versions).  ``tests/test_notebooks.py``
+without volatile metadata (execution timestamps, kernel versions).  ``tests/integration/test_notebooks.py``
 re-executes every notebook and compares its text outputs with the committed ones.
 """
 

@@ -29,47 +29,67 @@ PYTEST = "python -m pytest -x -q -p no:cacheprovider -p no:randomly"
 
 #: target name → (module, tests).  Numba kernels are left out: every mutant would recompile them.
 TARGETS = {
-    "optimize/allocation": ("qodasim/optimize/allocation.py", "tests/test_maths.py -k 'lgreco or dq_sgd'"),
-    "solvers/steps": ("qodasim/solvers/steps.py", "tests/test_maths.py -k 'step or method or worker or separation'"),
+    "optimize/allocation": ("qodasim/optimize/allocation.py", "tests/bounds/test_maths.py -k 'lgreco or dq_sgd'"),
+    "solvers/steps": (
+        "qodasim/solvers/steps.py",
+        "tests/bounds/test_maths.py -k 'step or method or worker or separation'",
+    ),
     "bounds/closed_form": (
         "qodasim/bounds/closed_form.py",
-        "tests/test_cli_experiments.py tests/test_bounds_optimize.py tests/test_maths.py "
+        "tests/experiments/test_cli_experiments.py tests/bounds/test_bounds_optimize.py tests/bounds/test_maths.py "
         "-k 'closed or never_above or simple'",
     ),
-    "vi/measures": ("qodasim/vi/measures.py", "tests/test_maths.py -k 'gap or trust or distance'"),
+    "vi/measures": ("qodasim/vi/measures.py", "tests/bounds/test_maths.py -k 'gap or trust or distance'"),
     "quantize/check": (
         "qodasim/quantize/check.py",
-        "tests/test_trust.py tests/test_quantize.py -k 'samples or floored or moments or checker or "
+        "tests/test_trust.py tests/quantize/test_quantize.py -k 'samples or floored or moments or checker or "
         "conformance_numba or other_checks'",
     ),  # fmt: skip
     "solvers/policies": (
         "qodasim/solvers/policies.py",
-        "tests/test_equalbudget.py -k 'policy or lgreco or dq_schedule or find_types or reoptimize'",
+        "tests/solvers/test_equalbudget.py -k 'policy or lgreco or dq_schedule or find_types or reoptimize'",
     ),
     "experiments/budget": (
         "qodasim/experiments/budget.py",
-        "tests/test_equalbudget.py -k 'levels_for_budget or bits_per_coordinate or at_bits or mean_ci or comparison'",
+        "tests/solvers/test_equalbudget.py "
+        "-k 'levels_for_budget or bits_per_coordinate or at_bits or mean_ci or comparison'",
     ),
-    "optimize/convex": ("qodasim/optimize/convex.py", "tests/test_bounds_optimize.py -k 'bound_optimal or budget'"),
+    "optimize/convex": (
+        "qodasim/optimize/convex.py",
+        "tests/bounds/test_bounds_optimize.py -k 'bound_optimal or budget'",
+    ),
     "coding/protocol": (
         "qodasim/coding/protocol.py",
-        "tests/test_coding.py tests/test_decoder_fuzz.py tests/test_golden.py tests/test_trust.py tests/test_maths.py "
+        "tests/coding/test_coding.py tests/coding/test_decoder_fuzz.py tests/test_golden.py tests/test_trust.py "
+        "tests/bounds/test_maths.py "
         "-k 'not experiment and not solver and not variance and not cli and not results'",
     ),
     "vi/noise": (
         "qodasim/vi/noise.py",
-        "tests/test_normal.py tests/test_vi_solvers.py "
+        "tests/vi/test_normal.py tests/solvers/test_vi_solvers.py "
         "-k 'noise or normal or fill or student or replica or bad or finite'",
     ),
-    "coding/ledger": ("qodasim/coding/ledger.py", "tests/test_coding.py tests/test_network.py -k 'ledger'"),
-    "bounds/tight": ("qodasim/bounds/tight.py", "tests/test_bounds_optimize.py -k 'tight or adversarial or layerwise'"),
-    "optimize/prune": ("qodasim/optimize/_prune.py", "tests/test_prune.py"),
-    "optimize/schemes": ("qodasim/optimize/schemes.py", "tests/test_analyze.py -k 'not cli and not report'"),
-    "quantize/layers": ("qodasim/quantize/layers.py", "tests/test_analyze.py -k 'arrays or pytrees or types or nd'"),
-    "solvers/sra": ("qodasim/solvers/sra.py", "tests/test_sra.py -k 'not converges'"),
+    "coding/ledger": (
+        "qodasim/coding/ledger.py",
+        "tests/coding/test_coding.py tests/solvers/test_network.py -k 'ledger'",
+    ),
+    "bounds/tight": (
+        "qodasim/bounds/tight.py",
+        "tests/bounds/test_bounds_optimize.py -k 'tight or adversarial or layerwise'",
+    ),
+    "optimize/prune": ("qodasim/optimize/_prune.py", "tests/optimize/test_prune.py"),
+    "optimize/schemes": (
+        "qodasim/optimize/schemes.py",
+        "tests/experiments/test_analyze.py -k 'not cli and not report'",
+    ),
+    "quantize/layers": (
+        "qodasim/quantize/layers.py",
+        "tests/experiments/test_analyze.py -k 'arrays or pytrees or types or nd'",
+    ),
+    "solvers/sra": ("qodasim/solvers/sra.py", "tests/solvers/test_sra.py -k 'not converges'"),
     "netlab/model": (
         "qodasim/netlab/model.py",
-        "tests/test_network.py -k 'not cli and not sweep and not run_file'",
+        "tests/solvers/test_network.py -k 'not cli and not sweep and not run_file'",
     ),
 }
 

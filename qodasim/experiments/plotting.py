@@ -2,7 +2,7 @@
 
 :func:`save` lays a figure out so that it is fit for a paper: every legend sits where it covers no
 plotted point (the first free corner of its panel, else outside the panel on the right), every text
-lies inside the canvas (``tests/test_figures.py`` checks both on every committed figure), and the
+lies inside the canvas (``tests/experiments/test_figures.py`` checks both on every committed figure), and the
 caption goes into the files' metadata, not into the pixels (the README and the docs print it).
 
 Figures are :class:`matplotlib.figure.Figure` objects made without pyplot, so importing this module

@@ -7,7 +7,7 @@ fixed fold 16, 8, 4, 2, 1 in shared memory.  Kernels are compiled without ``fast
 division), but that alone does not stop NVVM from contracting ``a·b + c`` into one FMA (its default
 ``-fma=1``): every product that feeds a sum is therefore written with the round-to-nearest intrinsics
 ``__nv_dmul_rn``/``__nv_dadd_rn`` (:func:`._scalar.rebind`), which compile to ``mul.rn``/``add.rn``
-and are never fused.  ``tests/test_cuda_ptx.py`` compiles every kernel to PTX and checks that no
+and are never fused.  ``tests/quantize/test_cuda_ptx.py`` compiles every kernel to PTX and checks that no
 ``fma`` is left in them.
 
 Bit-exact with the CPU: every kernel for ``q ∈ {1, 2, ∞}``.  For other ``q`` the norm pass needs
@@ -37,7 +37,7 @@ MAX_GRID_Y = 65535  # ... and in y (replicas of mean_dequantize_kernel)
 if config.ENABLE_CUDASIM:  # the simulator runs Python floats: one rounding per operation already
     _mul = cuda.jit(device=True)(_scalar.mul)
     _add = cuda.jit(device=True)(_scalar.add)
-else:  # pragma: no cover - needs a GPU (the PTX is checked by tests/test_cuda_ptx.py)
+else:  # pragma: no cover - needs a GPU (the PTX is checked by tests/quantize/test_cuda_ptx.py)
     from numba.cuda import libdevice
 
     _mul, _add = libdevice.dmul_rn, libdevice.dadd_rn

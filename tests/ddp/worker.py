@@ -1,4 +1,5 @@
-"""One rank of a small DDP training run on scikit-learn's digits (started by torchrun in tests/test_torch.py).
+"""One rank of a small DDP training run on scikit-learn's digits (started by torchrun in
+tests/integration/test_torch.py).
 
 Usage: torchrun --nproc_per_node K worker.py SCHEME STEPS OUTDIR
 

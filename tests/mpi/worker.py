@@ -1,4 +1,4 @@
-"""Run under ``mpiexec -n K`` by tests/test_mpi.py: ``worker.py MODE OUT``.
+"""Run under ``mpiexec -n K`` by tests/integration/test_mpi.py: ``worker.py MODE OUT``.
 
 MODE ``equal``: several configs through :func:`solve_mpi`; rank 0 compares each with the in-process
 :func:`solve` and writes the comparison to OUT (JSON).  ``kill``: rank 2 kills itself (SIGKILL) in

@@ -15,7 +15,7 @@ from matplotlib.text import Text
 from qodasim import experiments
 from qodasim.experiments.base import Result
 
-RESULTS = Path(__file__).resolve().parents[1] / "figures" / "results"
+RESULTS = Path(__file__).resolve().parents[2] / "figures" / "results"
 NAMES = sorted(p.stem for p in RESULTS.glob("*.json") if p.stem in experiments.REGISTRY)
 
 

@@ -167,10 +167,9 @@ def test_a_suite_reports_every_failure_and_check_quantizer_too():
     assert [c.name for c in QUANTIZER_CHECKS][:2] == ["output_format", "zero_vector"]
 
 
-def test_the_solver_records_the_gap_the_problem_declares():
+def test_the_solver_records_the_gap_the_problem_declares(run_solver):
     """The solver asks the problem for its gap (``Problem.gap_measure``): the exact trust-region gap for
     an affine problem, the duality gap for a matrix game, and whatever a problem of one's own returns."""
-    from qodasim.solvers import SolverConfig, solve
     from qodasim.vi import RestrictedGap
 
     @dataclass(frozen=True, eq=False)
@@ -183,7 +182,7 @@ def test_the_solver_records_the_gap_the_problem_declares():
         def gap_measure(self, center, radius):
             return lambda X: np.full(np.atleast_2d(X).shape[0], 42.0)
 
-    res = solve(Flat(), SolverConfig(method="qoda", K=1, T=8, compression="none"))
+    res = run_solver(Flat(), K=1, T=8, compression="none")
     assert np.all(res.measures["gap_avg"] == 42.0) and np.all(res.measures["gap_last"] == 42.0)
     game = MatrixGame(np.array([[1.0, -2.0], [-1.0, 3.0]]))
     assert game.gap_measure(game.x0(), 1.0) == game.duality_gap

@@ -1,5 +1,5 @@
 """Issue 14 — the network-time model (THEORY §8), run files, sweeps' expansion, and the CLI around them
-(no MPI needed: tests/test_mpi.py has the real ranks)."""
+(no MPI needed: tests/integration/test_mpi.py has the real ranks)."""
 
 from __future__ import annotations
 

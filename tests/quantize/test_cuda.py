@@ -240,7 +240,7 @@ def test_gpu_benchmark_script_runs(tmp_path):
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu.py"
     env = dict(os.environ, QODASIM_BENCH_RESULTS=str(tmp_path))
     subprocess.run([sys.executable, "-W", "ignore", str(script), "--log2d", "8", "--repeats", "1"], env=env,
                    check=True, capture_output=True, timeout=600)  # fmt: skip

@@ -11,19 +11,16 @@ import pytest
 
 from qodasim import Key, LayerLayout, LayerwiseQuantizer, Levels, Quantizer
 from qodasim.quantize import engine as E
-from qodasim.quantize.core import cuda_available
 
-BUILT_IN = ["numba", "numpy"] + (["cuda"] if cuda_available() else [])
 MEMBERS = E._REQUIRED + E._OPTIONAL
 
 
 @pytest.mark.parametrize("member", MEMBERS)
-@pytest.mark.parametrize("name", BUILT_IN)
-def test_built_in_engine_has_each_member(name, member):
+def test_built_in_engine_has_each_member(engine, member):
     """One id per (engine, member) of :class:`Engine`: present, callable (or ``None`` if optional)."""
-    eng = E.get_engine(name)
+    eng = E.get_engine(engine)
     assert not [p for p in E.check_engine(eng) if p.startswith(f"{member}:")]
-    assert isinstance(eng, E.Engine) and eng.name == name
+    assert isinstance(eng, E.Engine) and eng.name == engine
 
 
 def test_the_device_workspace_is_a_norm_engine():

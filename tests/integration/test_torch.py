@@ -28,7 +28,7 @@ import qodasim.torch as qt  # noqa: E402
 from qodasim import LayerLayout  # noqa: E402
 from qodasim.coding import encode  # noqa: E402
 
-WORKER = Path(__file__).parent / "ddp" / "worker.py"
+WORKER = Path(__file__).resolve().parents[1] / "ddp" / "worker.py"
 
 
 class FakeBucket:
@@ -261,7 +261,7 @@ def test_analyze_on_gradients_recorded_from_training(tmp_path):
 def _torchrun(tmp: Path, scheme: str, steps: int = 6, world: int = 2) -> list[tuple[dict, dict]]:
     out = tmp / scheme
     out.mkdir()
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parents[1]))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(world), "--rdzv_backend", "c10d",
            "--rdzv_endpoint", "localhost:0", str(WORKER), scheme, str(steps), str(out)]  # fmt: skip
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

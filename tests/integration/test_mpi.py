@@ -34,7 +34,7 @@ if MPIEXEC is None:
     if REQUIRED:
         raise RuntimeError("QODASIM_REQUIRE_MPI=1 but mpiexec was not found")
     pytest.skip("mpiexec not found (pip install 'qodasim[mpi]')", allow_module_level=True)
-WORKER = Path(__file__).parent / "mpi" / "worker.py"
+WORKER = Path(__file__).resolve().parents[1] / "mpi" / "worker.py"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
