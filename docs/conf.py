@@ -159,6 +159,7 @@ API_MODULES = [
     ("qodasim.quantize.layers", "Layer layouts and named arrays"),
     ("qodasim.quantize.engine", "Engines (the declared interface and the registry)"),
     ("qodasim.coding", "Code"),
+    ("qodasim.coding.check", "Codec checks (the check_* suite)"),
     ("qodasim.bounds", "Bounds"),
     ("qodasim.optimize", "Optimize levels"),
     ("qodasim.optimize.schemes", "Schemes at equal bits"),

@@ -1,8 +1,9 @@
 """Conformance suites for plug-ins (scikit-learn's ``check_estimator`` style).
 
 Every plug-in kind has a declared interface (a :class:`typing.Protocol`) and a tuple of named
-:class:`Check` s: quantizers (:data:`qodasim.quantize.check.QUANTIZER_CHECKS`), step rules and level
-policies (:mod:`qodasim.solvers.check`), problems (:mod:`qodasim.vi.check`).  :func:`run_checks` runs
+:class:`Check` s: quantizers (:data:`qodasim.quantize.check.QUANTIZER_CHECKS`), message codecs
+(:mod:`qodasim.coding.check`), step rules and level policies (:mod:`qodasim.solvers.check`), problems
+(:mod:`qodasim.vi.check`).  :func:`run_checks` runs
 a whole suite and reports *every* failure at once; :func:`parametrize_with_checks` gives pytest one
 test id per (object, check), so a failing check is named in the test report:
 

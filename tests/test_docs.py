@@ -21,7 +21,8 @@ import pytest
 import qodasim
 
 PACKAGES = (["qodasim", "qodasim.levels", "qodasim.rng", "qodasim.threads", "qodasim.validate", "qodasim.errors",
-             "qodasim.suite", "qodasim.quantize.check", "qodasim.quantize.device", "qodasim.quantize.layers",
+             "qodasim.suite", "qodasim.quantize.check", "qodasim.coding.check", "qodasim.quantize.device",
+             "qodasim.quantize.layers",
              "qodasim.quantize.engine", "qodasim.optimize.schemes", "qodasim.experiments.analyze",
              "qodasim.vi.wgan", "qodasim.vi.check", "qodasim.solvers.check", "qodasim.experiments.budget",
              "qodasim.solvers.mpi", "qodasim.netlab.model", "qodasim.solvers.sra", "qodasim.torch.sra",

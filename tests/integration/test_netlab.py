@@ -220,7 +220,7 @@ def test_cli_up_list_down():
 def test_the_lab_example_of_the_docs_runs(capsys):
     from test_docs import _python_blocks
 
-    blocks = [b for b in _python_blocks("distributed.md") if "qodasim.netlab" in b]
+    blocks = [b for b in _python_blocks("distributed.md") if "from qodasim.netlab import Lab" in b]
     assert len(blocks) == 1
     exec(compile(blocks[0], "docs/distributed.md", "exec"), {})
     lines = capsys.readouterr().out.splitlines()
