@@ -232,6 +232,13 @@ def _resolve_alias(app, env, node, contnode):
         rest, depth = target.split(".", 1)[1], target.count(".")
         names = [name for name in domain.objects  # one or two module levels deeper: qodasim.pkg[.mod].X
                  if name.endswith("." + rest) and name.count(".") in (depth + 1, depth + 2)]  # fmt: skip
+    if target.startswith("qodasim.") and not names:  # qodasim.pkg.X -> qodasim.pkg.<submodule>.X
+        parts = target.split(".")
+        for i in range(len(parts) - 1, 1, -1):
+            head, tail = ".".join(parts[:i]), ".".join(parts[i:])
+            names = [name for name in domain.objects if name.startswith(head + ".") and name.endswith("." + tail)]
+            if names:
+                break
     places = {(domain.objects[n].docname, domain.objects[n].node_id) for n in names}  # canonical + alias
     if len(places) != 1:
         return None

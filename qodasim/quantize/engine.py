@@ -31,7 +31,7 @@ ENGINES = ("numba", "numpy", "cuda")
 
 @runtime_checkable
 class NormEngine(Protocol):
-    """What the norm pass (:func:`~qodasim.quantize.norms.compute_norms`) reads: per-task partials and
+    """What the norm pass (``qodasim.quantize.norms.compute_norms``) reads: per-task partials and
     the serial combiners.  Every :class:`Engine` is one, and so is
     :class:`~qodasim.quantize.device.DeviceWorkspace` (its partials come from the resident vectors)."""
 
@@ -51,7 +51,7 @@ class NormEngine(Protocol):
 @runtime_checkable
 class Engine(NormEngine, Protocol):
     """What a quantization engine provides (``plan``: a :class:`~qodasim.quantize.plan.Plan`; level
-    tables ``lv, lv_start, type_uni`` as :func:`~qodasim.quantize.vector.level_tables` builds them);
+    tables ``lv, lv_start, type_uni`` as ``qodasim.quantize.vector.level_tables`` builds them);
     the norm pass's members are :class:`NormEngine`'s.
 
     Attributes

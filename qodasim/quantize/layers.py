@@ -1,7 +1,7 @@
 """Layer layouts and named arrays: a model's parameters or gradients as one flat vector with a layout.
 
 A :class:`LayerLayout` names the layers of a flat vector (sizes, and shapes when known) and maps
-each to one of ``M`` types (THEORY §1, layer-wise quantizer); :mod:`qodasim.quantize.plan` cuts a
+each to one of ``M`` types (THEORY §1, layer-wise quantizer); ``qodasim.quantize.plan`` cuts a
 vector into the kernels' segments from it.
 
 A model hands over its gradients as named N-D arrays: a ``state_dict``-like mapping, an ``.npz``

@@ -12,9 +12,10 @@ from .genx import (
     record_points,
     solve,
 )
-from .policies import DQSchedule, FindTypes, LGreCo, Reoptimize, policy_from
-from .steps import AdaptiveStep, ConstantStep, step_rule
+from .policies import DQSchedule, FindTypes, LevelPolicy, LGreCo, Reoptimize, policy_from
+from .steps import AdaptiveStep, ConstantStep, StepRule, step_rule
 
 __all__ = ["METHODS", "ONE_MESSAGE", "TEMPLATES", "TWO_MESSAGES", "AdaptiveStep", "FindTypes", "ConstantStep",
-           "DQSchedule", "LGreCo", "Reoptimize", "SolverConfig", "SolverError", "SolverResult", "Template",
+           "DQSchedule", "LGreCo", "LevelPolicy", "Reoptimize", "SolverConfig", "SolverError", "SolverResult",
+           "StepRule", "Template",
            "policy_from", "record_points", "solve", "step_rule"]  # fmt: skip
