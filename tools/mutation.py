@@ -40,6 +40,7 @@ TARGETS = {
         "-k 'closed or never_above or simple'",
     ),
     "vi/measures": ("qodasim/vi/measures.py", "tests/bounds/test_maths.py -k 'gap or trust or distance'"),
+    "vi/gaps": ("qodasim/vi/gaps.py", "tests/bounds/test_maths.py -k 'gap or trust'"),
     "quantize/check": (
         "qodasim/quantize/check.py",
         "tests/test_trust.py tests/quantize/test_quantize.py -k 'samples or floored or moments or checker or "

@@ -161,14 +161,13 @@ class BaseQuantizer:
             cache[v.size] = entry
         if entry is False:
             return None
-        plan, q, eng = entry
+        plan, q, eng, (bt, bt_start, bt_G) = entry
         v = np.ascontiguousarray(v)
         if out is not None:
             idx, sign = check_out(out, v, self.index_dtype)
         else:
             idx, sign = np.empty(v.size, self.index_dtype), np.empty(v.size, np.int8)
         lv, lv_start, type_uni = self._tables
-        bt, bt_start, bt_G = self._engine_buckets(eng)
         n = eng.quantize_single_task(v, plan.task_start, plan.task_end, plan.seg_type, plan.seg_shift, plan.task_seg,
                                  q, lv, lv_start, type_uni, bt, bt_start, bt_G, *key._words, idx, sign)  # fmt: skip
         if n < 0.0:
@@ -176,8 +175,8 @@ class BaseQuantizer:
         return QuantizedVector._trusted(idx, sign, np.array([n], np.float32), plan, self.type_levels, v.dtype, key)
 
     def _fast_entry(self, d: int):
-        """``(plan, q, engine)`` if a vector of dimension ``d`` can take :meth:`_fast_quantize`, else
-        ``False`` (also for an engine without ``quantize_single_task``)."""
+        """``(plan, q, engine, its bucket tables)`` if a vector of dimension ``d`` can take
+        :meth:`_fast_quantize`, else ``False`` (also for an engine without ``quantize_single_task``)."""
         eng = get_engine(self.engine)
         if eng.quantize_single_task is None or d == 0:
             return False
@@ -185,7 +184,7 @@ class BaseQuantizer:
         if plan.task_start.size != 1 or plan.n_segments != 1 or plan.n_groups != 1 or plan.seg_layer[0] != 0:
             return False
         q = float(plan.group_q[0])
-        return (plan, q, eng) if (q == 2.0 or np.isinf(q)) else False
+        return (plan, q, eng, self._engine_buckets(eng)) if (q == 2.0 or np.isinf(q)) else False
 
     def quantize_batch(self, V, keys, layout: LayerLayout | None = None) -> list[QuantizedVector]:
         """Quantize the rows of ``V`` (shape ``(B, d)``) with one key each, in one kernel pass.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..suite import Check, run_checks
+from ..validate import is_int
 from .policies import LevelPolicy
 from .steps import StepRule, step_rule
 
@@ -105,9 +106,7 @@ def _policy_case():
 def _policy_interface(policy) -> None:
     assert isinstance(policy, LevelPolicy), "a level policy needs every and update(quant, v, t, T, start)"
     every = policy.every
-    assert isinstance(every, (int, np.integer)) and not isinstance(every, bool) and every >= 1, (
-        f"every must be an integer >= 1, got {every!r}"
-    )
+    assert is_int(every) and every >= 1, f"every must be an integer >= 1, got {every!r}"
 
 
 def _policy_update(policy) -> None:

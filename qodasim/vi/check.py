@@ -12,6 +12,7 @@ import numpy as np
 
 from ..quantize.layers import LayerLayout
 from ..suite import Check, run_checks
+from ..validate import is_int
 
 __all__ = ["PROBLEM_CHECKS", "check_problem"]
 
@@ -27,7 +28,7 @@ def _points(problem, seed: int) -> np.ndarray:
 
 def _interface(problem) -> None:
     d = problem.d
-    assert isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1, f"d must be an integer >= 1: {d!r}"
+    assert is_int(d) and d >= 1, f"d must be an integer >= 1: {d!r}"
     assert isinstance(problem.layout, LayerLayout), "layout must be a LayerLayout"
     assert problem.layout.d == d, f"the layout covers {problem.layout.d} coordinates, the problem has d = {d}"
     for member in ("operator", "project", "x0", "measures"):

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .gaps import RestrictedGap, _trust_region_max, _trust_region_scaled, restricted_gap_sampled
+from .gaps import RestrictedGap, restricted_gap_sampled
 from .problems import Problem
 
-__all__ = ["RestrictedGap", "operator_norm", "distance_to_solution", "restricted_gap_sampled",
-           "_trust_region_max", "_trust_region_scaled"]  # fmt: skip
+__all__ = ["RestrictedGap", "operator_norm", "distance_to_solution", "restricted_gap_sampled"]
 
 
 def operator_norm(problem: Problem, X) -> np.ndarray:

@@ -10,7 +10,7 @@ from qodasim.optimize.allocation import dq_sgd_schedule, lgreco, lgreco_brute_fo
 from qodasim.solvers import AdaptiveStep, ConstantStep, SolverConfig, SolverError, solve, step_rule
 from qodasim.solvers.genx import _measure_fns
 from qodasim.vi import AffineProblem, NoiseModel, affine_monotone, bilinear_game, layered_problem
-from qodasim.vi.measures import RestrictedGap, _trust_region_max
+from qodasim.vi.gaps import RestrictedGap, _trust_region_max
 from qodasim.vi.problems import KellyAuction
 
 
