@@ -12,6 +12,7 @@ names) and ``OUTDIR/rank{r}.json`` (the ledger, the bytes the collectives moved,
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -116,3 +117,8 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    # Every result is written and the group destroyed: leave without the interpreter's teardown, where
+    # gloo's background threads were seen to call std::terminate (SIGABRT after "destroyed", CI).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
