@@ -1,91 +1,14 @@
-"""Shared fixtures: quantizers covering global/layer-wise, norms, buckets, level families and engines."""
+"""Shared fixtures: the quantizer matrix (data in ``cases.py``), every engine, a short solver run."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-
-from qodasim import LayerLayout, LayerwiseQuantizer, Levels, Quantizer
-
-
-def random_levels(alpha: int, seed: int) -> Levels:
-    rng = np.random.default_rng(seed)
-    return Levels.from_interior(np.sort(rng.uniform(0.0, 1.0, alpha)), name=f"random({alpha})")
-
-
-LEVELS = {
-    "uniform4": Levels.uniform(4),
-    "uniform15": Levels.uniform(15),
-    "exp3": Levels.exponential(3),
-    "exp6_p0.3": Levels.exponential(6, 0.3),
-    "random5": random_levels(5, 11),
-}
-
-LAYOUT = LayerLayout([20, 33, 7, 40], [0, 1, 0, 2], names=("conv1", "conv2", "bias", "fc"))
-
-
-def make_quantizers(engine: str) -> dict[str, Quantizer | LayerwiseQuantizer]:
-    lv = (LEVELS["uniform4"], LEVELS["exp3"], LEVELS["random5"])
-    return {
-        "global-uniform4-L2": Quantizer(LEVELS["uniform4"], engine=engine),
-        "global-uniform15-Linf": Quantizer(LEVELS["uniform15"], q=np.inf, engine=engine),
-        "global-exp3-L2-bucket16": Quantizer(LEVELS["exp3"], bucket_size=16, engine=engine),
-        "global-random5-L3": Quantizer(LEVELS["random5"], q=3.0, engine=engine),
-        "global-exp6-L1-bucket7": Quantizer(LEVELS["exp6_p0.3"], q=1.0, bucket_size=7, engine=engine),
-        "layer-scope": LayerwiseQuantizer(LAYOUT, lv, scope="layer", engine=engine),
-        "layer-scope-buckets-mixed-q": LayerwiseQuantizer(
-            LAYOUT, lv, scope="layer", q=(2.0, np.inf, 2.0), bucket_size=(None, 8, 16), engine=engine
-        ),
-        "global-scope-M3": LayerwiseQuantizer(LAYOUT, lv, scope="global", engine=engine),
-    }
-
-
-QUANTIZERS = make_quantizers("numba")
-NUMPY_QUANTIZERS = make_quantizers("numpy")
+from cases import QUANTIZERS
 
 
 @pytest.fixture(params=sorted(QUANTIZERS))
 def quantizer(request):
     return QUANTIZERS[request.param]
-
-
-def exact_sd_of_squared_error(Q, v) -> float:
-    """Exact standard deviation of ``‖Q(v) − v‖²`` (the coordinates are independent two-point draws)."""
-    j, rho, n32, plan = Q.intervals(v)
-    lv, lv_start, _ = Q._tables
-    base = lv_start[plan.coord_type()]
-    n = n32.astype(np.float64)[plan.coord_group()]
-    a = np.abs(v)
-    e0 = (n * lv[base + j] - a) ** 2
-    e1 = (n * lv[base + j + 1] - a) ** 2
-    return float(np.sqrt(np.sum(rho * (1 - rho) * (e1 - e0) ** 2)))
-
-
-def check_analysis_by_monte_carlo(res, v, budget: float, n: int = 300) -> None:
-    """Every γ row of ``res`` (an :class:`~qodasim.experiments.analyze.Analysis`) at ``budget``, snapshot 0:
-    the exact variance within 4 exact standard errors of a Monte Carlo of the quantizer (fixed keys),
-    the expected bits within 4 sample standard errors of the mean real stream, and the recorded stream
-    bits equal to :func:`qodasim.coding.encode` of the same draw."""
-    from qodasim import Key
-    from qodasim.coding import encode
-
-    norm2 = float(np.dot(v, v))
-    names = res.meta["schemes"]
-    rows = [r for r in res.rows if r["snapshot"] == 0 and r["budget"] == budget and r["code"] == "gamma"]
-    assert rows
-    for r in rows:
-        Q = res.quantizers[0, budget, "gamma", r["scheme"]]
-        errs, bits = [], []
-        for t in range(n):
-            qv = Q.quantize(v, Key(7, 1, t))
-            errs.append(float(np.sum((qv.dequantize(np.float64) - v) ** 2)))
-            m = encode(qv)
-            bits.append((m.bits["payload"] + m.bits["norms"]) / v.size)
-        se = exact_sd_of_squared_error(Q, v) / np.sqrt(n) / norm2
-        assert abs(np.mean(errs) / norm2 - r["variance"]) <= 4 * se, r["scheme"]
-        assert abs(np.mean(bits) - r["bits"]) <= 4 * np.std(bits) / np.sqrt(n) + 1e-12, r["scheme"]
-        m = encode(Q.quantize(v, Key(res.meta["seed"], 0, names.index(r["scheme"]))))
-        assert r["stream_bits"] == (m.bits["payload"] + m.bits["norms"]) / v.size, r["scheme"]
 
 
 def _engines() -> list[str]:
@@ -102,13 +25,12 @@ def engine(request) -> str:
 
 @pytest.fixture
 def run_solver():
-    """``run_solver(problem=None, **config)``: a short solver run (QODA, K = 2, T = 20, two replicas,
-    absolute noise 0.5, a bilinear game of dimension 8 unless given); the keywords override the config."""
+    """``run_solver(problem=None, **fields)`` is ``solve(problem, SolverConfig(**fields))`` (a bilinear game
+    of dimension 8 when no problem is given): the one place the tests start a solver run."""
     from qodasim.solvers import SolverConfig, solve
-    from qodasim.vi import NoiseModel, bilinear_game
+    from qodasim.vi import bilinear_game
 
-    def run(problem=None, **config):
-        base = dict(method="qoda", K=2, T=20, replicas=2, noise=NoiseModel("absolute", 0.5))
-        return solve(bilinear_game(4) if problem is None else problem, SolverConfig(**{**base, **config}))
+    def run(problem=None, **fields):
+        return solve(bilinear_game(4) if problem is None else problem, SolverConfig(**fields))
 
     return run

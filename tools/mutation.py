@@ -29,41 +29,28 @@ PYTEST = "python -m pytest -x -q -p no:cacheprovider -p no:randomly"
 
 #: target name → (module, tests).  Numba kernels are left out: every mutant would recompile them.
 TARGETS = {
-    "optimize/allocation": ("qodasim/optimize/allocation.py", "tests/bounds/test_maths.py -k 'lgreco or dq_sgd'"),
-    "solvers/steps": (
-        "qodasim/solvers/steps.py",
-        "tests/bounds/test_maths.py -k 'step or method or worker or separation'",
-    ),
+    "optimize/allocation": ("qodasim/optimize/allocation.py", "tests/optimize/test_allocation.py"),
+    "solvers/steps": ("qodasim/solvers/steps.py", "tests/solvers/test_methods.py"),
     "bounds/closed_form": (
         "qodasim/bounds/closed_form.py",
-        "tests/experiments/test_cli_experiments.py tests/bounds/test_bounds_optimize.py tests/bounds/test_maths.py "
-        "-k 'closed or never_above or simple'",
+        "tests/bounds/test_bounds.py tests/experiments/test_cli_experiments.py::test_closed_form_bounds_values",
     ),
-    "vi/measures": ("qodasim/vi/measures.py", "tests/bounds/test_maths.py -k 'gap or trust or distance'"),
-    "vi/gaps": ("qodasim/vi/gaps.py", "tests/bounds/test_maths.py -k 'gap or trust'"),
+    "vi/measures": ("qodasim/vi/measures.py", "tests/vi/test_gaps.py"),
+    "vi/gaps": ("qodasim/vi/gaps.py", "tests/vi/test_gaps.py"),
     "quantize/check": (
         "qodasim/quantize/check.py",
-        "tests/test_trust.py tests/quantize/test_quantize.py -k 'samples or floored or moments or checker or "
+        "tests/quantize/test_check.py tests/quantize/test_quantize.py -k 'samples or floored or moments or checker or "
         "conformance_numba or other_checks'",
     ),  # fmt: skip
-    "solvers/policies": (
-        "qodasim/solvers/policies.py",
-        "tests/solvers/test_equalbudget.py -k 'policy or lgreco or dq_schedule or find_types or reoptimize'",
-    ),
-    "experiments/budget": (
-        "qodasim/experiments/budget.py",
-        "tests/solvers/test_equalbudget.py "
-        "-k 'levels_for_budget or bits_per_coordinate or at_bits or mean_ci or comparison'",
-    ),
+    "solvers/policies": ("qodasim/solvers/policies.py", "tests/solvers/test_policies.py"),
+    "experiments/budget": ("qodasim/experiments/budget.py", "tests/experiments/test_budget.py"),
     "optimize/convex": (
         "qodasim/optimize/convex.py",
-        "tests/bounds/test_bounds_optimize.py -k 'bound_optimal or budget'",
+        "tests/optimize/test_level_optimizers.py tests/optimize/test_allocation.py -k 'bound_optimal or budget'",
     ),
     "coding/protocol": (
         "qodasim/coding/protocol.py",
-        "tests/coding/test_coding.py tests/coding/test_decoder_fuzz.py tests/test_golden.py tests/test_trust.py "
-        "tests/bounds/test_maths.py "
-        "-k 'not experiment and not solver and not variance and not cli and not results'",
+        "tests/coding tests/test_golden.py",
     ),
     "vi/noise": (
         "qodasim/vi/noise.py",
@@ -76,7 +63,7 @@ TARGETS = {
     ),
     "bounds/tight": (
         "qodasim/bounds/tight.py",
-        "tests/bounds/test_bounds_optimize.py -k 'tight or adversarial or layerwise'",
+        "tests/bounds/test_bounds.py",
     ),
     "optimize/prune": ("qodasim/optimize/_prune.py", "tests/optimize/test_prune.py"),
     "optimize/schemes": (

@@ -14,8 +14,10 @@ every point whose files load (one that does not runs again).  Points are expande
 they are submitted (the count, the product of the lists' lengths, is reported first), so a sweep of
 10^5 points starts at once.  The pool is ``mpi4py.futures.MPIPoolExecutor`` (one process pool that
 spawns its workers on a laptop, or uses the ranks of ``mpiexec -n N python -m mpi4py.futures -m qodasim
-sweep …`` on a cluster) or, with ``pool="process"``, ``concurrent.futures.ProcessPoolExecutor`` whose
-workers die with the process that started them (even under ``kill -9``).
+sweep …`` on a cluster) or, with ``pool="process"``, ``concurrent.futures.ProcessPoolExecutor``.  Either
+pool's workers die with the sweep process, even under ``kill -9``: the process pool's by
+``PR_SET_PDEATHSIG`` (below), the MPI pool's because MPICH's process manager, started by the sweep,
+ends the spawned workers when the sweep's connection to it closes (tested for both).
 """
 
 from __future__ import annotations

@@ -1,12 +1,17 @@
-"""The parts of a DDP bucket (private): which layers are quantized and which travel raw, and the bucket
-put back together from them — shared by the hook's all-gather (:mod:`qodasim.torch.hook`) and its SRA
-(:mod:`qodasim.torch.sra`)."""
+"""The parts of a DDP bucket (private): which layers are quantized and which travel raw, one message
+packed from them, and the bucket put back together — shared by the hook's all-gather
+(:mod:`qodasim.torch.hook`) and its SRA (:mod:`qodasim.torch.sra`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..coding import Encoder, _payload
+from ..coding.elias import code_id
 from ..quantize import LayerLayout
+
+#: The stream's bit fields a message records (with ``raw``, the float32 part's bits).
+FIELDS = ("header", "level_tables", "norms", "payload", "padding")
 
 
 def _split(state, layout: LayerLayout, raw: np.ndarray):
@@ -33,6 +38,30 @@ def _split(state, layout: LayerLayout, raw: np.ndarray):
         out = (sub, coords(q_layers), coords(r_layers))
     state._splits[key] = (layout, out)
     return out
+
+
+def _pack(state, channel, qv, raw_part) -> tuple[bytes, int, dict, np.ndarray]:
+    """One message: the stream of the quantized part ``qv`` (``None``: none) from the channel's own
+    encoder (its state persists: uniform level tables travel once per channel), then the raw part's
+    float32 bytes.  Returns ``(data, nbits, head, q_bits)``: ``head`` counts :data:`FIELDS` and ``raw``
+    (padding = the stream's bits up to its last byte), ``q_bits`` each quantized coordinate's payload
+    bits (empty without ``qv``)."""
+    data, nbits = b"", 0
+    head = dict.fromkeys(FIELDS, 0)
+    q_bits = np.zeros(0, np.int64)
+    if qv is not None:
+        msg = state._encoders.setdefault(channel, Encoder(code=state.code)).encode(qv)
+        data, nbits = msg.data, msg.nbits
+        head.update({k: msg.bits[k] for k in FIELDS if k in msg.bits})
+        head["padding"] = 8 * len(msg.data) - msg.nbits
+        table = _payload.dense_cost_table(int(max(lv.size for lv in qv.levels)) - 1, code_id(state.code))
+        q_bits = table[qv.indices]
+    n_raw = 0 if raw_part is None else int(np.size(raw_part))
+    if n_raw:
+        data += np.ascontiguousarray(raw_part, "<f4").tobytes()
+        nbits += 32 * n_raw
+    head["raw"] = 32 * n_raw
+    return data, nbits, head, q_bits
 
 
 def _assemble(d: int, idx, x, raw_idx: np.ndarray, raw_vals) -> np.ndarray:

@@ -42,15 +42,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..coding import CODES, Decoder, Encoder, _payload
-from ..coding.elias import code_id
+from ..coding import CODES, Decoder
 from ..levels import Levels
 from ..quantize import LayerLayout, LayerwiseQuantizer, Quantizer
 from ..quantize.layers import types_of
 from ..rng import Key
 from ..validate import check_int, check_seed
 from . import sra as _sra
-from ._parts import _assemble, _split
+from ._parts import _assemble, _pack, _split
 
 __all__ = ["COLLECTIVES", "SCHEMES", "HookLedger", "QuantizeState", "hook", "replay_bucket"]
 
@@ -281,29 +280,20 @@ def _encode(state: QuantizeState, flat: np.ndarray, layout: LayerLayout, raw: np
     bytes of the excluded ones (all of them for ``fp32``) — its bit counts, and the float64 vector
     every receiver decodes from it."""
     sub, idx, raw_idx = _split(state, layout, raw)
-    head = {"header": 0, "level_tables": 0, "norms": 0, "payload": 0, "padding": 0}
     per_layer = []
-    data = b""
-    nbits = 0
-    x = part = None
+    x = qv = None
     if sub is not None:
         v = flat if idx is None else flat[idx]
         qv = state.quantizer(sub, engine).quantize(v, state.key(rank, bucket))
-        msg = state._encoders.setdefault(bucket, Encoder(code=state.code)).encode(qv)
-        data, nbits = msg.data, msg.nbits
-        head.update(msg.bits)
-        head["padding"] = 8 * len(msg.data) - msg.nbits
-        table = _payload.dense_cost_table(int(max(lv.size for lv in qv.levels)) - 1, code_id(state.code))
-        per = np.add.reduceat(table[qv.indices], sub.offsets[:-1])
-        per_layer += [(sub.names[l], int(sub.sizes[l]), int(per[l])) for l in range(sub.n_layers)]
         x = qv.dequantize(np.float64)  # what decoding the stream gives (the decoder is exact)
+    part = np.ascontiguousarray(flat[raw_idx], "<f4") if raw_idx.size else None
+    data, nbits, head, q_bits = _pack(state, bucket, qv, part)
+    if sub is not None:
+        per = np.add.reduceat(q_bits, sub.offsets[:-1])
+        per_layer += [(sub.names[l], int(sub.sizes[l]), int(per[l])) for l in range(sub.n_layers)]
     if raw_idx.size:
-        part = np.ascontiguousarray(flat[raw_idx], "<f4")
-        data += part.tobytes()
-        nbits += 32 * part.size
         for l in np.flatnonzero(raw) if sub is not None else range(layout.n_layers):
             per_layer.append((layout.names[l], int(layout.sizes[l]), 32 * int(layout.sizes[l])))
-    head["raw"] = 32 * int(raw_idx.size)
     head["bits"] = nbits
     return data, head, per_layer, _assemble(layout.d, idx, x, raw_idx, part)
 

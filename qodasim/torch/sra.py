@@ -28,15 +28,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..coding import Decoder, Encoder, _payload
-from ..coding.elias import code_id
+from ..coding import Decoder
 from ..quantize import LayerLayout
 from ..solvers.sra import chunk_bounds, chunk_quantizers, sra_aggregate, stage1_key, stage2_key
-from ._parts import _assemble, _split
+from ._parts import FIELDS as _FIELDS
+from ._parts import _assemble, _pack, _split
 
 __all__ = ["SRAPlan", "sra_plan", "stage1", "reduce_stage", "assemble", "replay_sra"]
-
-_FIELDS = ("header", "level_tables", "norms", "payload", "padding")
 
 
 @dataclass(frozen=True)
@@ -128,21 +126,8 @@ class _Sent:
 
 def _message(state, plan: SRAPlan, qv, raw_part: np.ndarray, channel, sel: slice, rsel: slice, sent: _Sent):
     """One chunk's message (stream of the quantized chunk ``qv``, then the raw float32 bytes), counted."""
-    data, nbits = b"", 0
-    head = dict.fromkeys(_FIELDS, 0)
-    q_bits = np.zeros(0)
-    if qv is not None:
-        msg = state._encoders.setdefault(channel, Encoder(code=state.code)).encode(qv)
-        data, nbits = msg.data, msg.nbits
-        head.update({k: msg.bits[k] for k in _FIELDS if k in msg.bits})
-        head["padding"] = 8 * len(msg.data) - msg.nbits
-        table = _payload.dense_cost_table(int(max(lv.size for lv in qv.levels)) - 1, code_id(state.code))
-        q_bits = table[qv.indices].astype(np.float64)
-    part = np.ascontiguousarray(raw_part, "<f4")
-    data += part.tobytes()
-    nbits += 32 * part.size
-    head["raw"] = 32 * part.size
-    sent.add(data, nbits, head, plan, sel, q_bits, rsel)
+    data, nbits, head, q_bits = _pack(state, channel, qv, raw_part)
+    sent.add(data, nbits, head, plan, sel, q_bits.astype(np.float64), rsel)
     return data
 
 

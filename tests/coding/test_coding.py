@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import LAYOUT, LEVELS, QUANTIZERS
+from cases import LAYOUT, LEVELS, QUANTIZERS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -580,3 +580,35 @@ def test_encoder_reuses_its_steady_header_with_the_same_bits():
                     ma, mb = a.encode(qv), b.encode(qv)
                     assert (ma.data, ma.nbits, ma.bits) == (mb.data, mb.nbits, mb.bits), (protocol, code, crc, t)
                     assert dec.decode(ma).equals(qv)
+
+
+def test_uniform_level_tables_travel_as_their_parameter():
+    from qodasim import Key, Levels, Quantizer, coding
+
+    v = np.random.default_rng(3).standard_normal(100)
+    for s in (1, 4, 255, 3000):
+        qv = Quantizer(Levels.uniform(s)).quantize(v, Key(1))
+        msg = coding.encode(qv)
+        assert msg.bits["level_tables"] == 1 + len(coding.elias.omega_bits(s))
+        assert coding.decode(msg).equals(qv)
+    qv = Quantizer(Levels.exponential(3)).quantize(v, Key(1))
+    assert coding.encode(qv).bits["level_tables"] == 1 + len(coding.elias.omega_bits(5)) + 3 * 64
+
+
+def test_decoder_group_count_matches_the_plan():
+    """The decoder's pre-allocation check counts norm groups by arithmetic; it must equal the plan's."""
+    from qodasim import LayerLayout
+    from qodasim.coding.protocol import _groups_of
+    from qodasim.quantize import PlanSpec
+    from qodasim.quantize.core import cached_plan
+
+    rng = np.random.default_rng(8)
+    for _ in range(40):
+        sizes = rng.integers(1, 50, int(rng.integers(1, 5)))
+        m = int(rng.integers(1, 3))
+        layout = LayerLayout(sizes, rng.integers(0, m, sizes.size), n_types=m)
+        if rng.random() < 0.5:
+            spec = PlanSpec(layout, "global", (2.0,) * m, (0,) * m, int(rng.choice([0, 1, 3, 7, 64])))
+        else:
+            spec = PlanSpec(layout, "layer", (2.0,) * m, tuple(int(b) for b in rng.choice([0, 1, 4, 9], m)), 0)
+        assert _groups_of(spec) == cached_plan(spec).n_groups

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import check_analysis_by_monte_carlo
+from cases import check_analysis_by_monte_carlo
 
 from qodasim import Key, LayerLayout, LayerwiseQuantizer, Levels, Quantizer
 from qodasim.cli import main

@@ -130,3 +130,15 @@ def test_epsilon_verdicts_go_red_when_the_quantizer_ignores_its_level_count(monk
     result = epsilon.run(dict(config, T=400, replicas=3), progress=False)
     failed = {v.name for v in result.verdicts if not v.passed}
     assert {"gap_ratio_decreases_in_s", "small_s_costs"} <= failed
+
+
+def test_fit_slope_refuses_non_positive_gaps():
+    """fit_slope silently dropped gaps ≤ 0, which hid the negative restricted gaps."""
+    from qodasim.experiments.convergence import fit_slope
+
+    it = np.round(np.geomspace(1, 10000, 20))
+    assert np.isclose(fit_slope(it, it**-0.5), -0.5)
+    gaps = it**-0.5
+    gaps[-5] = -0.59
+    with pytest.raises(ValueError, match="<= 0"):
+        fit_slope(it, gaps)

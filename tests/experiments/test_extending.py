@@ -44,7 +44,7 @@ class InverseSqrt:
         return t + 1.0
 
 
-def test_a_user_problem_and_step_rule_run_and_are_recorded():
+def test_a_user_problem_and_step_rule_run_and_are_recorded(run_solver):
     cfg = SolverConfig(method="qoda", T=400, K=2, compression="global", levels="uniform:8",
                        noise=NoiseModel("none"), step=InverseSqrt(0.5), seed=3)  # fmt: skip
     res = solve(Rotation(), cfg)
@@ -52,7 +52,7 @@ def test_a_user_problem_and_step_rule_run_and_are_recorded():
     dist = res.measures["dist_avg"][0]
     assert dist[-1] < 0.2 * dist[0]  # the ergodic average approaches x* = 0
     assert res.config["step"] == {"rule": f"{__name__}.InverseSqrt", "c": 0.5}
-    other = solve(Rotation(), SolverConfig(**{**cfg.__dict__, "step": 0.5}))
+    other = run_solver(Rotation(), **{**cfg.__dict__, "step": 0.5})
     assert not np.array_equal(other.x_avg, res.x_avg)  # the rule is really used
 
 

@@ -215,41 +215,51 @@ SWEEP = (
 )
 
 
-def _session_processes(sid: int) -> list[int]:
-    """The live (not zombie) processes of session ``sid``."""
+def _tagged_processes(tag: str) -> list[int]:
+    """The live (not zombie) processes whose environment carries ``QODASIM_TEST_TAG=tag``: the sweep and
+    everything it started, wherever in the process tree (MPI's spawned workers are in another session)."""
     out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for env in Path("/proc").glob("[0-9]*/environ"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if f"QODASIM_TEST_TAG={tag}".encode() in env.read_bytes().split(b"\0"):
+                if (env.parent / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                    out.append(int(env.parent.name))
         except OSError:
             continue
-        if int(fields[3]) == sid and fields[0] != "Z":
-            out.append(int(stat.parent.name))
     return out
 
 
-def test_a_killed_sweep_leaves_no_worker_and_a_corrupt_point_runs_again(tmp_path):
-    """SIGKILL to ``qodasim sweep`` alone (not its process group): its pool workers die with it.  A
-    finished point whose JSON is corrupt runs again on the next start instead of a traceback at the end."""
+@pytest.mark.parametrize("pool", ["process", "mpi"])
+def test_a_killed_sweep_leaves_no_worker(tmp_path, pool):
+    """SIGKILL to ``qodasim sweep`` alone (not its process group): its two pool workers (and, for the MPI
+    pool, MPI's process manager) die with it."""
     sweep = tmp_path / "sweep.toml"
-    sweep.write_text(SWEEP.replace("T = 80", "T = 3000"))
-    out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "qodasim", "sweep", str(sweep), "--out", str(out), "--pool", "process",
+    sweep.write_text(SWEEP.replace("T = 80", "T = 100000"))
+    tag = f"{os.getpid()}-{pool}-{time.monotonic_ns()}"
+    cmd = [sys.executable, "-m", "qodasim", "sweep", str(sweep), "--out", str(tmp_path / "out"), "--pool", pool,
            "--workers", "2"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, start_new_session=True)
+    env = {**ENV, "QODASIM_TEST_TAG": tag}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
+    workers = {"process": 2, "mpi": 4}[pool]  # + mpiexec and hydra_pmi_proxy
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(_session_processes(proc.pid)) < 3:  # the sweep and 2 workers
+    while time.monotonic() < deadline and len(_tagged_processes(tag)) < 1 + workers:
+        assert proc.poll() is None, proc.communicate()
         time.sleep(0.1)
-    assert len(_session_processes(proc.pid)) >= 3
+    assert len(_tagged_processes(tag)) >= 1 + workers
+    time.sleep(1.0)  # the workers run their first points
     proc.kill()
     proc.wait(timeout=30)
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and _session_processes(proc.pid):
+    while time.monotonic() < deadline and _tagged_processes(tag):
         time.sleep(0.1)
-    left = _session_processes(proc.pid)
+    left = _tagged_processes(tag)
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert not left, f"pool workers outlived the sweep: {left}"
+
+
+def test_a_corrupt_finished_point_runs_again(tmp_path):
+    """A finished point whose JSON is corrupt runs again on the next start instead of a traceback at the end."""
     small = tmp_path / "small.toml"
     small.write_text(SWEEP.replace("[0, 1, 2, 3]", "[0]"))
     out2 = tmp_path / "out2"

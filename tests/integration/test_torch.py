@@ -22,7 +22,7 @@ else:
     torch = pytest.importorskip("torch")
 
 import torch.distributed as dist  # noqa: E402
-from conftest import check_analysis_by_monte_carlo  # noqa: E402
+from cases import check_analysis_by_monte_carlo  # noqa: E402
 
 import qodasim.torch as qt  # noqa: E402
 from qodasim import LayerLayout  # noqa: E402

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
-from qodasim.optimize import adjusted_rand_index, auto_types, optimize_levels
+from qodasim.optimize import adjusted_rand_index, auto_types, normalized_magnitudes, optimize_levels
 from qodasim.optimize.autotype import cost_matrix, heldout_mqv, kmedoids
-from qodasim.optimize.distributions import Empirical, normalized_magnitudes, psi
+from qodasim.optimize.distributions import Empirical, psi
 
 FAMILIES = {
     "gauss": lambda rng, n: rng.standard_normal(n),
@@ -116,3 +118,29 @@ def test_layers_too_small_or_missing():
     with pytest.raises(ValueError, match="2 coordinates"):
         auto_types([np.ones(1), np.ones(5)])
     assert auto_types([np.zeros(6), np.ones(6)], max_types=2).n_types in (1, 2)  # an all-zero layer is allowed
+
+
+def test_auto_types_cost_matrix_is_psi_exactly_and_a_thousand_layers_are_quick(monkeypatch):
+    """The cost matrix's rows computed at once equal ``psi`` pair by pair bit for bit (zero and tiny
+    layers included); 1,000 layers take seconds (was 21 s: one ``psi`` call per pair)."""
+    from qodasim.optimize import auto_types, normalized_magnitudes, psi
+    from qodasim.optimize.autotype import cost_matrix
+    from qodasim.optimize.distributions import Empirical
+
+    rng = np.random.default_rng(5)
+    layers = [rng.standard_normal(int(rng.integers(2, 200))) * (rng.random() < 0.3 or rng.random()) for _ in range(60)]
+    layers[3] = np.zeros(7)
+    rs = [normalized_magnitudes(v, 2.0) if np.any(v) else np.zeros(v.size) for v in layers]
+    for alpha in (1, 3, 6):
+        C, _, levels = cost_matrix(rs, alpha)
+        ref = np.array([[psi(lv, Empirical(r[1::2])) for lv in levels] for r in rs])
+        assert np.array_equal(C, ref), alpha
+    from qodasim.optimize import autotype
+
+    calls = []
+    monkeypatch.setattr(autotype, "psi", lambda lv, t: calls.append(1) or psi(lv, t))
+    cost_matrix(rs, 3)
+    assert len(calls) == 0  # not one call per pair (L² Python calls: 21 s at L = 1,000)
+    t0 = time.perf_counter()
+    found = auto_types([rng.standard_normal(50) * rng.random() for _ in range(1000)], 3)
+    assert found.types.size == 1000 and time.perf_counter() - t0 < 10

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import LAYOUT, LEVELS
+from cases import LAYOUT, LEVELS
 
 from qodasim import Key, LayerLayout, LayerwiseQuantizer, Levels, Quantizer
 from qodasim.quantize.check import (
@@ -189,17 +189,16 @@ def test_device_workspace_bad_input():
 
 
 @pytest.mark.parametrize("bits", ["stream", "expected"])
-def test_solver_on_the_device_equals_the_cpu_run(bits):
+def test_solver_on_the_device_equals_the_cpu_run(run_solver, bits):
     """QODA with K = 3 layer-wise quantized workers, 2 replicas and a level re-optimization: the
     device-resident run reproduces the CPU run bit for bit (iterates, measures, bits, ledger)."""
-    from qodasim.solvers import SolverConfig, solve
     from qodasim.vi import NoiseModel, layered_problem
 
     p = layered_problem([12, 20], [1.0, 0.05], types=[0, 1], seed=4)
     common = dict(method="qoda", T=8, K=3, replicas=2, compression="layerwise", levels=("uniform:3", "uniform:3"),
                   noise=NoiseModel("absolute", 0.3), seed=1, bits=bits, reoptimize_every=4, record=4)  # fmt: skip
-    a = solve(p, SolverConfig(engine="numba", **common))
-    b = solve(p, SolverConfig(engine="cuda", **common))
+    a = run_solver(p, engine="numba", **common)
+    b = run_solver(p, engine="cuda", **common)
     assert a.status == b.status == "ok"
     assert np.array_equal(a.x_last, b.x_last) and np.array_equal(a.x_avg, b.x_avg)
     assert np.array_equal(a.bits_per_iteration, b.bits_per_iteration)

@@ -8,7 +8,7 @@ import re
 import numba
 import numpy as np
 import pytest
-from conftest import LAYOUT, LEVELS, NUMPY_QUANTIZERS, QUANTIZERS
+from cases import LAYOUT, LEVELS, NUMPY_QUANTIZERS, QUANTIZERS
 
 from qodasim import Key, LayerLayout, LayerwiseQuantizer, Levels, Quantizer
 from qodasim.quantize import _numpy as ref

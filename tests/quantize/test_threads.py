@@ -11,7 +11,7 @@ import warnings
 import numba
 import numpy as np
 import pytest
-from conftest import QUANTIZERS
+from cases import QUANTIZERS
 
 from qodasim import Key, Levels, Quantizer, threads
 from qodasim.cli import main

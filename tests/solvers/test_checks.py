@@ -142,8 +142,19 @@ class WrongLayout(Expanding):
         return X
 
 
+@dataclass(frozen=True, eq=False)
+class FloatDimension(WrongLayout):  # d = 3.0 covers the layout but is not an integer
+    d: float = 3.0
+    layout: LayerLayout = field(default_factory=lambda: LayerLayout([3]))
+    name: str = "float-d"
+
+    def x0(self):
+        return np.zeros(3)
+
+
 def test_broken_problems_fail_their_checks():
     assert _failing(check_problem, Expanding()) == {"monotone"}
+    assert "interface" in _failing(check_problem, FloatDimension())
     assert {"operator", "project"} <= _failing(check_problem, Mixing())
     assert "interface" in _failing(check_problem, WrongLayout())
 

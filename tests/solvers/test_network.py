@@ -24,7 +24,7 @@ from qodasim.netlab.model import (
     sra_time,
     traffic,
 )
-from qodasim.solvers import SolverConfig, SolverError, solve, sra
+from qodasim.solvers import SolverError, solve, sra
 from qodasim.solvers.runspec import load_run, run_key
 from qodasim.solvers.sweep import expand_sweep
 from qodasim.vi import NoiseModel, bilinear_game
@@ -112,9 +112,8 @@ def test_run_time_from_a_ledger_by_hand():
     assert scaled[0] == pytest.approx(0.5 + 6 + 1)
 
 
-def test_run_time_of_a_real_qgenx_run_charges_two_rounds_per_iteration():
-    res = solve(bilinear_game(4, seed=0), SolverConfig(method="qgenx", K=3, T=20, compression="global",
-                                                       levels="uniform:3"))  # fmt: skip
+def test_run_time_of_a_real_qgenx_run_charges_two_rounds_per_iteration(run_solver):
+    res = run_solver(bilinear_game(4, seed=0), method="qgenx", K=3, T=20, compression="global", levels="uniform:3")
     work = Workload(d=8, compute=0.0, bits_per_coord=1.0)
     net = Network(1e6, latency=0.0)
     t = run_time(res.ledger, 3, 8, work, net, rounds_per_iteration=2)

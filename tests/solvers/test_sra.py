@@ -191,15 +191,14 @@ def test_the_solvers_sra_oracle_is_sra_aggregate_and_its_ledger_the_chunk_stream
     assert oracle.ledger.total() == oracle.bits[0].sum()
 
 
-def test_qoda_by_sra_converges_and_pays_for_the_requantization():
-    from qodasim.solvers import SolverConfig, solve
+def test_qoda_by_sra_converges_and_pays_for_the_requantization(run_solver):
     from qodasim.vi import NoiseModel, layered_problem
 
     problem = layered_problem([40, 60], [1.0, 0.2], types=[0, 1], seed=0)
     base = dict(method="qoda", K=4, T=400, compression="layerwise", levels="uniform:3", replicas=4,
                 noise=NoiseModel("absolute", 0.1))  # fmt: skip
-    ag = solve(problem, SolverConfig(**base))
-    sra = solve(problem, SolverConfig(**base, collective="sra"))
+    ag = run_solver(problem, **base)
+    sra = run_solver(problem, **base, collective="sra")
     assert sra.status == "ok"
     start, end = sra.measures["gap_avg"][:, 0], sra.measures["gap_avg"][:, -1]
     assert np.all(end < start / 2)

@@ -57,9 +57,9 @@ def test_solutions_satisfy_the_vi(name):
         assert np.allclose(xs[:m], p.Sigma[iu] * np.where(iu[0] == iu[1], 1, np.sqrt(2))) and np.allclose(xs[m:], 0)
 
 
-def test_kelly_equilibrium_matches_theory():
+def test_kelly_equilibrium_matches_theory(run_solver):
     assert np.allclose(KellyAuction().solution, [0.1396, 0.7094], atol=1e-4)
-    res = solve(KellyAuction(), SolverConfig(method="qoda", T=3000))
+    res = run_solver(KellyAuction(), method="qoda", T=3000)
     assert np.allclose(res.x_last[0], [0.1396, 0.7094], atol=2e-3)
 
 
@@ -86,45 +86,43 @@ def test_restricted_gap_properties_and_cvxpy_cross_check():
     assert gb(pb.solution[None])[0] < 1e-9 and np.all(gb(rng.standard_normal((4, pb.d))) > 0)
 
 
-def test_matrix_game_duality_gap():
+def test_matrix_game_duality_gap(run_solver):
     g = MatrixGame(np.array([[0.0, 1.0], [1.0, 0.0]]))  # matching pennies variant: value 1/2 at (1/2, 1/2)
     assert np.isclose(g.duality_gap(np.array([0.5, 0.5, 0.5, 0.5]))[0], 0.0)
     assert g.duality_gap(np.array([1.0, 0.0, 0.5, 0.5]))[0] > 0.4
-    res = solve(MatrixGame.random(5, 5, seed=1), SolverConfig(method="qoda", T=3000))
+    res = run_solver(MatrixGame.random(5, 5, seed=1), method="qoda", T=3000)
     assert res.measures["gap_avg"][0, -1] < 0.05
 
 
 # ----------------------------------------------------------------------------------- solvers
-def test_qoda_qgenx_converge_where_gda_diverges():
+def test_qoda_qgenx_converge_where_gda_diverges(run_solver):
     p = bilinear_game(6, seed=1)
     d0 = np.linalg.norm(p.x0() - p.solution)
     for method in ("qoda", "qgenx", "eg", "popov"):
-        res = solve(p, SolverConfig(method=method, T=3000))
+        res = run_solver(p, method=method, T=3000)
         assert res.status == "ok"
         assert res.measures["gap_avg"][0, -1] < 0.02 * res.measures["gap_avg"][0, 0]
-    gda = solve(p, SolverConfig(method="gda", T=3000, step=0.1))
+    gda = run_solver(p, method="gda", T=3000, step=0.1)
     assert gda.diverged or gda.measures["dist_last"][0, -1] > 10 * d0
-    gda_long = solve(p, SolverConfig(method="gda", T=20000, step=0.5))
+    gda_long = run_solver(p, method="gda", T=20000, step=0.5)
     assert gda_long.diverged and "diverged" in gda_long.message
     assert not np.any(np.isnan(gda_long.measures["gap_avg"]))  # diverged runs report no NaN figures
 
 
-def test_message_counts_from_the_ledger():
+def test_message_counts_from_the_ledger(run_solver):
     p = layered_problem([5, 9], [1.0, 0.1], types=[0, 1], seed=2)
     for method, per_iter in (("qoda", 1), ("qgenx", 2), ("eg", 2), ("popov", 1), ("gda", 1), ("da", 1)):
-        res = solve(
-            p, SolverConfig(method=method, T=20, K=3, compression="layerwise", levels=("uniform:3", "uniform:7"))
-        )
+        res = run_solver(p, method=method, T=20, K=3, compression="layerwise", levels=("uniform:3", "uniform:7"))
         assert np.all(res.messages_per_worker == per_iter * 20)
         assert all(res.ledger.messages(worker=k) == per_iter * 20 for k in range(3))
         assert res.ledger.total() == res.bits_per_iteration[0].sum()
 
 
-def test_k1_uncompressed_equals_deterministic_method_exactly():
+def test_k1_uncompressed_equals_deterministic_method_exactly(run_solver):
     """K = 1, no noise, no compression: the solver is the deterministic recurrence, bit for bit."""
     p = affine_monotone(8, mu=0.0, seed=3)
     T = 50
-    res = solve(p, SolverConfig(method="qoda", T=T, record=T))
+    res = run_solver(p, method="qoda", T=T, record=T)
     X1 = p.x0()
     X, Y, Vprev, s, xsum = X1.copy(), np.zeros(p.d), np.zeros(p.d), 0.0, np.zeros(p.d)
     for _ in range(T):
@@ -138,7 +136,7 @@ def test_k1_uncompressed_equals_deterministic_method_exactly():
         xsum += Xh
     assert np.array_equal(res.x_last[0], X) and np.array_equal(res.x_avg[0], xsum / T)
     # and K = 4 without noise or compression gives the same iterates (the mean of equal vectors)
-    res4 = solve(p, SolverConfig(method="qoda", T=T, K=4))
+    res4 = run_solver(p, method="qoda", T=T, K=4)
     assert np.allclose(res4.x_last[0], X, rtol=1e-13, atol=1e-13)
 
 
@@ -175,14 +173,14 @@ def test_aggregation_in_one_pass_changes_no_iterate(monkeypatch, compression):
     assert np.array_equal(fused.bits_per_iteration, ref.bits_per_iteration)
 
 
-def test_bits_expected_vs_stream_agree_on_average():
+def test_bits_expected_vs_stream_agree_on_average(run_solver):
     """The exact expected length and real streams agree: over 300 messages the mean difference is
     within 6 standard errors of the per-message stream length."""
     p = layered_problem([50, 80], [1.0, 0.05], types=[0, 1], seed=4)
     common = dict(method="qoda", T=150, K=2, compression="layerwise", levels=("uniform:7", "exponential:4"),
                   noise=NoiseModel("absolute", 0.3), seed=1)  # fmt: skip
-    s = solve(p, SolverConfig(bits="stream", **common))
-    e = solve(p, SolverConfig(bits="expected", **common))
+    s = run_solver(p, bits="stream", **common)
+    e = run_solver(p, bits="expected", **common)
     assert np.array_equal(s.x_last, e.x_last)  # counting bits does not change the run
     diff = s.bits_per_iteration[0] - e.bits_per_iteration[0]
     from qodasim.quantize.check import mc_mean_check
@@ -190,19 +188,27 @@ def test_bits_expected_vs_stream_agree_on_average():
     assert mc_mean_check(diff, 0.0, None, 1e-9)[0] < 6  # never a division by a zero standard error
 
 
-def test_level_reoptimization_sends_new_tables():
+def test_level_reoptimization_sends_new_tables(run_solver):
     p = layered_problem([40, 60], [1.0, 0.01], types=[0, 1], seed=5)
-    res = solve(p, SolverConfig(method="qoda", T=60, K=2, compression="layerwise", levels=("uniform:7", "uniform:7"),
-                                noise=NoiseModel("absolute", 0.1), reoptimize_every=20))  # fmt: skip
+    res = run_solver(
+        p,
+        method="qoda",
+        T=60,
+        K=2,
+        compression="layerwise",
+        levels=("uniform:7", "uniform:7"),
+        noise=NoiseModel("absolute", 0.1),
+        reoptimize_every=20,
+    )
     tables = [row[3] for row in res.ledger.table()]
     # tables in the first message of each worker, then again after each re-optimization (3 times)
     assert sum(t > 0 for t in tables) >= 2 + 2 * 2
     assert res.status == "ok"
 
 
-def test_result_save_load_roundtrip(tmp_path):
+def test_result_save_load_roundtrip(run_solver, tmp_path):
     p = bilinear_game(3)
-    res = solve(p, SolverConfig(method="qgenx", T=30, compression="global", levels="uniform:3"))
+    res = run_solver(p, method="qgenx", T=30, compression="global", levels="uniform:3")
     back = SolverResult.load(res.save(tmp_path / "run"))
     assert np.array_equal(back.iterations, res.iterations)
     assert all(np.array_equal(back.measures[k], res.measures[k], equal_nan=True) for k in res.measures)
@@ -227,12 +233,12 @@ def test_bad_configs(kwargs, words):
         SolverConfig(**kwargs)
 
 
-def test_bad_runs():
+def test_bad_runs(run_solver):
     p = layered_problem([3, 4], [1, 1], types=[0, 1])
     with pytest.raises(SolverError, match="specs"):
-        solve(p, SolverConfig(compression="layerwise", levels=("uniform:3",) * 3, T=2))
+        run_solver(p, compression="layerwise", levels=("uniform:3",) * 3, T=2)
     with pytest.raises(SolverError, match="Problem"):
-        solve(np.eye(3), SolverConfig())
+        run_solver(np.eye(3))
 
     class Broken(AffineProblem):
         def operator(self, X):
@@ -242,14 +248,14 @@ def test_bad_runs():
 
     b = Broken((np.eye(2),), np.ones(2))
     with pytest.raises(SolverError, match="non-finite"):
-        solve(b, SolverConfig(T=3))
+        run_solver(b, T=3)
     with pytest.raises(ValueError, match="not monotone"):
         AffineProblem((-np.eye(2),), np.zeros(2))
     with pytest.raises(ValueError):
         NoiseModel("loud")
 
 
-def test_finite_sum_oracle_is_unbiased_and_solver_learns_the_covariance():
+def test_finite_sum_oracle_is_unbiased_and_solver_learns_the_covariance(run_solver):
     p = covariance_gan(3, seed=4)
     X = p.x0()[None, :] + 0.3
     rng = np.random.default_rng(0)
@@ -257,12 +263,19 @@ def test_finite_sum_oracle_is_unbiased_and_solver_learns_the_covariance():
     mean, se = V.mean(axis=0), V.std(axis=0, ddof=1) / np.sqrt(V.shape[0])
     exact = p.operator(X)[0]
     assert np.all(np.abs(mean - exact) < 6 * se + 1e-12)  # 6 standard errors per coordinate
-    res = solve(p, SolverConfig(method="qoda", T=3000, K=4, noise=NoiseModel("finite_sum", batch=16),
-                                compression="layerwise", levels=("uniform:15",)))  # fmt: skip
+    res = run_solver(
+        p,
+        method="qoda",
+        T=3000,
+        K=4,
+        noise=NoiseModel("finite_sum", batch=16),
+        compression="layerwise",
+        levels=("uniform:15",),
+    )
     assert res.status == "ok"
     assert res.measures["dist_avg"][0, -1] < 0.25 * res.measures["dist_avg"][0, 0]
     with pytest.raises(ValueError, match="finite-sum"):
-        solve(bilinear_game(3), SolverConfig(T=2, noise=NoiseModel("finite_sum")))
+        run_solver(bilinear_game(3), T=2, noise=NoiseModel("finite_sum"))
 
 
 def test_convex_solve_fallback_and_inaccurate_handling(monkeypatch):

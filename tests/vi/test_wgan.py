@@ -83,13 +83,13 @@ def test_minibatch_operators_are_unbiased_estimates_of_one_expectation():
     assert z.max() < 6, z.max()
 
 
-def test_seeded_runs_are_reproducible_and_seeds_matter(digits):
+def test_seeded_runs_are_reproducible_and_seeds_matter(run_solver, digits):
     cfg = SolverConfig(method="qoda", K=2, T=12, compression="layerwise", levels="uniform:5", record=3,
                        noise=NoiseModel("finite_sum", batch=16), step=AdaptiveStep(c=1.0), seed=4)  # fmt: skip
     a, b = solve(digits, cfg), solve(digits, cfg)
     assert np.array_equal(a.x_last, b.x_last) and np.array_equal(a.bits_per_iteration, b.bits_per_iteration)
     assert set(a.measures) == {"opnorm_avg", "opnorm_last", "energy_avg", "energy_last"}
-    c = solve(digits, SolverConfig(**{**cfg.to_dict(), "seed": 5, "noise": cfg.noise}))
+    c = run_solver(digits, **{**cfg.to_dict(), "seed": 5, "noise": cfg.noise})
     assert not np.array_equal(a.x_last, c.x_last)
 
 
