@@ -111,3 +111,17 @@ def mutant(monkeypatch, owner, name: str, old: str, new: str) -> None:
     ns = dict(vars(module))
     exec(compile(src.replace(old, new), module.__file__, "exec"), ns)  # noqa: S102
     monkeypatch.setattr(owner, name, ns[name])
+
+
+def grads(seed: int = 0, scale: bool = True) -> dict:
+    """A small model's named float32 gradients: four conv layers (kernels scaled by 10^U(−2, 0)) with
+    biases, a heavy-tailed embedding and a dense layer."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for i in range(4):
+        s = 10.0 ** rng.uniform(-2, 0) if scale else 1.0
+        out[f"conv{i}.weight"] = (rng.standard_normal((8, 4, 3, 3)) * s).astype(np.float32)
+        out[f"conv{i}.bias"] = (rng.standard_normal(8) * 0.01).astype(np.float32)
+    out["embed.weight"] = (rng.standard_t(3, (50, 8)) * 0.05).astype(np.float32)
+    out["fc.weight"] = (rng.standard_normal((10, 64)) * 0.1).astype(np.float32)
+    return out

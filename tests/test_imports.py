@@ -1,7 +1,7 @@
 """The package's import graph (every ``import`` and ``from … import`` in every module, also those inside
 functions): no cycle between modules.
 
-The last one (issue 34) went with two moves: ``LayerLayout`` lives in ``quantize.layers`` beside the
+The last ones went with two moves: ``LayerLayout`` lives in ``quantize.layers`` beside the
 named-array helpers its methods use (``plan`` imports it from there), and fitting types to values
 (``types="auto"``) is ``optimize.auto_layout``'s, one stage above the quantizers.  The test fails on
 any cycle (``KNOWN`` lists accepted ones: none).

@@ -59,7 +59,7 @@ TARGETS = {
     ),
     "coding/ledger": (
         "qodasim/coding/ledger.py",
-        "tests/coding/test_coding.py tests/solvers/test_network.py -k 'ledger'",
+        "tests/coding/test_coding.py tests/netlab/test_model.py -k 'ledger'",
     ),
     "bounds/tight": (
         "qodasim/bounds/tight.py",
@@ -68,16 +68,16 @@ TARGETS = {
     "optimize/prune": ("qodasim/optimize/_prune.py", "tests/optimize/test_prune.py"),
     "optimize/schemes": (
         "qodasim/optimize/schemes.py",
-        "tests/experiments/test_analyze.py -k 'not cli and not report'",
+        "tests/optimize/test_schemes.py",
     ),
     "quantize/layers": (
         "qodasim/quantize/layers.py",
-        "tests/experiments/test_analyze.py -k 'arrays or pytrees or types or nd'",
+        "tests/quantize/test_layers.py",
     ),
     "solvers/sra": ("qodasim/solvers/sra.py", "tests/solvers/test_sra.py -k 'not converges'"),
     "netlab/model": (
         "qodasim/netlab/model.py",
-        "tests/solvers/test_network.py -k 'not cli and not sweep and not run_file'",
+        "tests/netlab/test_model.py",
     ),
 }
 

@@ -1,5 +1,9 @@
+from __future__ import annotations
+
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -7,6 +11,7 @@ import pytest
 from qodasim import Levels, bounds
 from qodasim.cli import main
 from qodasim.experiments import Result, get, load_config
+from qodasim.solvers import SolverError
 
 
 def test_closed_form_bounds_values():
@@ -108,7 +113,7 @@ def test_cli_solve_checks_its_input_and_output_first(tmp_path, capsys):
 
 
 def test_solver_config_levels_contract():
-    from qodasim.solvers import SolverConfig, SolverError
+    from qodasim.solvers import SolverConfig
 
     with pytest.raises(SolverError, match="compression is 'none'"):
         SolverConfig(levels="uniform:2")
@@ -118,3 +123,45 @@ def test_solver_config_levels_contract():
         SolverConfig(compression="layerwise", levels=())
     assert SolverConfig(compression="layerwise", levels=("uniform:3", "uniform:4")).levels == ("uniform:3", "uniform:4")
     assert SolverConfig(compression="global", levels=("uniform:3",)).compression == "global"
+
+
+def test_cli_solve_and_speedup(tmp_path, capsys):
+    run = tmp_path / "run.toml"
+    run.write_text('[problem]\nname = "bilinear_game"\nn = 3\n[solver]\nT = 30\nK = 2\ncompression = "global"\n')
+    assert main(["solve", str(run), "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "qoda: ok" in out and (tmp_path / "r.json").exists()
+    assert main(["speedup", "--compute", "1", "--bits-per-coord", "1", "--plot", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "paper's pattern" in out and "reproduced" in out and (tmp_path / "speedup.png").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["speedup", "--bandwidth", "0"],
+        ["speedup", "--K", "0"],
+        ["speedup", "--compute", "-1"],
+        ["solve", "/nonexistent/run.toml"],
+        ["solve", "RUN", "--timeout", "0"],
+        ["sweep", "/nonexistent.toml", "--out", "x"],
+    ],
+)
+def test_cli_user_errors_are_one_line_and_exit_2(argv, tmp_path, capsys):
+    run = tmp_path / "run.toml"
+    run.write_text('[problem]\nname = "bilinear_game"\nn = 3\n')
+    argv = [str(run) if a == "RUN" else a for a in argv]
+    with pytest.raises(SystemExit) as exc:
+        code = main(argv)
+        raise SystemExit(code)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("qodasim") and len(err.splitlines()) == 1
+
+
+@pytest.mark.integration
+def test_cli_output_into_a_closed_pipe_is_quiet():
+    """``qodasim bounds … | head -1``: the broken pipe is not reported as an error (exit 0)."""
+    cmd = f"{sys.executable} -m qodasim bounds --levels uniform:3 --d $(seq 1 3000) | head -1"
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr

@@ -69,7 +69,7 @@ def test_equalbits_homogeneous_check_goes_red_when_the_single_norm_scope_is_drop
 
 
 def test_equalbits_per_type_fit_goes_red_when_every_type_gets_type_0s_levels(monkeypatch):
-    """The plausible bug of issue 32: the per-type fit hands every type type 0's levels. Every per-bit
+    """The plausible bug: the per-type fit hands every type type 0's levels. Every per-bit
     verdict still passes (the gains barely move); ``per_type_levels_fit`` goes red."""
     from qodasim import LayerwiseQuantizer
 

@@ -1,4 +1,4 @@
-"""Issue 14 — real workers over MPI: ``mpiexec -n 4`` against the in-process simulation, the bytes on the
+"""Real workers over MPI: ``mpiexec -n 4`` against the in-process simulation, the bytes on the
 wire against the ledger, faults that end the job, and restartable sweeps.
 
 The ``mpi`` extra (mpi4py + the MPICH wheel, which brings ``mpiexec``) is part of ``dev``, so CI runs all

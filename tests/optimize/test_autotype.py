@@ -1,4 +1,4 @@
-"""Issue 13 (part) — automatic layer types: planted types recovered on synthetic layers, the pieces
+"""Automatic layer types: planted types recovered on synthetic layers, the pieces
 (cost matrix, k-medoids, held-out variance, adjusted Rand index) checked by hand and against peers."""
 
 from __future__ import annotations

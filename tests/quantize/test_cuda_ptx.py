@@ -146,7 +146,7 @@ def test_the_pow_kernels_are_the_documented_exceptions(ptx):
 
 
 def test_round_kernel_stages_levels_in_shared_memory_and_unrolls(ptx):
-    """Issue 18's reading of the SASS: a non-uniform type's levels are staged in shared memory (the
+    """The SASS read: a non-uniform type's levels are staged in shared memory (the
     search then reads them through generic addresses, ``ld.f64``), and a loop trip issues several
     global loads of ``v`` (the unrolled coordinates), not one."""
     text = ptx["round_kernel[float64,uint8]"]

@@ -35,7 +35,7 @@ def test_solver_overflow_ends_as_diverged(run_solver):
 
 
 def test_silent_acceptances_are_clear_errors():
-    """Inputs that were accepted silently (issue 34's audit): each is now an error naming its argument."""
+    """Inputs that were accepted silently: each is now an error naming its argument."""
     from qodasim.optimize import optimize_layerwise
     from qodasim.quantize import dequantize_batch
     from qodasim.solvers import SolverConfig, SolverError
@@ -107,3 +107,8 @@ def test_solver_results_compare_by_value(tmp_path):
 def test_a_noise_level_that_is_not_a_number_is_named(sigma):
     with pytest.raises(ValueError, match="sigma must be a finite number >= 0"):
         NoiseModel("absolute", sigma)
+
+
+def test_solver_config_must_be_a_config():
+    with pytest.raises(SolverError, match="config"):
+        solve(bilinear_game(2), {"method": "qoda"})

@@ -117,7 +117,7 @@ def test_solver_ball_holds_the_solution():
 def test_qgenx_corrected_rule_reproduces_the_issue_figures(run_solver):
     """Bilinear game (n = 5, K = 4, T = 4000, 16 replicas, uncompressed): Q-GenX's final gap with
     its own difference is 0.0975 (absolute noise), 0.0318 (relative, σ_R = 0.5) and 0.0049 (no noise),
-    against 0.1011, 0.0418 and 0.0073 with QODA's difference (issue 12).  Tolerance: 4 standard
+    against 0.1011, 0.0418 and 0.0073 with QODA's difference.  Tolerance: 4 standard
     errors of the replica mean (+1e-4 for the noiseless runs, whose replicas coincide)."""
     p = bilinear_game(5, seed=1)
     for noise, want in ((NoiseModel("absolute", sigma=1.0), 0.0975), (NoiseModel("relative", sigma_rel=0.5), 0.0318),

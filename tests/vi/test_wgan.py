@@ -1,4 +1,4 @@
-"""Issue 16 — a real nonlinear game: the WGAN operator (jax) against finite differences, its layout
+"""A real nonlinear game: the WGAN operator (jax) against finite differences, its layout
 against the parameter tree, reproducible seeded runs, and the experiment's verdicts going red under
 plausible bugs.  The ``jax`` extra is in ``dev``; without it these tests skip (and CI requires it)."""
 
