@@ -25,6 +25,7 @@ REGISTRY = {
     "dqsgd": "qodasim.experiments.dqsgd",
     "speedup": "qodasim.experiments.speedup",
     "wgan": "qodasim.experiments.wgan",
+    "realnets": "qodasim.experiments.realnets",
 }
 
 

@@ -176,12 +176,30 @@ def histogram_error_bound(m: int) -> float:
     return (1.0 / m) * (1.0 + 1.0 / m)
 
 
-def histogram_levels(samples, alpha: int, m: int = 4096) -> LevelResult:
-    """Optimal levels on the grid ``b/m`` with exact per-bin sums (no sort; ``O(n + α m log m)``)."""
+def _weighted_histogram_sums(r: np.ndarray, w: np.ndarray, m: int):
+    """:func:`_dp.histogram_sums` with a weight per sample (the same bins: ``(g_{b−1}, g_b]``)."""
+    b = np.minimum(np.ceil(r * m), m).astype(np.int64)
+    b[(b > 0) & (r <= (b - 1) / m)] -= 1
+    b[(b < m) & (r > b / m)] += 1
+    return (np.bincount(b, w, m + 1), np.bincount(b, w * r, m + 1), np.bincount(b, w * r * r, m + 1))
+
+
+def histogram_levels(samples, alpha: int, m: int = 4096, weights=None) -> LevelResult:
+    """Optimal levels on the grid ``b/m`` with exact per-bin sums (no sort; ``O(n + α m log m)``).
+
+    ``weights`` (one per sample, non-negative, not all zero) weight each sample's rounding variance:
+    ``Σ_i w_i ρ_i(1−ρ_i)(ℓ_{j+1}−ℓ_j)²`` is minimized — e.g. ``w_i = n_g²``, its group's squared norm,
+    makes the objective the whole vector's squared error instead of each group's relative one."""
     alpha = _check_alpha(alpha)
     check_int(m, "m", 2)
     r = _as_samples(samples)
-    cnt, s1, s2 = _dp.histogram_sums(np.ascontiguousarray(r), int(m))
+    if weights is None:
+        cnt, s1, s2 = _dp.histogram_sums(np.ascontiguousarray(r), int(m))
+    else:
+        w = np.asarray(weights, np.float64).ravel()
+        if w.shape != r.shape or not np.all(np.isfinite(w)) or np.any(w < 0) or not np.any(w > 0):
+            raise ValueError("weights must be finite, non-negative, not all zero, one per sample")
+        cnt, s1, s2 = _weighted_histogram_sums(r, w, int(m))
     total = cnt.sum()
     grid = np.arange(m + 1) / m
     W = np.concatenate([[0.0], np.cumsum(cnt / total)])

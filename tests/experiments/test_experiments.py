@@ -9,7 +9,7 @@ from qodasim.experiments import REGISTRY, get, load_config
 
 #: Experiments whose quick setting takes most of a minute or more: their verdicts run in ``-m slow`` here (and in
 #: CI's ``qodasim reproduce --quick``); the tests that break their verdicts run smaller settings by default.
-SLOW_QUICK = {"wgan", "convergence", "equalbits", "dqsgd"}
+SLOW_QUICK = {"wgan", "convergence", "equalbits", "dqsgd", "realnets"}
 
 
 @pytest.mark.parametrize(

@@ -132,3 +132,81 @@ def _grads_vector():
     g = grads(2)
     lay = LayerLayout.from_arrays(g, types="role")
     return lay.flatten(g, np.float64), lay
+
+
+@pytest.mark.parametrize("bucket", [32, 64])
+def test_lgreco_with_buckets_is_per_layer_widths_over_bucketed_norms(bucket):
+    """``lgreco-b<B>``: the chosen quantizer has one norm per bucket inside each layer and exactly the
+    bits and variance the DP's table promised in every code, an all-zero layer included."""
+    v, lay = _grads_vector()
+    v[lay.layer_slice(0)] = 0.0  # 288 coordinates: several buckets of zeros
+    curve = S.scheme_curve(v, lay, "lgreco-b512", 4.0)
+    assert curve.options["bucket"] == 512
+    curve = S._lgreco_options(v, lay, 4.0, S.CODES, 2.0, None, None, bucket, f"lgreco-b{bucket}")
+    for code in S.CODES:
+        p = S.at_budget(curve, v, lay, 3.5, code)
+        assert p.quantizer.plan(v.size).n_groups == sum(-(-int(n) // bucket) for n in lay.sizes)
+        bits, var, rel = S.stats(v, p.quantizer, p.quantizer.layout)
+        assert p.bits[code] == pytest.approx(bits[code], rel=1e-12) and p.variance == pytest.approx(var, rel=1e-12)
+        assert p.bits[code] <= 3.5
+
+
+def test_alpha_per_type_is_the_dp_optimum_and_never_worse_than_one_alpha():
+    """``layer-opt-alloc``: the α per type of least squared error within the budget (exhaustive search
+    over the types' options at the DP's discretization), its bits the whole quantizer's exact bits (the
+    codes add over types), and never worse than ``layer-opt``'s common α."""
+    rng = np.random.default_rng(5)
+    lay = LayerLayout([400, 50, 300, 30, 200], [0, 1, 0, 1, 2])
+    v = rng.standard_normal(lay.d) * np.repeat([1.0, 0.02, 3.0, 0.05, 0.4], lay.sizes)
+    v[lay.layer_slice(4)] = rng.standard_t(2, 200) * 0.4
+    alloc = S.scheme_curve(v, lay, "layer-opt-alloc", 4.0, max_alpha=10)
+    common = S.scheme_curve(v, lay, "layer-opt", 4.0, max_alpha=10)
+    for code in S.CODES:
+        for budget in (2.0, 3.0, 4.0):
+            p = S.at_budget(alloc, v, lay, budget, code)
+            if p is None:
+                assert S.at_budget(common, v, lay, budget, code) is None
+                continue
+            bits, errs = alloc.options["bits"][code], alloc.options["errors"]
+            tight = budget * lay.d * (1 - lay.n_types / 4000)
+            best = min(sum(e[i] for e, i in zip(errs, c)) for c in itertools.product(*(range(b.size) for b in bits))
+                       if sum(b[i] for b, i in zip(bits, c)) <= tight)  # fmt: skip
+            assert p.bits[code] <= budget and p.variance * np.dot(v, v) <= best * (1 + 1e-9)
+            chosen = sum(float(b[alloc.options["alphas"][m].index(a)]) for m, (b, a) in enumerate(zip(bits, p.alpha)))
+            assert chosen / lay.d == pytest.approx(p.bits[code], rel=1e-9)
+            one = S.at_budget(common, v, lay, budget * (1 - lay.n_types / 4000), code)
+            if one is not None:
+                assert p.variance <= one.variance * (1 + 1e-9)
+    assert len(set(S.at_budget(alloc, v, lay, 3.0, "gamma").alpha)) > 1  # the types do get different α here
+
+
+def test_frontier_is_the_lower_convex_hull_read_at_the_budget():
+    nan = np.array([np.nan])
+
+    def pt(b, e):
+        return S.Point(0, {"gamma": b}, e, nan, None)
+
+    a, b, c, far = pt(1.0, 0.5), pt(2.0, 0.4), pt(3.0, 0.1), pt(5.0, 0.0)
+    val, (lo, lam, hi) = S.frontier_at([a, b, c, far], 2.0, "gamma")
+    assert (lo, hi) == (a, c) and lam == 0.5 and val == pytest.approx(0.3)  # the chord a–c lies below b
+    assert S.frontier_at([a, b, c], 3.0, "gamma")[0] == 0.1  # c alone
+    assert S.frontier_at([a, b, c], 0.5, "gamma") is None
+    assert S.frontier_at([b], 2.5, "gamma")[1] == (b, 1.0, b)
+    # against a dense scan of every mixture of two points
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        pts = [pt(float(x), float(y)) for x, y in zip(rng.uniform(0.5, 4, 6), rng.uniform(0, 1, 6))]
+        budget = float(rng.uniform(1.0, 3.5))
+        got = S.frontier_at(pts, budget, "gamma")
+        lams = np.linspace(0, 1, 20001)
+        dense = min(
+            float(np.min(np.where(lams * p.bits["gamma"] + (1 - lams) * q.bits["gamma"] <= budget,
+                                  lams * p.variance + (1 - lams) * q.variance, np.inf)))
+            for p in pts for q in pts
+        )  # fmt: skip
+        if not np.isfinite(dense):
+            assert got is None
+        else:
+            assert got[0] <= dense + 1e-12 and got[0] >= dense - 1e-3
+    with pytest.raises(ValueError, match="metric"):
+        S.frontier_at([a], 2.0, "gamma", metric="bits")
