@@ -178,6 +178,7 @@ API_MODULES = [
     ("qodasim.experiments", "Experiments"),
     ("qodasim.experiments.budget", "Equal-budget comparisons"),
     ("qodasim.experiments.analyze", "Analyze your gradients"),
+    ("qodasim.experiments.networks", "Real networks' layouts and magnitude families"),
     ("qodasim.torch", "PyTorch: DDP hook and gradient recorder"),
     ("qodasim.torch.sra", "PyTorch: the hook's scatter-reduce-allgather"),
 ]

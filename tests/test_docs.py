@@ -26,7 +26,8 @@ PACKAGES = (["qodasim", "qodasim.levels", "qodasim.rng", "qodasim.threads", "qod
              "qodasim.quantize.engine", "qodasim.optimize.schemes", "qodasim.experiments.analyze",
              "qodasim.vi.wgan", "qodasim.vi.check", "qodasim.solvers.check", "qodasim.experiments.budget",
              "qodasim.solvers.mpi", "qodasim.netlab.model", "qodasim.solvers.sra", "qodasim.torch.sra",
-             "qodasim.solvers.runspec", "qodasim.solvers.sweep", "qodasim.netlab.clock"]
+             "qodasim.solvers.runspec", "qodasim.solvers.sweep", "qodasim.netlab.clock",
+             "qodasim.experiments.networks"]
             + sorted(f"qodasim.{m.name}" for m in pkgutil.iter_modules(qodasim.__path__) if m.ispkg))  # fmt: skip
 
 

@@ -11,7 +11,7 @@ Layouts (every tensor a layer, in parameter order):
   two matrices with their biases, and the final layer norm.
 
 ``scale`` divides every layer's size (at least one coordinate each), keeping the tensor list: the
-quick settings of :mod:`qodasim.experiments.realnets` use it.
+quick settings of ``qodasim.experiments.realnets`` use it.
 
 Magnitude families (:data:`FAMILIES`; ``gradient(layout, family, seed)`` draws one vector; every
 layer ``l`` gets a scale ``s_l`` and a distribution, independently per coordinate unless said):

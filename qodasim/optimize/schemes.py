@@ -58,7 +58,9 @@ from .distributions import Empirical, normalized_magnitudes
 from .levels import optimize_levels
 
 __all__ = [
+    "ALLOCATED",
     "BUCKETS",
+    "LGRECO_BUCKETS",
     "CODES",
     "SCHEMES",
     "Point",

@@ -16,6 +16,15 @@ SMALL = dict(seed=0, layouts=["transformer"], families=["homogeneous", "student"
              scale=2048, method="histogram")  # fmt: skip
 
 
+ALL_VERDICTS = (
+    "gamma_global_wins",
+    "fixed_width_layerwise_beats_qsgd",
+    "allocation_beats_buckets_when_heterogeneous",
+    "per_layer_error_reverses",
+    "homogeneous_norms_cost",
+)
+
+
 def _failed(*families: str) -> set:
     """The verdicts that fail on the small setting (on ``families`` only, when given)."""
     res = R.run({**SMALL, "families": list(families or SMALL["families"])}, progress=False)
@@ -107,10 +116,13 @@ def test_allocation_hull_is_the_convex_hull_of_every_allocation():
 
 
 def test_each_verdict_passes_on_the_family_its_mutant_test_uses():
-    """The mutant tests below run one family each: there, only the verdict that needs the other family
-    fails (no identical layers, or no heterogeneous ones), so each mutant test's verdict was green."""
-    assert _failed("student") == {"homogeneous_norms_cost"}
-    assert _failed("homogeneous") == {"allocation_beats_buckets_when_heterogeneous"}
+    """The mutant tests below run one family each: there every verdict passes, and a family-specific
+    verdict is left out where its family is absent (so each mutant test's verdict was green)."""
+    for family, left_out in (("student", "homogeneous_norms_cost"),
+                             ("homogeneous", "allocation_beats_buckets_when_heterogeneous")):  # fmt: skip
+        res = R.run({**SMALL, "families": [family]}, progress=False)
+        assert all(v.passed for v in res.verdicts), [v for v in res.verdicts if not v.passed]
+        assert {v.name for v in res.verdicts} == set(ALL_VERDICTS) - {left_out}
 
 
 def test_gamma_verdict_goes_red_when_the_gamma_column_holds_fixed_width_bits(monkeypatch):
@@ -171,3 +183,24 @@ def test_bad_configs_name_the_key():
         R.run({**SMALL, "families": ["gaussian", "uniform"]}, progress=False)
     with pytest.raises(ValueError, match="bucket"):
         R.run({**SMALL, "bucket": 100}, progress=False)
+
+
+def test_recorded_gradients_are_compared_instead_and_the_family_verdicts_left_out(tmp_path, monkeypatch):
+    from cases import grads
+
+    for seed in (1, 2):
+        np.savez(tmp_path / f"grads_step{seed:06d}.npz", **grads(seed))
+    monkeypatch.chdir(tmp_path)
+    res = R.run({**SMALL, "gradients": ["grads_step*.npz"]}, progress=False)
+    assert {r["layout"] for r in res.data["rows"]} == {"grads_step000001", "grads_step000002"}
+    assert {r["family"] for r in res.data["rows"]} == {"recorded"}
+    assert [v.name for v in res.verdicts] == ["gamma_global_wins", "fixed_width_layerwise_beats_qsgd",
+                                              "per_layer_error_reverses"]  # fmt: skip
+    assert "recorded gradients grads_step000001 (d = " in res.verdicts[0].detail
+    name, lay, v = R.recorded_vectors(["grads_step000001.npz"])[0]
+    g = grads(1)
+    assert lay.names == tuple(g) and np.array_equal(v, lay.flatten(g, np.float64)) and lay.n_types == 4
+    with pytest.raises(ValueError, match="matches no file"):
+        R.run({**SMALL, "gradients": ["nothing*.npz"]}, progress=False)
+    with pytest.raises(ValueError, match="GRADS"):
+        R.run({**SMALL, "gradients": ["missing.npz"]}, progress=False)

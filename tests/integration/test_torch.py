@@ -501,3 +501,27 @@ def test_the_cuda_engine_gives_the_hook_the_same_bits():
     for case in cases:
         assert np.array_equal(outs["numba", case][0], outs["cuda", case][0])
         assert outs["numba", case][1] == outs["cuda", case][1]
+
+
+def test_the_language_model_example_records_three_snapshots_realnets_reads(tmp_path, monkeypatch):
+    """examples/record_lm_gradients.py at a tiny size: snapshots at the first, middle and last step with
+    every tensor's gradient, the loss curve, and realnets reads them with types by role."""
+    import importlib.util
+
+    from qodasim.experiments import realnets
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "record_lm_gradients.py"
+    spec = importlib.util.spec_from_file_location("record_lm_gradients", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "g"
+    args = ["--out", str(out), "--steps", "5", "--width", "16", "--blocks", "2", "--heads", "2", "--context", "16",
+            "--batch", "2", "--text-mb", "0.05"]  # fmt: skip
+    assert mod.main(args) == 0
+    assert sorted(p.name for p in out.glob("*.npz")) == [f"grads_step{t:06d}.npz" for t in (0, 2, 4)]
+    loss = json.loads((out / "loss.json").read_text())
+    assert len(loss["loss"]) == 5 and loss["tensors"] == 2 + 12 * 2 + 2
+    monkeypatch.chdir(tmp_path)
+    (name, layout, v), *_ = realnets.recorded_vectors(["g/grads_step*.npz"])
+    assert name == "grads_step000000" and layout.n_layers == 28 and layout.n_types == 3 and np.any(v)
+    assert layout.names[0] == "wte.weight" and layout.types[0] == 0  # the embedding is its own type
