@@ -525,3 +525,31 @@ def test_the_language_model_example_records_three_snapshots_realnets_reads(tmp_p
     (name, layout, v), *_ = realnets.recorded_vectors(["g/grads_step*.npz"])
     assert name == "grads_step000000" and layout.n_layers == 28 and layout.n_types == 3 and np.any(v)
     assert layout.names[0] == "wte.weight" and layout.types[0] == 0  # the embedding is its own type
+
+
+@pytest.mark.integration  # an example's training runs end to end (13 s): CI's integration invocation
+def test_the_training_per_bit_example_reads_every_run_at_equal_bits(tmp_path):
+    """examples/train_per_bit.py at a tiny size: every quantized run of a (budget, optimizer, seed) is
+    read at the same total bits — the least any of them sent — and the summary ranks both metrics."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "train_per_bit.py"
+    spec = importlib.util.spec_from_file_location("train_per_bit", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "t.json"
+    assert mod.main(["--out", str(out), "--steps", "6", "--seeds", "2", "--budgets", "3", "--optimizers", "adam",
+                     "--eval-every", "2"]) == 0  # fmt: skip
+    res = json.loads(out.read_text())
+    rows = [r for r in res["rows"] if r["scheme"] != "fp32"]
+    assert len(rows) == 2 * len(mod.SCHEMES) and len(res["rows"]) == len(rows) + 2
+    for seed in (0, 1):
+        peers = [r for r in rows if r["seed"] == seed]
+        common = {r["common_bits"] for r in peers}
+        assert len(common) == 1 and min(r["curve"][-1][1] for r in peers) == common.pop()
+        for r in peers:  # read on its own curve at the common bits
+            bits, loss = zip(*[(c[1], c[2]) for c in r["curve"]])
+            assert r["loss_at_common_bits"] == pytest.approx(np.interp(r["common_bits"], bits, loss))
+            assert r["variance"] > 0 and r["mean_layer_rel"] > 0
+    cell = res["summary"]["3 bits, adam"]
+    assert set(cell["schemes"]) == {"fp32", *mod.SCHEMES} and -1 <= cell["variance"]["spearman"] <= 1
