@@ -336,7 +336,7 @@ class _Parser(argparse.ArgumentParser):
 
 _EXAMPLES = """\
 examples:
-  qodasim reproduce --quick                    every experiment, quick setting (~2.5 min cold on 2 cores)
+  qodasim reproduce --quick                    every experiment, quick setting (~3 min cold on 2 cores)
   qodasim reproduce --quick --only epsilon     one experiment
   qodasim run my.toml                          one config; writes ./my/ (figures, results/, results.md)
   qodasim bounds --levels uniform:4 --d 64 1024
@@ -389,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "results.md into --out; exit 1 if a verdict fails.",
                        epilog="example: qodasim reproduce --quick --only variance epsilon")  # fmt: skip
     r.add_argument("--quick", action="store_true",
-                   help="the quick settings (~2.5 min cold, ~2 min warm on 2 cores; README)")  # fmt: skip
+                   help="the quick settings (~3 min cold, ~2.3 min warm on 2 cores; README)")  # fmt: skip
     r.add_argument("--only", nargs="+", choices=list(experiments.REGISTRY), metavar="NAME",
                    help=f"run only these experiments ({', '.join(experiments.REGISTRY)})")  # fmt: skip
     r.add_argument("--out", default="figures", help="output folder (default: ./figures)")
