@@ -79,9 +79,8 @@ def choose(v: np.ndarray, layout: LayerLayout, scheme: str, budget: float):
             best = p
     if best is None:
         raise ValueError(f"{scheme}: nothing fits {budget} bits/coord")
-    bits, var, rel = S.stats(v, best.quantizer, layout, ("gamma",))
-    finite = rel[np.isfinite(rel)]
-    return best.quantizer, {"variance": var, "mean_layer_rel": float(finite.mean()), "expected_bits": bits["gamma"]}
+    return best.quantizer, {"variance": best.variance, "mean_layer_rel": best.mean_layer_rel,
+                            "expected_bits": best.bits["gamma"]}  # fmt: skip
 
 
 def run(scheme: str, budget: float, opt_name: str, seed: int, args, X, y, Xt, yt) -> dict:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..quantize import LayerLayout
-from ..quantize.layers import role_of, types_of
+from ..quantize.layers import role_of
 from ..validate import check_choice, check_int, check_seed
 
 __all__ = ["FAMILIES", "LAYOUTS", "gradient", "layout_named", "resnet18_layout", "transformer_layout"]
@@ -76,24 +76,16 @@ def _transformer_shapes(n_layer: int = 4, width: int = 384, vocab: int = 8192, c
 
 
 def _scaled(shape: tuple, scale: int) -> tuple:
-    """The shape with its first axis divided by ``scale`` (at least 1), or the size for a vector."""
-    return (max(1, shape[0] // scale), *shape[1:]) if len(shape) > 1 else (max(1, shape[0] // scale),)
+    """The shape with its first axis divided by ``scale`` (at least 1)."""
+    return (max(1, shape[0] // scale), *shape[1:])
 
 
 def _layout(shapes: list[tuple[str, tuple]], scale: int) -> LayerLayout:
+    """The layout of the named tensors (sizes ÷ ``scale``), typed by role: read from zero-stride
+    stand-ins, so no tensor is allocated."""
     check_int(scale, "scale", 1, 2**20)
-    shapes = [(n, _scaled(s, scale)) for n, s in shapes]
-    names = tuple(n for n, _ in shapes)
-    sizes = [int(np.prod(s)) for _, s in shapes]
-    types = types_of({n: _Shape(s) for n, s in shapes}, "role")
-    return LayerLayout(sizes, types, names=names, shapes=tuple(s for _, s in shapes))
-
-
-class _Shape:
-    """Stands in for an array where only its shape is read (``np.shape``)."""
-
-    def __init__(self, shape: tuple) -> None:
-        self.shape = shape
+    return LayerLayout.from_arrays({n: np.broadcast_to(np.float32(0), _scaled(s, scale)) for n, s in shapes},
+                                   types="role")  # fmt: skip
 
 
 def resnet18_layout(scale: int = 1) -> LayerLayout:

@@ -96,10 +96,9 @@ COMPARISONS = (
 MOST = 0.9
 
 
-def _side_value(curves: dict, schemes: tuple, budget: float, code: str, metric: str):
-    """The side's least ``metric`` at ``budget`` under ``code``: the time-sharing frontier
-    (:func:`~qodasim.optimize.schemes.lower_frontier`) of its schemes' points, an allocated scheme's
-    points being the vertices of its allocation hull; ``None`` if nothing fits."""
+def _side_points(curves: dict, schemes: tuple, code: str, metric: str) -> tuple[list, list]:
+    """The side's ``(bits, metric)`` points under ``code``: its schemes' points, an allocated scheme's
+    being the vertices of its allocation hull (:func:`~qodasim.optimize.schemes.allocation_hull`)."""
     b, e = [], []
     for s in schemes:
         if s in ALLOCATED:
@@ -109,24 +108,30 @@ def _side_value(curves: dict, schemes: tuple, budget: float, code: str, metric: 
         else:
             b += [p.bits[code] for p in curves[s].points]
             e += [getattr(p, metric) for p in curves[s].points]
-    best = lower_frontier(b, e, budget)
-    return None if best is None else best[0]
+    return b, e
 
 
 def _vector_rows(layout_name: str, family: str, layout, v: np.ndarray, config: dict, bar) -> list[dict]:
+    """One row per (budget, code): each side's least error at the budget — the time-sharing frontier
+    (:func:`~qodasim.optimize.schemes.lower_frontier`) of its points, ``None`` if nothing fits — and
+    every comparison's ratio."""
     b = int(config["bucket"])
     budgets = [float(x) for x in config["budgets"]]
-    schemes = {s.format(b=b) for side in SIDES.values() for s in side}
-    curves = {s: scheme_curve(v, layout, s, max(budgets), CODES, method=config["method"]) for s in sorted(schemes)}
+    sides = {side: tuple(s.format(b=b) for s in names) for side, names in SIDES.items()}
+    curves = {s: scheme_curve(v, layout, s, max(budgets), CODES, method=config["method"])
+              for s in sorted({s for names in sides.values() for s in names})}  # fmt: skip
     bar.step()
+    metrics = ("variance", "mean_layer_rel")
+    points = {(side, code, m): _side_points(curves, names, code, m)
+              for side, names in sides.items() for code in CODES for m in metrics}  # fmt: skip
     rows = []
     for budget in budgets:
         for code in CODES:
             row = {"layout": layout_name, "family": family, "d": layout.d, "budget": budget, "code": code}
-            for side, names in SIDES.items():
-                names = tuple(s.format(b=b) for s in names)
-                for metric in ("variance", "mean_layer_rel"):
-                    row[f"{side}:{metric}"] = _side_value(curves, names, budget, code, metric)
+            for side in sides:
+                for metric in metrics:
+                    best = lower_frontier(*points[side, code, metric], budget)
+                    row[f"{side}:{metric}"] = None if best is None else best[0]
             for name, first, second, metric in COMPARISONS:
                 a, c = row[f"{first}:{metric}"], row[f"{second}:{metric}"]
                 row[name] = None if a is None or c is None or c == 0 else a / c

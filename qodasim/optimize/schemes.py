@@ -327,13 +327,18 @@ def scheme_curve(v, layout: LayerLayout | None, scheme: str, max_bits: float, co
     return SchemeCurve(scheme, tuple(points))
 
 
+def _type_per_layer(layout: LayerLayout) -> LayerLayout:
+    """``layout`` with every layer its own type (per-layer widths: one level sequence per layer)."""
+    return LayerLayout(layout.sizes, np.arange(layout.n_layers), names=layout.names, shapes=layout.shapes)
+
+
 def _lgreco_options(v, layout, max_bits, codes, q, max_alpha, tick, bucket=None, name="lgreco") -> SchemeCurve:
     """Per layer, uniform levels at ``α = 0, 1, …`` (a norm per bucket of ``bucket`` coordinates inside
     the layer, or one per layer): each option's bits (by code) and squared error, every layer at once
     (:func:`per_type_stats` of a quantizer whose types are the layers).  The scan stops once every
     layer costs more, in every code, than the whole budget spent on it alone (twice in a row): the
     allocation may give a layer far more bits per coordinate than the budget."""
-    per = LayerLayout(layout.sizes, np.arange(layout.n_layers), names=layout.names, shapes=layout.shapes)
+    per = _type_per_layer(layout)
     cap = max_bits * layout.d
     rows_bits, rows_err, al, over = {c: [] for c in codes}, [], [], 0
     for alpha in alpha_grid(True, max_alpha):
@@ -441,8 +446,7 @@ def _lgreco_at(curve: SchemeCurve, budget: float, code: str) -> Point | None:
     if choice is None:
         return None
     alphas = tuple(curve.options["alphas"][l][int(i)] for l, i in enumerate(choice))
-    lay = LayerLayout(layout.sizes, np.arange(layout.n_layers), names=layout.names, shapes=layout.shapes)
-    qz = LayerwiseQuantizer(lay, tuple(Levels.uniform(a + 1) for a in alphas), q=curve.options["q"],
+    qz = LayerwiseQuantizer(_type_per_layer(layout), tuple(Levels.uniform(a + 1) for a in alphas), q=curve.options["q"],
                             bucket_size=curve.options.get("bucket"))  # fmt: skip
     b = {code: sum(float(bb[i]) for bb, i in zip(bits, choice)) / d}
     err = np.array([float(e[i]) for e, i in zip(errors, choice)])

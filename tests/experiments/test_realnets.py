@@ -167,8 +167,8 @@ def test_allocation_verdict_goes_red_when_every_layer_gets_the_same_width(monkey
 
 
 def test_per_layer_verdict_goes_red_when_the_per_layer_column_reads_the_whole_vector_error(monkeypatch):
-    real = R._side_value
-    monkeypatch.setattr(R, "_side_value", lambda c, s, b, code, metric: real(c, s, b, code, "variance"))
+    real = R._side_points
+    monkeypatch.setattr(R, "_side_points", lambda c, s, code, metric: real(c, s, code, "variance"))
     assert "per_layer_error_reverses" in _failed("student")
 
 

@@ -277,3 +277,25 @@ def test_level_filling_is_the_widest_gap_rule_and_fast_for_large_alpha():
     assert res.levels.alpha == 10**5 and time.perf_counter() - t0 < 5
     with pytest.raises(ValueError, match="alpha must be below"):
         exact_levels(np.array([0.1, 0.5]), 2**20)
+
+
+def test_weighted_histogram_levels_weigh_each_sample_s_rounding_variance():
+    """Equal weights change nothing; a zero weight drops a sample; integer weights equal repeated
+    samples; bad weights are refused."""
+    from qodasim.optimize import histogram_levels
+
+    rng = np.random.default_rng(4)
+    r = rng.random(3000) ** 3
+    r[:3] = [0.0, 1.0, 1 / 64]  # on the grid's edges
+    for alpha in (1, 3, 6):
+        base = histogram_levels(r, alpha, m=64)
+        assert histogram_levels(r, alpha, m=64, weights=np.full(r.size, 2.5)).levels == base.levels
+        w = np.where(np.arange(r.size) < 1000, 0.0, 1.0)
+        assert histogram_levels(r, alpha, m=64, weights=w).levels == histogram_levels(r[1000:], alpha, m=64).levels
+        k = rng.integers(1, 4, r.size)
+        assert (
+            histogram_levels(r, alpha, m=64, weights=k).levels == histogram_levels(np.repeat(r, k), alpha, m=64).levels
+        )
+    for bad in (np.zeros(r.size), np.full(r.size, -1.0), np.ones(5), np.full(r.size, np.nan)):
+        with pytest.raises(ValueError, match="weights"):
+            histogram_levels(r, 2, weights=bad)
