@@ -165,6 +165,7 @@ API_MODULES = [
     ("qodasim.optimize.schemes", "Schemes at equal bits"),
     ("qodasim.vi", "Problems"),
     ("qodasim.vi.wgan", "A WGAN as a VI (jax)"),
+    ("qodasim.vi.digitscore", "A calibrated measure for generated digits"),
     ("qodasim.vi.check", "Problem checks (the check_* suite)"),
     ("qodasim.solvers", "Solvers"),
     ("qodasim.solvers.check", "Step-rule and level-policy checks (the check_* suites)"),

@@ -24,7 +24,8 @@ PACKAGES = (["qodasim", "qodasim.levels", "qodasim.rng", "qodasim.threads", "qod
              "qodasim.suite", "qodasim.quantize.check", "qodasim.coding.check", "qodasim.quantize.device",
              "qodasim.quantize.layers",
              "qodasim.quantize.engine", "qodasim.optimize.schemes", "qodasim.experiments.analyze",
-             "qodasim.vi.wgan", "qodasim.vi.check", "qodasim.solvers.check", "qodasim.experiments.budget",
+             "qodasim.vi.wgan", "qodasim.vi.digitscore", "qodasim.vi.check", "qodasim.solvers.check",
+             "qodasim.experiments.budget",
              "qodasim.solvers.mpi", "qodasim.netlab.model", "qodasim.solvers.sra", "qodasim.torch.sra",
              "qodasim.solvers.runspec", "qodasim.solvers.sweep", "qodasim.netlab.clock",
              "qodasim.experiments.networks"]

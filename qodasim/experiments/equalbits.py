@@ -255,7 +255,10 @@ def run(config: dict, progress: bool = True) -> Result:
                 f"identical types (r = 1, same shape): per-type optimized levels' gain per bit "
                 f"{', '.join(f'{g:.3f}' for g in hom_gains)} within 1 ± {tol:g} (budgets {config['budgets']}, "
                 f"size factors {config['size_factors']})"),
-        Verdict("solver_agrees_with_map", bool(agree and ok), f"{agree_detail}; {finding}"),
+        Verdict("solver_agrees_with_map", bool(agree and ok),
+                f"{agree_detail}; {finding} — counts of this map's design only (one α for every type, Elias-γ, "
+                f"whole-vector variance, no buckets; the realnets experiment varies code, metric, allocation and "
+                f"baseline)"),
         Verdict("per_type_levels_fit", fit_ok,
                 f"each type's own optimized levels vs type 0's levels for every type, equal α ∈ {list(FIT_ALPHAS)}, "
                 f"exact variance ratio shared/own over {len(fit)} cases (shapes {config['shapes']}, ratios "

@@ -23,8 +23,13 @@ real points and latents from its counter-based generator (``NoiseModel("finite_s
 Measures (:meth:`WGANProblem.measures`): ``opnorm`` — ``‖A(x)‖`` on the whole training set and a fixed
 latent sample; ``energy`` — the energy distance between generated samples (a fixed latent sample) and
 the held-out data, ``2E‖X − Y‖ − E‖X − X'‖ − E‖Y − Y'‖`` (Székely & Rizzo 2013; zero iff the
-distributions agree; computed without any pretrained network); for the mixture, ``modes`` — how many
-of the 8 modes have a generated point within 3 standard deviations.
+distributions agree; computed without any pretrained network).  Energy distance rewards a blurred
+mean image (a Gaussian fit scores better than real digits of one class), so for digits the quality
+measures are ``frechet`` — the Fréchet distance between generated and held-out digits in the features
+of a digit classifier trained on the training split (:mod:`qodasim.vi.digitscore`, trained on first
+use) — and ``coverage`` — how many of the 10 classes the classifier finds among the generated
+samples.  For the mixture, ``modes`` — how many of the 8 modes have a generated point within 3
+standard deviations.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ __all__ = ["WGANProblem", "wgan", "energy_distance", "jax_available", "DATASETS"
 
 #: Datasets a :class:`WGANProblem` can use.
 DATASETS = ("digits", "gaussians8")
+#: Seed → (digit classifier, its features of the held-out digits), trained once per process.
+_SCORERS: dict = {}
 
 
 def jax_available() -> bool:
@@ -265,14 +272,54 @@ class WGANProblem(Problem):
         with jax.enable_x64(True):
             return np.asarray(self._gen(jnp.asarray(x, jnp.float64), jnp.asarray(z, jnp.float64)), np.float64)
 
+    def generate(self, x: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """The generator's outputs at parameters ``x`` for latents ``z`` (rows of length ``latent``)."""
+        jax, jnp = self._jx
+        z = np.asarray(z, np.float64)
+        if z.ndim != 2 or z.shape[1] != self.latent:
+            raise ValueError(f"z must have shape (n, {self.latent}), got {z.shape}")
+        with jax.enable_x64(True):
+            return np.asarray(self._gen(jnp.asarray(x, jnp.float64), jnp.asarray(z, jnp.float64)), np.float64)
+
+    @property
+    def scorer(self):
+        """The digit classifier of the quality measures, trained on this problem's training split on
+        first use (:func:`qodasim.vi.digitscore.train_classifier`, seed = the problem's seed; one per
+        seed and process: the split depends on the seed only)."""
+        if self.data != "digits":
+            raise ValueError("the digit classifier exists only for data = 'digits'")
+        if self.seed not in _SCORERS:
+            from sklearn.datasets import load_digits
+
+            from .digitscore import train_classifier
+
+            target = load_digits().target
+            perm = np.random.default_rng(self.seed).permutation(target.size)
+            clf = train_classifier(self.train, target[perm[self.held_out.shape[0] :]], seed=self.seed)
+            _SCORERS[self.seed] = (clf, clf.features(self.held_out))
+        return _SCORERS[self.seed][0]
+
+    def quality(self, samples: np.ndarray) -> tuple[float, int]:
+        """``(frechet, coverage)`` of digit ``samples`` (rows) against the held-out digits, in the
+        features of :attr:`scorer` (:func:`~qodasim.vi.digitscore.frechet_distance`,
+        :func:`~qodasim.vi.digitscore.class_coverage`).  Compare only samples of equal size."""
+        from .digitscore import class_coverage, frechet_distance
+
+        clf = self.scorer
+        return frechet_distance(clf.features(samples), _SCORERS[self.seed][1]), class_coverage(clf, samples)[0]
+
     def measures(self, X1: np.ndarray) -> dict:
-        """``opnorm`` (‖A(x)‖), ``energy`` (energy distance of generated to held-out samples) and, for
-        the mixture, ``modes`` (modes within 3σ of a generated point)."""
+        """``opnorm`` (‖A(x)‖), ``energy`` (energy distance of generated to held-out samples); for
+        digits ``frechet`` and ``coverage`` (:meth:`quality` of the fixed latents' samples); for the
+        mixture, ``modes`` (modes within 3σ of a generated point)."""
 
         def energy(X):
             return np.array([energy_distance(self.samples(x), self.held_out) for x in np.atleast_2d(X)])
 
         out = {"opnorm": lambda X: np.linalg.norm(self.operator(X), axis=1), "energy": energy}
+        if self.data == "digits":
+            out["frechet"] = lambda X: np.array([self.quality(self.samples(x))[0] for x in np.atleast_2d(X)])
+            out["coverage"] = lambda X: np.array([float(self.quality(self.samples(x))[1]) for x in np.atleast_2d(X)])
         if self.data == "gaussians8":
             centres = 2 * np.column_stack([np.cos(np.arange(8) * np.pi / 4), np.sin(np.arange(8) * np.pi / 4)])
 

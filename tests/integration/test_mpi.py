@@ -333,6 +333,7 @@ def test_the_wgan_over_two_ranks_equals_its_simulation(tmp_path):
     from qodasim.solvers import SolverResult
 
     a, b = SolverResult.load(tmp_path / "mpi"), SolverResult.load(tmp_path / "sim")
-    assert set(a.measures) == {"opnorm_avg", "opnorm_last", "energy_avg", "energy_last"}
+    names = ("opnorm", "energy", "frechet", "coverage")
+    assert set(a.measures) == {f"{m}_{w}" for m in names for w in ("avg", "last")}
     assert all(np.array_equal(a.measures[k], b.measures[k]) for k in a.measures)
     assert np.array_equal(a.bits_per_iteration, b.bits_per_iteration)

@@ -88,7 +88,7 @@ def test_seeded_runs_are_reproducible_and_seeds_matter(run_solver, digits):
                        noise=NoiseModel("finite_sum", batch=16), step=AdaptiveStep(c=1.0), seed=4)  # fmt: skip
     a, b = solve(digits, cfg), solve(digits, cfg)
     assert np.array_equal(a.x_last, b.x_last) and np.array_equal(a.bits_per_iteration, b.bits_per_iteration)
-    assert set(a.measures) == {"opnorm_avg", "opnorm_last", "energy_avg", "energy_last"}
+    assert set(a.measures) == {f"{m}_{w}" for m in ("opnorm", "energy", "frechet", "coverage") for w in ("avg", "last")}
     c = run_solver(digits, **{**cfg.to_dict(), "seed": 5, "noise": cfg.noise})
     assert not np.array_equal(a.x_last, c.x_last)
 
@@ -114,22 +114,88 @@ def test_bad_arguments_name_the_argument(kw, match):
         WGANProblem(**kw)
 
 
-SMALL = dict(T=120, Ks=[2], record=4, hidden=16)
+SMALL = dict(T=60, Ks=[2], record=3, hidden=8)
 
 
-def test_quick_wgan_verdicts_pass_on_a_small_setting():
+def _names(result, passed):
+    return {v.name for v in result.verdicts if v.passed == passed}
+
+
+def _run(**over):
     from qodasim.experiments import wgan as exp
 
     _, config = load_config("wgan", "quick")
-    result = exp.run(dict(config, **SMALL), progress=False)
-    assert result.passed, result.verdicts
+    return exp.run(dict(config, **over), progress=False)
 
 
-def test_improvement_verdicts_go_red_when_the_critic_descends(monkeypatch):
-    """The plausible bug: the critic's half of the operator with the wrong sign (the critic minimizes
-    what it should maximize), so the generator gets no useful signal."""
+def _case(unc=(0.8, 10), lw=(0.9, 9), refs=None):
+    """Runs and reference rows for the verdict logic alone (Fréchet distance, classes)."""
+    refs = refs or {"gaussian fit": 1.0, "real training digits": 0.2, "one class (8)": 20.0, "initial generator": 5.0}
+    cover = {"real training digits": 10, "one class (8)": 1}
+    refs = {k: {"frechet": v, "coverage": cover.get(k, 10)} for k, v in refs.items()}
+    runs = [{"K": 4, "method": m, "compression": c, "status": "ok", "frechet": [5.0, fd], "coverage": [10, cov]}
+            for (m, c), (fd, cov) in {("qoda", "none"): unc, ("qoda", "layerwise"): lw, ("qoda", "global"): lw,
+                                      ("qgenx", "layerwise"): lw}.items()]  # fmt: skip
+    return runs, refs
+
+
+@pytest.mark.parametrize(("case", "bar", "red"), [
+    ({}, "gaussian fit", set()),
+    ({"unc": (1.1, 10)}, "gaussian fit", {"uncompressed_learns"}),           # above the Gaussian fit
+    ({"unc": (1.1, 10)}, "initial", set()),                                  # but below initial / 2
+    ({"lw": (0.5, 3)}, "gaussian fit", {"layerwise_qoda_learns"}),           # collapsed to 3 classes
+    ({"unc": (2.6, 10)}, "initial", {"uncompressed_learns"}),                # above 5.0 / 2
+    ({"refs": {"gaussian fit": 1.0, "real training digits": 0.4, "one class (8)": 20.0, "initial generator": 5.0}},
+     "gaussian fit", {"measure_calibrated"}),                                # real digits not 3× below the fit
+    ({"refs": {"gaussian fit": 1.0, "real training digits": 0.2, "one class (8)": 2.5, "initial generator": 5.0}},
+     "gaussian fit", {"measure_calibrated"}),                                # one class not 3× above it
+])  # fmt: skip
+def test_learning_and_calibration_verdicts_on_hand_made_runs(case, bar, red):
     from qodasim.experiments import wgan as exp
 
+    _, config = load_config("wgan", "quick")
+    config = dict(config, Ks=[4], bar=bar)
+    runs, refs = _case(**case)
+    stats = {"type_rms": {"0": 1.0, "1": 100.0}}
+    verdicts = exp._verdicts(config, runs, refs, stats, wgan("digits", hidden=4, seed=0))
+    assert {v.name for v in verdicts if not v.passed} == red
+
+
+def test_small_setting_runs_and_records_the_calibrated_measures(tmp_path):
+    """A short run: the heterogeneity and calibration verdicts pass (too short to learn); the
+    references rank real digits < Gaussian fit < one class; every run records the measures; the figure
+    is written."""
+    from qodasim.experiments import wgan as exp
+
+    result = _run(**SMALL)
+    assert {"measure_calibrated", "layer_heterogeneity"} <= _names(result, True)
+    refs = result.data["references"]
+    assert refs["real training digits"]["frechet"] < refs["gaussian fit"]["frechet"] < refs["one class (8)"]["frechet"]
+    assert all(len(r["frechet"]) == len(r["iterations"]) == len(r["coverage"]) for r in result.data["runs"])
+    assert [p.suffix for p in exp.plot(result, tmp_path)] == [".png", ".pdf"]
+
+
+def test_calibration_verdict_goes_red_with_an_untrained_classifier(monkeypatch):
+    """The plausible bug: the feature classifier never trained (its random start's features)."""
+    import importlib
+
+    from qodasim.vi import digitscore
+
+    wgan_module = importlib.import_module("qodasim.vi.wgan")  # (qodasim.vi.wgan is also the function)
+
+    real = digitscore.train_classifier
+    monkeypatch.setattr(digitscore, "train_classifier", lambda X, y, seed=0, **kw: real(X, y, seed=seed, steps=1))
+    monkeypatch.setattr(wgan_module, "_SCORERS", {})  # nothing trained before the bug
+    assert "measure_calibrated" in _names(_run(**SMALL), False)
+
+
+@pytest.mark.integration
+def test_quick_setting_learns_and_goes_red_when_the_critic_descends(monkeypatch):
+    """The quick setting's verdicts pass; with the critic's half of the operator of the wrong sign (the
+    critic minimizes what it should maximize) the generator gets no useful signal and neither
+    learning verdict passes."""
+    result = _run()
+    assert result.passed, result.verdicts
     real = WGANProblem._call_field
 
     def wrong_sign(self, *args):
@@ -138,10 +204,7 @@ def test_improvement_verdicts_go_red_when_the_critic_descends(monkeypatch):
         return out
 
     monkeypatch.setattr(WGANProblem, "_call_field", wrong_sign)
-    _, config = load_config("wgan", "quick")
-    result = exp.run(dict(config, **SMALL), progress=False)
-    failed = {v.name for v in result.verdicts if not v.passed}
-    assert {"uncompressed_improves", "layerwise_qoda_improves"} <= failed
+    assert {"uncompressed_learns", "layerwise_qoda_learns"} <= _names(_run(), False)
 
 
 def test_heterogeneity_verdict_goes_red_when_the_layout_loses_its_types(monkeypatch):
@@ -157,7 +220,7 @@ def test_heterogeneity_verdict_goes_red_when_the_layout_loses_its_types(monkeypa
     monkeypatch.setattr(WGANProblem, "__post_init__", one_type)
     _, config = load_config("wgan", "quick")
     result = exp.run(dict(config, **SMALL), progress=False)
-    assert "layer_heterogeneity" in {v.name for v in result.verdicts if not v.passed}
+    assert "layer_heterogeneity" in _names(result, False)
 
 
 def test_without_jax_the_experiment_is_skipped_and_says_so(monkeypatch, tmp_path):
