@@ -97,7 +97,7 @@ def _map(pool, fn, jobs):
     return [f.result() for f in futs]
 
 
-def summarize(tuning: list, runs: list, triv: list, args) -> dict:
+def summarize(runs: list, triv: list) -> dict:
     table = {}
     for name in METHODS:
         rs = [r for r in runs if r["method"] == name]
@@ -205,10 +205,10 @@ def main(argv=None) -> int:
         best = {m: min(args.grid, key=lambda c: worst[(m, c)]) for m in args.methods}
         print("tuned step scales:", best, flush=True)
         jobs = [(m, best[m], s, args) for m in args.methods for s in range(args.seeds)]
-        runs = _map(pool, train, jobs) + [None] * 0
+        runs = _map(pool, train, jobs)
         triv = _map(pool, trivial, [(s, args) for s in range(args.seeds)])
     out = finish({"args": vars(args), "tuned_c": best, "tuning": tuning, "runs": runs, "trivial": triv,
-                  **summarize(tuning, runs, triv, args), "seconds": time.perf_counter() - t0})  # fmt: skip
+                  **summarize(runs, triv), "seconds": time.perf_counter() - t0})  # fmt: skip
     Path(args.out).write_text(json.dumps(out, indent=1))
     plot(out, Path(args.out).with_suffix(".png"))
     for name, row in out["table"].items():

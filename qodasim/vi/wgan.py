@@ -289,13 +289,10 @@ class WGANProblem(Problem):
         if self.data != "digits":
             raise ValueError("the digit classifier exists only for data = 'digits'")
         if self.seed not in _SCORERS:
-            from sklearn.datasets import load_digits
+            from .digitscore import load_digits_split, train_classifier
 
-            from .digitscore import train_classifier
-
-            target = load_digits().target
-            perm = np.random.default_rng(self.seed).permutation(target.size)
-            clf = train_classifier(self.train, target[perm[self.held_out.shape[0] :]], seed=self.seed)
+            _, y_train, _, _ = load_digits_split(self.seed)  # this problem's split (the same permutation)
+            clf = train_classifier(self.train, y_train, seed=self.seed)
             _SCORERS[self.seed] = (clf, clf.features(self.held_out))
         return _SCORERS[self.seed][0]
 
